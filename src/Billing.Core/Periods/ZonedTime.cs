@@ -13,35 +13,40 @@ internal static class ZonedTime
     /// overlap) resolves to the earlier of its two instants.
     /// </summary>
     /// <remarks>
-    /// Both rules keep the mapping from local time to instants non-decreasing, so local boundaries at least
+    /// <para>Both rules keep the mapping from local time to instants non-decreasing, so local boundaries at least
     /// one day apart never collapse onto each other or swap order (even across the 24-hour gap of
-    /// Pacific/Apia on 30 December 2011).
+    /// Pacific/Apia on 30 December 2011).</para>
+    /// <para>Only instant → local conversions are used: .NET's local → instant queries
+    /// (<see cref="TimeZoneInfo.IsInvalidTime"/>, <see cref="TimeZoneInfo.GetUtcOffset(DateTime)"/> on a local
+    /// time) misreport transitions that change the base offset, such as Samoa's in 2011. The offsets in force a
+    /// day before and a day after are the only candidates (no zone has changed its offset twice within two days
+    /// since 1970); each candidate instant is kept when the zone really shows <paramref name="local"/> then.</para>
     /// </remarks>
     public static DateTimeOffset ToInstant(DateTime local, TimeZoneInfo zone)
     {
-        local = DateTime.SpecifyKind(local, DateTimeKind.Unspecified);
-        if (zone.IsAmbiguousTime(local))
+        var ticks = local.Ticks;
+        var before = OffsetAt(ticks - TimeSpan.TicksPerDay, zone);
+        var after = OffsetAt(ticks + TimeSpan.TicksPerDay, zone);
+        var early = ticks - before.Ticks; // the instant if the earlier offset applies
+        var earlyShows = OffsetAt(early, zone) == before;
+        if (before == after && earlyShows)
         {
-            var offsets = zone.GetAmbiguousTimeOffsets(local);
-            var largest = offsets[0];
-            foreach (var offset in offsets)
-            {
-                if (offset > largest)
-                {
-                    largest = offset;
-                }
-            }
-
-            return Utc(local - largest);
+            return new DateTimeOffset(early, TimeSpan.Zero);
         }
 
-        if (zone.IsInvalidTime(local))
+        var late = ticks - after.Ticks; // the instant if the later offset applies
+        var lateShows = OffsetAt(late, zone) == after;
+        return (earlyShows, lateShows) switch
         {
-            return GapTransition(local, zone);
-        }
-
-        return Utc(local - zone.GetUtcOffset(local));
+            (true, true) => new DateTimeOffset(Math.Min(early, late), TimeSpan.Zero), // overlap: the earlier instant
+            (true, false) => new DateTimeOffset(early, TimeSpan.Zero),
+            (false, true) => new DateTimeOffset(late, TimeSpan.Zero),
+            _ => GapTransition(local, zone),                                            // gap: the transition instant
+        };
     }
+
+    private static TimeSpan OffsetAt(long utcTicks, TimeZoneInfo zone) =>
+        zone.GetUtcOffset(new DateTime(Math.Clamp(utcTicks, DateTime.MinValue.Ticks, DateTime.MaxValue.Ticks), DateTimeKind.Utc));
 
     private static DateTimeOffset GapTransition(DateTime local, TimeZoneInfo zone)
     {
