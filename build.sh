@@ -44,7 +44,7 @@ run_tests() {
   say "test"
   local status=0
   dotnet test Billing.Core.sln -c Release --no-build \
-    --results-directory "$results" --logger "trx" --logger "console;verbosity=normal" || status=$?
+    --results-directory "$results" --logger "trx" --logger "console;verbosity=minimal" || status=$?
   # One summary line over every test project (what CI reads).
   local passed=0 failed=0 skipped=0 files=0
   for trx in "$results"/*.trx; do
