@@ -99,14 +99,17 @@ public readonly record struct BillingInterval
             case BillingIntervalUnit.Week:
                 var days = (toLocal.Date - fromLocal.Date).Days;
                 var step = Unit == BillingIntervalUnit.Week ? 7L * Count : Count;
-                return (long)Math.Floor(days / (decimal)step);
+                return FloorDivide(days, step);
             case BillingIntervalUnit.Month:
             case BillingIntervalUnit.Year:
                 var months = ((toLocal.Year - fromLocal.Year) * 12L) + toLocal.Month - fromLocal.Month;
                 var monthStep = Unit == BillingIntervalUnit.Year ? 12L * Count : Count;
-                return (long)Math.Floor(months / (decimal)monthStep);
+                return FloorDivide(months, monthStep);
             default:
                 throw new InvalidOperationException("default(BillingInterval) is not a valid interval.");
         }
     }
+
+    private static long FloorDivide(long value, long divisor) =>
+        value >= 0 ? value / divisor : -((-value + divisor - 1) / divisor);
 }

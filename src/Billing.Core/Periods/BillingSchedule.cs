@@ -218,7 +218,8 @@ public sealed class BillingSchedule
     /// </summary>
     private (long Index, DateTimeOffset At, DateTimeOffset Next) Locate(DateTimeOffset instant)
     {
-        var n = Interval.EstimateIntervalsBetween(AnchorLocal, ZonedTime.ToLocal(instant, TimeZone));
+        // Estimated on the UTC calendar (no zone lookup): at most one off, which the loops below correct.
+        var n = Interval.EstimateIntervalsBetween(_anchor.UtcDateTime, instant.UtcDateTime);
         var at = Boundary(n);
         while (at > instant)
         {
