@@ -57,21 +57,8 @@ internal static class Allocation
             ulong distributed = 0;
             for (var i = 0; i < weights.Length; i++)
             {
-                var high = Math.BigMul(magnitude, (ulong)weights[i], out var low);
-                ulong share;
-                ulong remainder;
-                if (high == 0)
-                {
-                    (share, remainder) = Math.DivRem(low, weightSum);
-                }
-                else
-                {
-                    var product = new UInt128(high, low);
-                    var q = product / weightSum;
-                    remainder = (ulong)(product - (q * weightSum));
-                    share = (ulong)q; // share ≤ magnitude, always fits.
-                }
-
+                // share ≤ magnitude (weight ≤ weightSum), so it always fits.
+                var (share, remainder) = Rounding.MultiplyDivRem(magnitude, (ulong)weights[i], weightSum);
                 remainders[i] = remainder;
                 distributed += share;
                 parts[i] = unchecked((long)share);

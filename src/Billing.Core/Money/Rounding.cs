@@ -19,28 +19,31 @@ internal static class Rounding
         var b = Magnitude(numerator);
         var d = Magnitude(denominator);
 
-        var high = Math.BigMul(a, b, out var low);
-        ulong quotient;
-        ulong remainder;
-        if (high == 0)
-        {
-            (quotient, remainder) = Math.DivRem(low, d);
-        }
-        else
-        {
-            var product = new UInt128(high, low);
-            var q = product / d;
-            remainder = (ulong)(product - (q * d));
-            if (q > ulong.MaxValue)
-            {
-                throw new OverflowException("The rounded result does not fit in 64 bits.");
-            }
-
-            quotient = (ulong)q;
-        }
-
+        var (quotient, remainder) = MultiplyDivRem(a, b, d);
         quotient = RoundQuotient(quotient, remainder, d, mode);
         return Signed(quotient, negative);
+    }
+
+    /// <summary>
+    /// <c>a × b / divisor</c> and its remainder, with the product in 128 bits: exact whenever the quotient fits in
+    /// 64 bits; throws otherwise.
+    /// </summary>
+    internal static (ulong Quotient, ulong Remainder) MultiplyDivRem(ulong a, ulong b, ulong divisor)
+    {
+        var high = Math.BigMul(a, b, out var low);
+        if (high == 0)
+        {
+            return Math.DivRem(low, divisor);
+        }
+
+        var product = new UInt128(high, low);
+        var quotient = product / divisor;
+        if (quotient > ulong.MaxValue)
+        {
+            throw new OverflowException("The rounded result does not fit in 64 bits.");
+        }
+
+        return ((ulong)quotient, (ulong)(product - (quotient * divisor)));
     }
 
     /// <summary>Rounds <c>quotient + remainder / divisor</c> (all magnitudes) to a whole number.</summary>
