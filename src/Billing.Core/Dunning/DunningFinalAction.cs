@@ -1,0 +1,11 @@
+namespace Billing.Dunning;
+
+/// <summary>What happens to the subscription when dunning is exhausted.</summary>
+public enum DunningFinalAction
+{
+    /// <summary>Cancel the subscription.</summary>
+    Cancel = 0,
+
+    /// <summary>Keep the subscription as <c>unpaid</c>: it stays, but is not charged until paid manually.</summary>
+    MarkUnpaid = 1,
+}
