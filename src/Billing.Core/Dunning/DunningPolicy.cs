@@ -74,13 +74,15 @@ public sealed record DunningPolicy
         ArgumentNullException.ThrowIfNull(outcome);
         if (outcome.IsSuccess)
         {
-            var resolved = state with { NextAttemptAt = null };
-            return new DunningDecision(DunningDecisionKind.Resolved, resolved, null, false, state.FailedAttempts > 0 && !state.Exhausted ? ["dunning.resolved"] : []);
+            var resolved = state with { NextAttemptAt = null, Resolved = state.FailedAttempts > 0 };
+            return new DunningDecision(DunningDecisionKind.Resolved, resolved, null, false, state.InProgress ? ["dunning.resolved"] : []);
         }
 
-        if (state.Exhausted)
+        if (state.Exhausted || state.Resolved)
         {
-            throw new InvalidOperationException("Dunning for this invoice is already exhausted; only a successful payment can change it.");
+            throw new InvalidOperationException(state.Resolved
+                ? "Dunning for this invoice is resolved (it was paid); a later failure cannot reopen it."
+                : "Dunning for this invoice is already exhausted; only a successful payment can change it.");
         }
 
         var events = new List<string>(2);

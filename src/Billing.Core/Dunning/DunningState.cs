@@ -6,13 +6,14 @@ namespace Billing.Dunning;
 /// <param name="FirstFailureAt">When the first charge failed; the retry schedule counts from it.</param>
 /// <param name="NextAttemptAt">When the next automatic retry is due, or null for none.</param>
 /// <param name="Exhausted">Whether the policy has given up.</param>
-public sealed record DunningState(int PolicyVersion, int FailedAttempts, DateTimeOffset? FirstFailureAt, DateTimeOffset? NextAttemptAt, bool Exhausted)
+/// <param name="Resolved">Whether a payment succeeded after the failures.</param>
+public sealed record DunningState(int PolicyVersion, int FailedAttempts, DateTimeOffset? FirstFailureAt, DateTimeOffset? NextAttemptAt, bool Exhausted, bool Resolved = false)
 {
     /// <summary>No failure yet.</summary>
     /// <param name="policyVersion">The policy version in force.</param>
     /// <returns>The initial state.</returns>
-    public static DunningState Initial(int policyVersion) => new(policyVersion, 0, null, null, false);
+    public static DunningState Initial(int policyVersion) => new(policyVersion, 0, null, null, false, false);
 
     /// <summary>Whether dunning is under way (a failure happened and the invoice is not resolved or exhausted).</summary>
-    public bool InProgress => FailedAttempts > 0 && !Exhausted;
+    public bool InProgress => FailedAttempts > 0 && !Exhausted && !Resolved;
 }

@@ -13,7 +13,7 @@ public sealed class InvalidStateTransitionException : InvalidOperationException
     /// <param name="trigger">The trigger that is not allowed.</param>
     /// <param name="allowedTriggers">The triggers the current state allows.</param>
     public InvalidStateTransitionException(string objectType, string state, string trigger, IReadOnlyList<string> allowedTriggers)
-        : base($"A {objectType} in state '{state}' cannot take '{trigger}'. Allowed in '{state}': {(allowedTriggers.Count == 0 ? "nothing (final state)" : string.Join(", ", allowedTriggers))}.")
+        : base($"{(objectType.Length > 0 && "aeiou".Contains(objectType[0], StringComparison.Ordinal) ? "An" : "A")} {objectType} in state '{state}' cannot take '{trigger}'. Allowed in '{state}': {(allowedTriggers.Count == 0 ? "nothing (final state)" : string.Join(", ", allowedTriggers))}.")
     {
         ObjectType = objectType;
         State = state;

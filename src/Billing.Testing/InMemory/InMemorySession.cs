@@ -1,0 +1,257 @@
+using Billing.Catalog;
+using Billing.Customers;
+using Billing.Events;
+using Billing.Invoices;
+using Billing.Payments;
+using Billing.Ports;
+using Billing.Subscriptions;
+
+namespace Billing.Testing.InMemory;
+
+/// <summary>A unit of work over an <see cref="InMemoryBillingStore"/>.</summary>
+internal sealed class InMemorySession : IBillingSession, ICustomerStore, IPlanStore, ISubscriptionStore, IInvoiceStore, IPaymentStore, ITestClockStore, IOutbox, IIdempotencyStore
+{
+    private readonly InMemoryBillingStore _store;
+    private bool _done;
+
+    public InMemorySession(InMemoryBillingStore store)
+    {
+        _store = store;
+        Customers = new(store.Customers, store.Gate);
+        Plans = new(store.Plans, store.Gate);
+        Subscriptions = new(store.Subscriptions, store.Gate);
+        Invoices = new(store.Invoices, store.Gate);
+        Payments = new(store.Payments, store.Gate);
+        TestClocks = new(store.TestClocks, store.Gate);
+    }
+
+    internal PendingSet<Customer> Customers { get; }
+
+    internal PendingSet<Plan> Plans { get; }
+
+    internal PendingSet<Subscription> Subscriptions { get; }
+
+    internal PendingSet<Invoice> Invoices { get; }
+
+    internal PendingSet<Payment> Payments { get; }
+
+    internal PendingSet<TestClock> TestClocks { get; }
+
+    internal Dictionary<string, (long Base, long Taken)> Numbers { get; } = new(StringComparer.Ordinal);
+
+    internal List<BillingEvent> Events { get; } = [];
+
+    internal List<IdempotencyRecord> IdempotencyRecords { get; } = [];
+
+    ICustomerStore IBillingSession.Customers => this;
+
+    IPlanStore IBillingSession.Plans => this;
+
+    ISubscriptionStore IBillingSession.Subscriptions => this;
+
+    IInvoiceStore IBillingSession.Invoices => this;
+
+    IPaymentStore IBillingSession.Payments => this;
+
+    ITestClockStore IBillingSession.TestClocks => this;
+
+    IOutbox IBillingSession.Outbox => this;
+
+    IIdempotencyStore IBillingSession.Idempotency => this;
+
+    public ValueTask CommitAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_done, this);
+        cancellationToken.ThrowIfCancellationRequested();
+        _done = true;
+        _store.Commit(this);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _done = true;
+        return ValueTask.CompletedTask;
+    }
+
+    // Customers
+    ValueTask<Customer?> ICustomerStore.GetAsync(string id, CancellationToken cancellationToken) => new(Customers.Get(id));
+
+    void ICustomerStore.Add(Customer customer) => Customers.Add(customer);
+
+    void ICustomerStore.Update(Customer customer) => Customers.Update(customer, customer.Version);
+
+    ValueTask<IReadOnlyList<Customer>> ICustomerStore.ListByTestClockAsync(string testClockId, CancellationToken cancellationToken) =>
+        new(Customers.Where(c => c.TestClockId == testClockId).OrderBy(c => c.Id, StringComparer.Ordinal).ToList());
+
+    // Plans
+    ValueTask<Plan?> IPlanStore.GetAsync(string id, CancellationToken cancellationToken) => new(Plans.Get(id));
+
+    void IPlanStore.Add(Plan plan) => Plans.Add(plan);
+
+    void IPlanStore.Update(Plan plan) => Plans.Update(plan, plan.Version);
+
+    // Subscriptions
+    ValueTask<Subscription?> ISubscriptionStore.GetAsync(string id, CancellationToken cancellationToken) => new(Subscriptions.Get(id));
+
+    void ISubscriptionStore.Add(Subscription subscription) => Subscriptions.Add(subscription);
+
+    void ISubscriptionStore.Update(Subscription subscription) => Subscriptions.Update(subscription, subscription.Version);
+
+    ValueTask<IReadOnlyList<Subscription>> ISubscriptionStore.ListDueAsync(DateTimeOffset now, string? testClockId, int limit, CancellationToken cancellationToken) =>
+        new(Subscriptions.Where(s => s.TestClockId == testClockId && s.NextActionAt <= now)
+            .OrderBy(s => s.NextActionAt).ThenBy(s => s.Id, StringComparer.Ordinal).Take(limit).ToList());
+
+    ValueTask<IReadOnlyList<Subscription>> ISubscriptionStore.ListByCustomerAsync(string customerId, CancellationToken cancellationToken) =>
+        new(Subscriptions.Where(s => s.CustomerId == customerId).OrderBy(s => s.Id, StringComparer.Ordinal).ToList());
+
+    // Invoices
+    ValueTask<Invoice?> IInvoiceStore.GetAsync(string id, CancellationToken cancellationToken) => new(Invoices.Get(id));
+
+    ValueTask<Invoice?> IInvoiceStore.GetByDedupKeyAsync(string dedupKey, CancellationToken cancellationToken) =>
+        new(Invoices.GetByUnique(0, dedupKey, i => i.DedupKey));
+
+    void IInvoiceStore.Add(Invoice invoice) => Invoices.Add(invoice);
+
+    void IInvoiceStore.Update(Invoice invoice) => Invoices.Update(invoice, invoice.Version);
+
+    ValueTask<IReadOnlyList<Invoice>> IInvoiceStore.ListDueAsync(DateTimeOffset now, string? testClockId, int limit, CancellationToken cancellationToken) =>
+        new(Invoices.Where(i => i.TestClockId == testClockId && i.NextActionAt <= now)
+            .OrderBy(i => i.NextActionAt).ThenBy(i => i.Id, StringComparer.Ordinal).Take(limit).ToList());
+
+    ValueTask<IReadOnlyList<Invoice>> IInvoiceStore.ListBySubscriptionAsync(string subscriptionId, CancellationToken cancellationToken) =>
+        new(Invoices.Where(i => i.SubscriptionId == subscriptionId).OrderBy(i => i.CreatedAt).ThenBy(i => i.Id, StringComparer.Ordinal).ToList());
+
+    ValueTask<long> IInvoiceStore.NextNumberAsync(string sequence, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(sequence);
+        var entry = Numbers.TryGetValue(sequence, out var taken) ? taken : (Base: _store.CommittedNumber(sequence), Taken: _store.CommittedNumber(sequence));
+        entry.Taken++;
+        Numbers[sequence] = entry;
+        return new(entry.Taken);
+    }
+
+    // Payments
+    ValueTask<Payment?> IPaymentStore.GetAsync(string id, CancellationToken cancellationToken) => new(Payments.Get(id));
+
+    ValueTask<Payment?> IPaymentStore.GetByIdempotencyKeyAsync(string idempotencyKey, CancellationToken cancellationToken) =>
+        new(Payments.GetByUnique(0, idempotencyKey, p => p.IdempotencyKey));
+
+    void IPaymentStore.Add(Payment payment) => Payments.Add(payment);
+
+    void IPaymentStore.Update(Payment payment) => Payments.Update(payment, payment.Version);
+
+    ValueTask<IReadOnlyList<Payment>> IPaymentStore.ListByInvoiceAsync(string invoiceId, CancellationToken cancellationToken) =>
+        new(Payments.Where(p => p.InvoiceId == invoiceId).OrderBy(p => p.Attempt).ToList());
+
+    // Test clocks
+    ValueTask<TestClock?> ITestClockStore.GetAsync(string id, CancellationToken cancellationToken) => new(TestClocks.Get(id));
+
+    void ITestClockStore.Add(TestClock clock) => TestClocks.Add(clock);
+
+    void ITestClockStore.Update(TestClock clock) => TestClocks.Update(clock, clock.Version);
+
+    // Outbox
+    void IOutbox.Append(BillingEvent billingEvent)
+    {
+        ArgumentNullException.ThrowIfNull(billingEvent);
+        Events.Add(billingEvent);
+    }
+
+    ValueTask<IReadOnlyList<OutboxEntry>> IOutbox.ReadAsync(long afterPosition, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        return new(_store.ReadOutbox(afterPosition, limit));
+    }
+
+    // Idempotency
+    ValueTask<IdempotencyRecord?> IIdempotencyStore.GetAsync(string scope, string key, CancellationToken cancellationToken) =>
+        new(IdempotencyRecords.LastOrDefault(r => r.Scope == scope && r.Key == key) ?? _store.GetIdempotency(scope, key));
+
+    void IIdempotencyStore.Add(IdempotencyRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        IdempotencyRecords.Add(record);
+    }
+}
+
+/// <summary>This session's buffered writes of one kind, overlaid on the committed table for reads.</summary>
+internal sealed class PendingSet<T>
+    where T : class
+{
+    private readonly Table<T> _table;
+    private readonly Lock _gate;
+    private readonly Dictionary<string, Pending<T>> _changes = new(StringComparer.Ordinal);
+
+    public PendingSet(Table<T> table, Lock gate)
+    {
+        _table = table;
+        _gate = gate;
+    }
+
+    public IReadOnlyCollection<Pending<T>> Changes => _changes.Values;
+
+    public T? Get(string id)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        if (_changes.TryGetValue(id, out var pending))
+        {
+            return pending.Value;
+        }
+
+        lock (_gate)
+        {
+            return _table.Get(id);
+        }
+    }
+
+    public T? GetByUnique(int index, string key, Func<T, string?> keyOf)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        foreach (var pending in _changes.Values)
+        {
+            if (keyOf(pending.Value) == key)
+            {
+                return pending.Value;
+            }
+        }
+
+        lock (_gate)
+        {
+            var committed = _table.GetByUnique(index, key);
+            return committed is not null && _changes.ContainsKey(_table.IdOf(committed)) ? null : committed;
+        }
+    }
+
+    public IEnumerable<T> Where(Func<T, bool> predicate)
+    {
+        List<T> committed;
+        lock (_gate)
+        {
+            committed = [.. _table.Rows.Where(r => !_changes.ContainsKey(_table.IdOf(r)) && predicate(r))];
+        }
+
+        return committed.Concat(_changes.Values.Select(p => p.Value).Where(predicate));
+    }
+
+    public void Add(T value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        var id = _table.IdOf(value);
+        if (_changes.ContainsKey(id))
+        {
+            throw new DuplicateKeyException(_table.ObjectType, "id", id);
+        }
+
+        _changes[id] = new Pending<T>(value, IsNew: true, ReadVersion: 0);
+    }
+
+    public void Update(T value, long readVersion)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        var id = _table.IdOf(value);
+        _changes[id] = _changes.TryGetValue(id, out var earlier)
+            ? earlier with { Value = value }
+            : new Pending<T>(value, IsNew: false, ReadVersion: readVersion);
+    }
+}
