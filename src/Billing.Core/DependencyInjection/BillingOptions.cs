@@ -1,3 +1,5 @@
+using Billing.Dunning;
+
 namespace Billing;
 
 /// <summary>Engine-wide settings, bound and validated when the host starts (see <c>AddBilling</c>).</summary>
@@ -11,4 +13,29 @@ public sealed class BillingOptions
 
     /// <summary>The rounding applied once to each proration line. Default <see cref="RoundingMode.HalfEven"/>.</summary>
     public RoundingMode ProrationRounding { get; set; } = RoundingMode.HalfEven;
+
+    /// <summary>The prefix of invoice numbers and the name of their gap-free sequence (<c>INV</c> gives <c>INV-000001</c>). Default <c>INV</c>.</summary>
+    public string InvoiceNumberPrefix { get; set; } = "INV";
+
+    /// <summary>How long a renewal invoice stays a draft (editable) before it is finalized and charged. Default 1 hour, like Stripe.</summary>
+    public TimeSpan DraftFinalizationDelay { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>How long before a trial ends <c>subscription.trial_will_end</c> is emitted. Default 3 days.</summary>
+    public TimeSpan TrialWillEndNotice { get; set; } = TimeSpan.FromDays(3);
+
+    /// <summary>The rounding of percentage discounts and tax. Default <see cref="RoundingMode.HalfEven"/>.</summary>
+    public RoundingMode InvoiceRounding { get; set; } = RoundingMode.HalfEven;
+
+    /// <summary>The dunning policy for new failures. Default <see cref="DunningPolicy.Default"/>.</summary>
+    public DunningPolicy DunningPolicy { get; set; } = DunningPolicy.Default;
+
+    /// <summary>How many due subscriptions or invoices the billing run takes per batch. Default 500.</summary>
+    public int RunBatchSize { get; set; } = 500;
+
+    /// <summary>
+    /// How long a payment attempt in flight keeps its invoice from being picked up again. If the process dies
+    /// between the gateway call and recording its outcome, the attempt is repeated after this time with the
+    /// same idempotency key, so the gateway answers it without charging twice. Default 5 minutes.
+    /// </summary>
+    public TimeSpan PaymentAttemptLease { get; set; } = TimeSpan.FromMinutes(5);
 }

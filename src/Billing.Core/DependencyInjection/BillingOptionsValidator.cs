@@ -22,6 +22,31 @@ internal sealed class BillingOptionsValidator : IValidateOptions<BillingOptions>
             failures.Add($"{nameof(BillingOptions)}.{nameof(BillingOptions.ProrationRounding)} {(int)options.ProrationRounding} is not a rounding mode.");
         }
 
+        if (string.IsNullOrWhiteSpace(options.InvoiceNumberPrefix) || options.InvoiceNumberPrefix.Length > 20)
+        {
+            failures.Add($"{nameof(BillingOptions)}.{nameof(BillingOptions.InvoiceNumberPrefix)} must be 1 to 20 characters.");
+        }
+
+        if (options.DraftFinalizationDelay < TimeSpan.Zero || options.TrialWillEndNotice < TimeSpan.Zero || options.PaymentAttemptLease <= TimeSpan.Zero)
+        {
+            failures.Add($"{nameof(BillingOptions)}.{nameof(BillingOptions.DraftFinalizationDelay)} and {nameof(BillingOptions.TrialWillEndNotice)} cannot be negative, and {nameof(BillingOptions.PaymentAttemptLease)} must be positive.");
+        }
+
+        if (!Enum.IsDefined(options.InvoiceRounding))
+        {
+            failures.Add($"{nameof(BillingOptions)}.{nameof(BillingOptions.InvoiceRounding)} {(int)options.InvoiceRounding} is not a rounding mode.");
+        }
+
+        if (options.DunningPolicy is null)
+        {
+            failures.Add($"{nameof(BillingOptions)}.{nameof(BillingOptions.DunningPolicy)} is required.");
+        }
+
+        if (options.RunBatchSize is < 1 or > 10_000)
+        {
+            failures.Add($"{nameof(BillingOptions)}.{nameof(BillingOptions.RunBatchSize)} must be 1 to 10,000.");
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

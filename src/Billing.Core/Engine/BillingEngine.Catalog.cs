@@ -1,0 +1,157 @@
+using Billing.Catalog;
+using Billing.Customers;
+using Billing.Ports;
+
+namespace Billing.Engine;
+
+public sealed partial class BillingEngine
+{
+    /// <summary>Creates a plan.</summary>
+    /// <param name="plan">The plan's content.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The stored plan.</returns>
+    /// <exception cref="BillingValidationException">An empty name or trial days outside 0–730.</exception>
+    public Task<Plan> CreatePlanAsync(NewPlan plan, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        Require(!string.IsNullOrWhiteSpace(plan.Name) && plan.Name.Length <= 200, "name", "A plan needs a name of 1 to 200 characters.");
+        Require(plan.TrialDays is >= 0 and <= 730, "trial_days", "Trial days must be 0 to 730.");
+        Require(plan.Interval.Count >= 1, "interval", "A plan needs an interval.");
+        return InSessionAsync<Plan>(session =>
+        {
+            var stored = new Plan
+            {
+                Id = _ids.NewId("plan"),
+                Name = plan.Name,
+                Description = plan.Description,
+                Price = plan.Price,
+                Interval = plan.Interval,
+                TrialDays = plan.TrialDays,
+                Metadata = plan.Metadata ?? new Dictionary<string, string>(),
+                CreatedAt = _time.GetUtcNow(),
+            };
+            session.Plans.Add(stored);
+            return Task.FromResult(stored with { Version = 1 });
+        }, cancellationToken);
+    }
+
+    /// <summary>Reads a plan.</summary>
+    /// <param name="planId">The plan.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The plan.</returns>
+    /// <exception cref="BillingNotFoundException">No such plan.</exception>
+    public async Task<Plan> GetPlanAsync(string planId, CancellationToken cancellationToken = default)
+    {
+        await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
+        return await session.Plans.GetAsync(planId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("plan", planId);
+    }
+
+    /// <summary>Archives a plan: it takes no new subscriptions; existing ones keep billing.</summary>
+    /// <param name="planId">The plan.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The archived plan.</returns>
+    /// <exception cref="BillingNotFoundException">No such plan.</exception>
+    public Task<Plan> ArchivePlanAsync(string planId, CancellationToken cancellationToken = default) =>
+        InSessionAsync(async session =>
+        {
+            var plan = await session.Plans.GetAsync(planId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("plan", planId);
+            var archived = plan with { Archived = true };
+            session.Plans.Update(archived);
+            return archived with { Version = plan.Version + 1 };
+        }, cancellationToken);
+
+    /// <summary>Creates a customer; emits <c>customer.created</c>.</summary>
+    /// <param name="customer">The customer's content.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The stored customer.</returns>
+    /// <exception cref="BillingValidationException">An empty name, a malformed email, an unknown time zone, or mixed tax rates.</exception>
+    /// <exception cref="BillingNotFoundException">The test clock does not exist.</exception>
+    public Task<Customer> CreateCustomerAsync(NewCustomer customer, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(customer);
+        Require(!string.IsNullOrWhiteSpace(customer.Name) && customer.Name.Length <= 200, "name", "A customer needs a name of 1 to 200 characters.");
+        Require(customer.Email is { Length: >= 3 and <= 320 } email && email.IndexOf('@', StringComparison.Ordinal) is > 0 && email.IndexOf('@', StringComparison.Ordinal) < email.Length - 1, "email", "The email address is not valid.");
+        var zoneId = customer.TimeZoneId ?? _options.DefaultTimeZoneId;
+        _ = Zone(zoneId);
+        var rates = customer.TaxRates ?? [];
+        Require(rates.Select(r => r.Inclusive).Distinct().Count() <= 1, "tax_rates", "Tax rates must be all inclusive or all exclusive.");
+        return InSessionAsync(async session =>
+        {
+            if (customer.TestClockId is { } clockId && await session.TestClocks.GetAsync(clockId, cancellationToken).ConfigureAwait(false) is null)
+            {
+                throw new BillingNotFoundException("test_clock", clockId);
+            }
+
+            var now = await NowForAsync(session, customer.TestClockId, cancellationToken).ConfigureAwait(false);
+            var stored = new Customer
+            {
+                Id = _ids.NewId("cus"),
+                Name = customer.Name,
+                Email = customer.Email,
+                Currency = customer.Currency,
+                TimeZoneId = zoneId,
+                DefaultPaymentMethod = customer.PaymentMethod,
+                CreditBalance = Money.Zero(customer.Currency),
+                TaxRates = rates,
+                TestClockId = customer.TestClockId,
+                Metadata = customer.Metadata ?? new Dictionary<string, string>(),
+                CreatedAt = now,
+            };
+            session.Customers.Add(stored);
+            session.Outbox.Append(NewEvent("customer.created", now, "customer", stored.Id, stored.Id));
+            return stored with { Version = 1 };
+        }, cancellationToken);
+    }
+
+    /// <summary>Reads a customer.</summary>
+    /// <param name="customerId">The customer.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The customer.</returns>
+    /// <exception cref="BillingNotFoundException">No such customer.</exception>
+    public async Task<Customer> GetCustomerAsync(string customerId, CancellationToken cancellationToken = default)
+    {
+        await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
+        return await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", customerId);
+    }
+
+    /// <summary>Adds to (or, with a negative amount, takes from) a customer's credit balance; emits <c>customer.updated</c>.</summary>
+    /// <param name="customerId">The customer.</param>
+    /// <param name="amount">The adjustment, in the customer's currency.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The updated customer.</returns>
+    /// <exception cref="BillingValidationException">The balance would become negative, or the currency differs.</exception>
+    public Task<Customer> AdjustCreditBalanceAsync(string customerId, Money amount, CancellationToken cancellationToken = default) =>
+        InSessionAsync(async session =>
+        {
+            var customer = await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", customerId);
+            Require(ReferenceEquals(amount.Currency, customer.Currency), "amount", $"The adjustment must be in the customer's currency ({customer.Currency.Code}).");
+            var balance = customer.CreditBalance + amount;
+            Require(!balance.IsNegative, "amount", $"The credit balance would become negative ({balance}).");
+            var now = await NowForAsync(session, customer.TestClockId, cancellationToken).ConfigureAwait(false);
+            var updated = customer with { CreditBalance = balance };
+            session.Customers.Update(updated);
+            session.Outbox.Append(NewEvent("customer.updated", now, "customer", customer.Id, customer.Id, ("credit_balance", balance.MinorUnits)));
+            return updated with { Version = customer.Version + 1 };
+        }, cancellationToken);
+
+    /// <summary>Creates a test clock frozen at an instant; customers attached to it live on its time.</summary>
+    /// <param name="frozenTime">The clock's starting time.</param>
+    /// <param name="name">A name for people.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The clock.</returns>
+    public Task<TestClock> CreateTestClockAsync(DateTimeOffset frozenTime, string? name = null, CancellationToken cancellationToken = default) =>
+        InSessionAsync(session =>
+        {
+            var clock = new TestClock { Id = _ids.NewId("clock"), Name = name, FrozenTime = frozenTime.ToUniversalTime() };
+            session.TestClocks.Add(clock);
+            return Task.FromResult(clock with { Version = 1 });
+        }, cancellationToken);
+
+    private static void Require(bool condition, string field, string message)
+    {
+        if (!condition)
+        {
+            throw new BillingValidationException(field, message);
+        }
+    }
+}

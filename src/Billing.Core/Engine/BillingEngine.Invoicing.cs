@@ -1,0 +1,447 @@
+using System.Globalization;
+using Billing.Catalog;
+using Billing.Customers;
+using Billing.Dunning;
+using Billing.Invoices;
+using Billing.Payments;
+using Billing.Periods;
+using Billing.Ports;
+using Billing.Subscriptions;
+
+namespace Billing.Engine;
+
+public sealed partial class BillingEngine
+{
+    /// <summary>Reads an invoice.</summary>
+    /// <param name="invoiceId">The invoice.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The invoice.</returns>
+    /// <exception cref="BillingNotFoundException">No such invoice.</exception>
+    public async Task<Invoice> GetInvoiceAsync(string invoiceId, CancellationToken cancellationToken = default)
+    {
+        await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
+        return await session.Invoices.GetAsync(invoiceId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("invoice", invoiceId);
+    }
+
+    /// <summary>Lists a subscription's invoices, oldest first.</summary>
+    /// <param name="subscriptionId">The subscription.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The invoices.</returns>
+    public async Task<IReadOnlyList<Invoice>> ListInvoicesAsync(string subscriptionId, CancellationToken cancellationToken = default)
+    {
+        await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
+        return await session.Invoices.ListBySubscriptionAsync(subscriptionId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Lists an invoice's payment attempts.</summary>
+    /// <param name="invoiceId">The invoice.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The payments by attempt.</returns>
+    public async Task<IReadOnlyList<Payment>> ListPaymentsAsync(string invoiceId, CancellationToken cancellationToken = default)
+    {
+        await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
+        return await session.Payments.ListByInvoiceAsync(invoiceId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Finalizes a draft now: numbers it, applies credit, and charges what is due.</summary>
+    /// <param name="invoiceId">The invoice.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The invoice after finalization (and payment, if it was charged).</returns>
+    /// <exception cref="InvalidStateTransitionException">The invoice is not a draft.</exception>
+    public async Task<Invoice> FinalizeInvoiceAsync(string invoiceId, CancellationToken cancellationToken = default)
+    {
+        var counters = new RunCounters();
+        await FinalizeAndChargeAsync(invoiceId, null, counters, requireDraft: true, cancellationToken).ConfigureAwait(false);
+        return await GetInvoiceAsync(invoiceId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Attempts payment of an open (or uncollectible) invoice now; a success resolves dunning.</summary>
+    /// <param name="invoiceId">The invoice.</param>
+    /// <param name="paymentMethod">A payment method for this attempt, or null for the subscription's or customer's.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The invoice after the attempt.</returns>
+    /// <exception cref="InvalidStateTransitionException">The invoice is a draft, paid or void.</exception>
+    public async Task<Invoice> PayInvoiceAsync(string invoiceId, string? paymentMethod = null, CancellationToken cancellationToken = default)
+    {
+        var invoice = await GetInvoiceAsync(invoiceId, cancellationToken).ConfigureAwait(false);
+        _ = InvoiceStateMachine.Next(invoice.Status, InvoiceTrigger.Pay);
+        await ChargeAsync(invoiceId, null, paymentMethod, new RunCounters(), cancellationToken).ConfigureAwait(false);
+        return await GetInvoiceAsync(invoiceId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Voids an open or uncollectible invoice (nothing is owed); emits <c>invoice.voided</c>.</summary>
+    /// <param name="invoiceId">The invoice.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The voided invoice.</returns>
+    /// <exception cref="InvalidStateTransitionException">The invoice is a draft, paid or already void.</exception>
+    public Task<Invoice> VoidInvoiceAsync(string invoiceId, CancellationToken cancellationToken = default) =>
+        CloseInvoiceAsync(invoiceId, InvoiceTrigger.Void, "invoice.voided", cancellationToken);
+
+    /// <summary>Marks an open invoice uncollectible; emits <c>invoice.marked_uncollectible</c>.</summary>
+    /// <param name="invoiceId">The invoice.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The invoice.</returns>
+    /// <exception cref="InvalidStateTransitionException">The invoice is not open.</exception>
+    public Task<Invoice> MarkInvoiceUncollectibleAsync(string invoiceId, CancellationToken cancellationToken = default) =>
+        CloseInvoiceAsync(invoiceId, InvoiceTrigger.MarkUncollectible, "invoice.marked_uncollectible", cancellationToken);
+
+    private Task<Invoice> CloseInvoiceAsync(string invoiceId, InvoiceTrigger trigger, string eventType, CancellationToken cancellationToken) =>
+        InSessionAsync(async session =>
+        {
+            var invoice = await session.Invoices.GetAsync(invoiceId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("invoice", invoiceId);
+            var status = InvoiceStateMachine.Next(invoice.Status, trigger);
+            var now = await NowForAsync(session, invoice.TestClockId, cancellationToken).ConfigureAwait(false);
+            var closed = invoice with { Status = status, NextActionAt = null, ClosedAt = now, Dunning = invoice.Dunning with { NextAttemptAt = null } };
+            session.Invoices.Update(closed);
+            session.Outbox.Append(NewEvent(eventType, now, "invoice", invoice.Id, invoice.CustomerId, ("status", Snake(status))));
+            return closed with { Version = invoice.Version + 1 };
+        }, cancellationToken);
+
+    /// <summary>The line charging a plan for a period.</summary>
+    private static InvoiceLine PlanLine(Plan plan, long quantity, BillingPeriod period) =>
+        new(InvoiceLineKind.Plan, quantity == 1 ? plan.Name : string.Create(CultureInfo.InvariantCulture, $"{plan.Name} × {quantity}"), plan.Price.CalculateTotal(quantity))
+        {
+            Quantity = quantity,
+            Period = period,
+        };
+
+    /// <summary>The coupon for this invoice and what is left of the discount afterwards.</summary>
+    private static (Coupon? Coupon, AppliedDiscount? Remaining) ConsumeDiscount(AppliedDiscount? discount) => discount switch
+    {
+        null => (null, null),
+        { PeriodsRemaining: null } => (discount.Coupon, discount),
+        { PeriodsRemaining: > 1 } => (discount.Coupon, discount with { PeriodsRemaining = discount.PeriodsRemaining - 1 }),
+        _ => (discount.Coupon, null),
+    };
+
+    /// <summary>A draft invoice with computed lines and totals (credit is applied at finalization).</summary>
+    private Invoice NewDraft(Customer customer, Subscription subscription, string dedupKey, BillingReason reason, BillingPeriod? period, IReadOnlyList<InvoiceLine> items, Coupon? coupon, DateTimeOffset at, DateTimeOffset finalizeAt)
+    {
+        var zero = Money.Zero(customer.Currency);
+        var calculation = InvoiceCalculator.Calculate(customer.Currency, items, coupon, customer.TaxRates, zero, _options.InvoiceRounding);
+        return new Invoice
+        {
+            Id = _ids.NewId("in"),
+            CustomerId = customer.Id,
+            SubscriptionId = subscription.Id,
+            DedupKey = dedupKey,
+            Reason = reason,
+            Status = InvoiceStatus.Draft,
+            Currency = customer.Currency,
+            Period = period,
+            Lines = calculation.Lines,
+            Subtotal = calculation.Subtotal,
+            Discount = calculation.Discount,
+            Tax = calculation.Tax,
+            Total = calculation.Total,
+            CreditApplied = zero,
+            AmountDue = calculation.AmountDue,
+            AmountPaid = zero,
+            Dunning = DunningState.Initial(Policy.Version),
+            NextActionAt = finalizeAt,
+            TestClockId = customer.TestClockId,
+            CreatedAt = at,
+        };
+    }
+
+    private static string PeriodKey(string subscriptionId, BillingPeriod period) =>
+        string.Create(CultureInfo.InvariantCulture, $"{subscriptionId}/period/{period.Start.UtcTicks}");
+
+    /// <summary>
+    /// Finalizes a draft (number, credit balance, freeze). A zero amount due is paid at once without a gateway
+    /// call. Returns the finalized invoice and the customer (changed when credit moved).
+    /// </summary>
+    private async ValueTask<(Invoice Invoice, Customer Customer)> FinalizeAsync(IBillingSession session, Invoice draft, Customer customer, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        var status = InvoiceStateMachine.Next(draft.Status, InvoiceTrigger.Finalize);
+        var number = await session.Invoices.NextNumberAsync(_options.InvoiceNumberPrefix, cancellationToken).ConfigureAwait(false);
+        var zero = Money.Zero(customer.Currency);
+        Money applied;
+        Money due;
+        var balance = customer.CreditBalance;
+        if (draft.Total.IsPositive)
+        {
+            applied = balance < draft.Total ? balance : draft.Total;
+            due = draft.Total - applied;
+            balance -= applied;
+        }
+        else
+        {
+            applied = zero;
+            due = zero;
+            balance -= draft.Total;
+        }
+
+        var invoice = draft with
+        {
+            Status = status,
+            Number = string.Create(CultureInfo.InvariantCulture, $"{_options.InvoiceNumberPrefix}-{number:D6}"),
+            CreditApplied = applied,
+            AmountDue = due,
+            FinalizedAt = at,
+            NextActionAt = due.IsPositive ? at : null,
+        };
+        session.Outbox.Append(NewEvent("invoice.finalized", at, "invoice", invoice.Id, invoice.CustomerId, ("number", invoice.Number), ("amount_due", due.MinorUnits)));
+        if (!due.IsPositive)
+        {
+            invoice = invoice with { Status = InvoiceStateMachine.Next(invoice.Status, InvoiceTrigger.Pay), ClosedAt = at };
+            session.Outbox.Append(NewEvent("invoice.paid", at, "invoice", invoice.Id, invoice.CustomerId, ("amount_paid", 0)));
+        }
+
+        return (invoice, balance == customer.CreditBalance ? customer : customer with { CreditBalance = balance });
+    }
+
+    /// <summary>Finalizes a draft in its own unit of work, then charges it when something is due.</summary>
+    private async Task FinalizeAndChargeAsync(string invoiceId, DateTimeOffset? runAt, RunCounters counters, bool requireDraft, CancellationToken cancellationToken)
+    {
+        var charge = await InSessionAsync(async session =>
+        {
+            var draft = await session.Invoices.GetAsync(invoiceId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("invoice", invoiceId);
+            if (draft.Status != InvoiceStatus.Draft)
+            {
+                return requireDraft ? throw new InvalidStateTransitionException("invoice", Snake(draft.Status), "finalize", [.. InvoiceStateMachine.AllowedTriggers(draft.Status).Select(Snake)]) : (DateTimeOffset?)null;
+            }
+
+            var customer = await session.Customers.GetAsync(draft.CustomerId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", draft.CustomerId);
+            var at = runAt ?? await NowForAsync(session, customer.TestClockId, cancellationToken).ConfigureAwait(false);
+            var (invoice, updatedCustomer) = await FinalizeAsync(session, draft, customer, at, cancellationToken).ConfigureAwait(false);
+            if (!ReferenceEquals(updatedCustomer, customer))
+            {
+                session.Customers.Update(updatedCustomer);
+            }
+
+            Subscription? subscription = null;
+            if (invoice.SubscriptionId is { } subscriptionId)
+            {
+                subscription = await session.Subscriptions.GetAsync(subscriptionId, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (invoice.Status == InvoiceStatus.Paid && subscription is not null)
+            {
+                OnPaid(session, subscription, at);
+            }
+            else if (subscription?.Status == SubscriptionStatus.Unpaid)
+            {
+                // Unpaid subscriptions keep invoicing, but nothing is charged automatically.
+                invoice = invoice with { NextActionAt = null };
+            }
+
+            session.Invoices.Update(invoice);
+            counters.Finalized++;
+            return invoice.NextActionAt is not null ? at : (DateTimeOffset?)null;
+        }, cancellationToken).ConfigureAwait(false);
+
+        if (charge is { } chargeAt)
+        {
+            await ChargeAsync(invoiceId, chargeAt, null, counters, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Subscription effects of a paid invoice: an incomplete, past-due or unpaid subscription becomes active.</summary>
+    private void OnPaid(IBillingSession session, Subscription subscription, DateTimeOffset at)
+    {
+        if (subscription.Status is SubscriptionStatus.Incomplete or SubscriptionStatus.PastDue or SubscriptionStatus.Unpaid)
+        {
+            var status = SubscriptionStateMachine.Next(subscription.Status, SubscriptionTrigger.PaymentSucceeded);
+            session.Subscriptions.Update(subscription with { Status = status });
+            session.Outbox.Append(NewEvent("subscription.updated", at, "subscription", subscription.Id, subscription.CustomerId, ("status", Snake(status)), ("previous_status", Snake(subscription.Status))));
+        }
+    }
+
+    /// <summary>
+    /// Charges an invoice in three steps, so a crash can never charge twice: (1) record a pending attempt with an
+    /// idempotency key derived from the invoice and attempt number, and lease the invoice; (2) call the gateway
+    /// with that key; (3) record the outcome, the dunning decision and its effects. A crash after (1) leaves a
+    /// pending attempt whose lease expires; the next run repeats (2) with the same key and the gateway answers
+    /// with the first result.
+    /// </summary>
+    private async Task ChargeAsync(string invoiceId, DateTimeOffset? runAt, string? paymentMethodOverride, RunCounters counters, CancellationToken cancellationToken)
+    {
+        var prepared = await InSessionAsync<(ChargeRequest Request, string PaymentId, DateTimeOffset At)?>(async session =>
+        {
+            var invoice = await session.Invoices.GetAsync(invoiceId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("invoice", invoiceId);
+            if (invoice.Status is not (InvoiceStatus.Open or InvoiceStatus.Uncollectible) || !invoice.AmountDue.IsPositive)
+            {
+                return null;
+            }
+
+            var customer = await session.Customers.GetAsync(invoice.CustomerId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", invoice.CustomerId);
+            var at = runAt ?? await NowForAsync(session, customer.TestClockId, cancellationToken).ConfigureAwait(false);
+            Payment? payment = null;
+            if (invoice.PaymentAttempts > 0)
+            {
+                var last = await session.Payments.GetByIdempotencyKeyAsync(PaymentKeys.Charge(invoice.Id, invoice.PaymentAttempts), cancellationToken).ConfigureAwait(false);
+                payment = last is { Status: PaymentStatus.Pending } ? last : null; // an attempt whose outcome was never recorded
+            }
+
+            if (payment is null)
+            {
+                var subscription = invoice.SubscriptionId is { } sid ? await session.Subscriptions.GetAsync(sid, cancellationToken).ConfigureAwait(false) : null;
+                var method = paymentMethodOverride ?? subscription?.PaymentMethod ?? customer.DefaultPaymentMethod ?? string.Empty;
+                var attempt = invoice.PaymentAttempts + 1;
+                payment = new Payment
+                {
+                    Id = _ids.NewId("pay"),
+                    InvoiceId = invoice.Id,
+                    CustomerId = invoice.CustomerId,
+                    Attempt = attempt,
+                    IdempotencyKey = PaymentKeys.Charge(invoice.Id, attempt),
+                    Amount = invoice.AmountDue,
+                    PaymentMethod = method,
+                    Status = PaymentStatus.Pending,
+                    AmountRefunded = Money.Zero(invoice.Currency),
+                    CreatedAt = at,
+                };
+                session.Payments.Add(payment);
+                invoice = invoice with { PaymentAttempts = attempt };
+            }
+
+            session.Invoices.Update(invoice with { NextActionAt = at + _options.PaymentAttemptLease });
+            var request = new ChargeRequest(invoice.Id, invoice.CustomerId, payment.PaymentMethod, payment.Amount, payment.IdempotencyKey);
+            return (request, payment.Id, at);
+        }, cancellationToken).ConfigureAwait(false);
+
+        if (prepared is not { } p)
+        {
+            return;
+        }
+
+        var result = string.IsNullOrEmpty(p.Request.PaymentMethod)
+            ? PaymentResult.Declined(DeclineType.Soft, "payment_method_missing", "The customer has no payment method.")
+            : await _gateway.ChargeAsync(p.Request, cancellationToken).ConfigureAwait(false);
+        counters.PaymentsAttempted++;
+
+        await InSessionAsync(async session =>
+        {
+            var payment = await session.Payments.GetAsync(p.PaymentId, cancellationToken).ConfigureAwait(false);
+            var invoice = await session.Invoices.GetAsync(p.Request.InvoiceId, cancellationToken).ConfigureAwait(false);
+            if (payment is not { Status: PaymentStatus.Pending } || invoice is null)
+            {
+                return 0; // another worker recorded this attempt already
+            }
+
+            RecordOutcome(session, payment, invoice, result, p.At, await SubscriptionOfAsync(session, invoice, cancellationToken).ConfigureAwait(false));
+            return 0;
+        }, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask<Subscription?> SubscriptionOfAsync(IBillingSession session, Invoice invoice, CancellationToken cancellationToken) =>
+        invoice.SubscriptionId is { } id ? await session.Subscriptions.GetAsync(id, cancellationToken).ConfigureAwait(false) : null;
+
+    private void RecordOutcome(IBillingSession session, Payment payment, Invoice invoice, PaymentResult result, DateTimeOffset at, Subscription? subscription)
+    {
+        var status = result.Outcome switch
+        {
+            PaymentOutcome.Succeeded => PaymentStatus.Succeeded,
+            PaymentOutcome.RequiresAction => PaymentStatus.RequiresAction,
+            _ => PaymentStatus.Failed,
+        };
+        session.Payments.Update(payment with { Status = status, GatewayPaymentId = result.GatewayPaymentId, Result = result });
+        var paymentEvent = status switch
+        {
+            PaymentStatus.Succeeded => "payment.succeeded",
+            PaymentStatus.RequiresAction => "payment.requires_action",
+            _ => "payment.failed",
+        };
+        session.Outbox.Append(NewEvent(paymentEvent, at, "payment", payment.Id, payment.CustomerId, ("invoice", invoice.Id), ("amount", payment.Amount.MinorUnits), ("attempt", payment.Attempt), ("decline_code", result.DeclineCode)));
+
+        // The policy in force decides; the version that started an invoice's dunning stays recorded on the invoice.
+        var policy = Policy;
+        if (result.IsSuccess)
+        {
+            var resolved = policy.Decide(invoice.Dunning, result, at);
+            var paid = invoice with
+            {
+                Status = InvoiceStateMachine.Next(invoice.Status, InvoiceTrigger.Pay),
+                AmountPaid = invoice.AmountPaid + payment.Amount,
+                AmountDue = Money.Zero(invoice.Currency),
+                Dunning = resolved.State,
+                NextActionAt = null,
+                ClosedAt = at,
+            };
+            session.Invoices.Update(paid);
+            session.Outbox.Append(NewEvent("invoice.paid", at, "invoice", invoice.Id, invoice.CustomerId, ("amount_paid", payment.Amount.MinorUnits)));
+            AppendDunningEvents(session, resolved, invoice, at);
+            if (subscription is not null)
+            {
+                OnPaid(session, subscription, at);
+            }
+
+            return;
+        }
+
+        session.Outbox.Append(NewEvent("invoice.payment_failed", at, "invoice", invoice.Id, invoice.CustomerId, ("attempt", payment.Attempt), ("decline_code", result.DeclineCode)));
+        if (subscription is { Status: SubscriptionStatus.Incomplete } && invoice.Reason == BillingReason.SubscriptionCreate)
+        {
+            // The first invoice of a subscription is not dunned: it waits for the customer (a new payment method, authentication).
+            session.Invoices.Update(invoice with { NextActionAt = null });
+            return;
+        }
+
+        if (invoice.Dunning.Exhausted || invoice.Dunning.Resolved)
+        {
+            // A manual attempt on an invoice whose dunning is over: record the failure, change nothing else.
+            session.Invoices.Update(invoice with { NextActionAt = null });
+            return;
+        }
+
+        var decision = policy.Decide(invoice.Dunning, result, at);
+        var next = invoice with { Dunning = decision.State, NextActionAt = decision.NextAttemptAt };
+        if (decision is { Kind: DunningDecisionKind.Exhausted, MarkInvoiceUncollectible: true } && InvoiceStateMachine.CanFire(next.Status, InvoiceTrigger.MarkUncollectible))
+        {
+            next = next with { Status = InvoiceStatus.Uncollectible };
+            session.Outbox.Append(NewEvent("invoice.marked_uncollectible", at, "invoice", invoice.Id, invoice.CustomerId));
+        }
+
+        session.Invoices.Update(next);
+        AppendDunningEvents(session, decision, invoice, at);
+        if (subscription is null)
+        {
+            return;
+        }
+
+        var updated = subscription;
+        if (SubscriptionStateMachine.CanFire(updated.Status, SubscriptionTrigger.PaymentFailed))
+        {
+            updated = updated with { Status = SubscriptionStateMachine.Next(updated.Status, SubscriptionTrigger.PaymentFailed) };
+        }
+
+        if (decision.Kind == DunningDecisionKind.Exhausted)
+        {
+            var trigger = decision.FinalAction == DunningFinalAction.MarkUnpaid ? SubscriptionTrigger.MarkUnpaid : SubscriptionTrigger.Cancel;
+            if (SubscriptionStateMachine.CanFire(updated.Status, trigger))
+            {
+                var final = SubscriptionStateMachine.Next(updated.Status, trigger);
+                updated = final == SubscriptionStatus.Canceled
+                    ? updated with { Status = final, CanceledAt = at, NextActionAt = null, CancelAtPeriodEnd = false }
+                    : updated with { Status = final };
+            }
+        }
+
+        if (updated.Status != subscription.Status)
+        {
+            session.Subscriptions.Update(updated);
+            session.Outbox.Append(NewEvent(updated.Status == SubscriptionStatus.Canceled ? "subscription.canceled" : "subscription.updated", at, "subscription", subscription.Id, subscription.CustomerId, ("status", Snake(updated.Status)), ("previous_status", Snake(subscription.Status))));
+        }
+    }
+
+    private void AppendDunningEvents(IBillingSession session, DunningDecision decision, Invoice invoice, DateTimeOffset at)
+    {
+        foreach (var type in decision.Events)
+        {
+            session.Outbox.Append(NewEvent(type, at, "invoice", invoice.Id, invoice.CustomerId, ("attempts", decision.State.FailedAttempts), ("next_attempt", decision.NextAttemptAt?.ToString("O", CultureInfo.InvariantCulture))));
+        }
+    }
+
+    /// <summary>Counts what a run did.</summary>
+    private sealed class RunCounters
+    {
+        public int Subscriptions;
+        public int Created;
+        public int Finalized;
+        public int PaymentsAttempted;
+        public int Skipped;
+
+        public BillingRunResult ToResult() => new(Subscriptions, Created, Finalized, PaymentsAttempted, Skipped);
+    }
+}

@@ -1,0 +1,29 @@
+using Billing.Catalog;
+using Billing.Invoices;
+using Billing.Periods;
+using Billing.Subscriptions;
+
+namespace Billing.Ports;
+
+/// <summary>
+/// Supplies the usage lines of a subscription for a period that just ended. Metering fills it (per-period totals
+/// priced with the metered prices); until then <see cref="NoUsageCharges"/> contributes nothing.
+/// </summary>
+public interface IUsageChargeSource
+{
+    /// <summary>Returns the usage lines for a subscription's period (kind <see cref="InvoiceLineKind.Usage"/>).</summary>
+    /// <param name="subscription">The subscription.</param>
+    /// <param name="plan">The plan it was on during the period.</param>
+    /// <param name="period">The period that ended.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The lines; empty when there is no usage.</returns>
+    ValueTask<IReadOnlyList<InvoiceLine>> GetUsageLinesAsync(Subscription subscription, Plan plan, BillingPeriod period, CancellationToken cancellationToken = default);
+}
+
+/// <summary>A usage source with no usage: the default until a metering adapter is registered.</summary>
+public sealed class NoUsageCharges : IUsageChargeSource
+{
+    /// <inheritdoc />
+    public ValueTask<IReadOnlyList<InvoiceLine>> GetUsageLinesAsync(Subscription subscription, Plan plan, BillingPeriod period, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult<IReadOnlyList<InvoiceLine>>([]);
+}
