@@ -147,6 +147,10 @@ public sealed partial class BillingEngine
     private static string PeriodKey(string subscriptionId, BillingPeriod period) =>
         string.Create(CultureInfo.InvariantCulture, $"{subscriptionId}/period/{period.Start.UtcTicks}");
 
+    /// <summary>The key of an invoice made by a change: one per subscription version, so each change has its own.</summary>
+    private static string UpdateKey(Subscription subscription) =>
+        string.Create(CultureInfo.InvariantCulture, $"{subscription.Id}/update/v{subscription.Version}");
+
     /// <summary>
     /// Finalizes a draft (number, credit balance, freeze). A zero amount due is paid at once without a gateway
     /// call. Returns the finalized invoice and the customer (changed when credit moved).

@@ -120,13 +120,15 @@ public sealed partial class BillingEngine
     /// </summary>
     private async Task<string?> CreatePeriodInvoiceAsync(
         IBillingSession session, Customer customer, Subscription subscription, Plan plan, BillingPeriod period, IReadOnlyList<InvoiceLine> usage,
-        BillingReason reason, DateTimeOffset at, DateTimeOffset finalizeAt, RunCounters counters, bool finalizeNow, bool isNew, CancellationToken cancellationToken)
+        BillingReason reason, DateTimeOffset at, DateTimeOffset finalizeAt, RunCounters counters, bool finalizeNow, bool isNew, CancellationToken cancellationToken, bool newCycle = false)
     {
         var items = new List<InvoiceLine>(subscription.PendingLines.Count + usage.Count + 1) { PlanLine(plan, subscription.Quantity, period) };
         items.AddRange(subscription.PendingLines);
         items.AddRange(usage);
         var (coupon, remaining) = ConsumeDiscount(subscription.Discount);
-        var invoice = NewDraft(customer, subscription, PeriodKey(subscription.Id, period), reason, period, items, coupon, at, finalizeAt);
+        // A new cycle (restart, resume, new interval) may start where a canceled cycle's period started: key it by version.
+        var key = newCycle ? UpdateKey(subscription) : PeriodKey(subscription.Id, period);
+        var invoice = NewDraft(customer, subscription, key, reason, period, items, coupon, at, finalizeAt);
         session.Outbox.Append(NewEvent("invoice.created", at, "invoice", invoice.Id, customer.Id, ("subscription", subscription.Id), ("total", invoice.Total.MinorUnits)));
         counters.Created++;
         subscription = subscription with { LatestInvoiceId = invoice.Id, Discount = remaining, PendingLines = [] };
@@ -249,7 +251,7 @@ public sealed partial class BillingEngine
                 NextActionAt = period.End,
             };
             session.Outbox.Append(NewEvent("subscription.updated", now, "subscription", subscription.Id, customer.Id, ("status", Snake(status)), ("previous_status", "canceled")));
-            var invoiceId = await CreatePeriodInvoiceAsync(session, customer, restarted, plan, period, [], BillingReason.SubscriptionCreate, now, now, counters, finalizeNow: true, isNew: false, cancellationToken).ConfigureAwait(false);
+            var invoiceId = await CreatePeriodInvoiceAsync(session, customer, restarted, plan, period, [], BillingReason.SubscriptionCreate, now, now, counters, finalizeNow: true, isNew: false, cancellationToken, newCycle: true).ConfigureAwait(false);
             return (invoiceId, now);
         }, cancellationToken).ConfigureAwait(false);
 
@@ -305,7 +307,7 @@ public sealed partial class BillingEngine
                 TrialEnd = subscription.TrialEnd > now ? null : subscription.TrialEnd,
             };
             session.Outbox.Append(NewEvent("subscription.resumed", now, "subscription", subscription.Id, customer.Id));
-            var invoiceId = await CreatePeriodInvoiceAsync(session, customer, resumed, plan, period, [], BillingReason.SubscriptionCycle, now, now, counters, finalizeNow: true, isNew: false, cancellationToken).ConfigureAwait(false);
+            var invoiceId = await CreatePeriodInvoiceAsync(session, customer, resumed, plan, period, [], BillingReason.SubscriptionCycle, now, now, counters, finalizeNow: true, isNew: false, cancellationToken, newCycle: true).ConfigureAwait(false);
             return (invoiceId, now);
         }, cancellationToken).ConfigureAwait(false);
 
@@ -399,7 +401,7 @@ public sealed partial class BillingEngine
                     PendingLines = change.ProrationBehavior == ProrationBehavior.None ? subscription.PendingLines : [.. subscription.PendingLines, credit],
                 };
                 session.Outbox.Append(changedEvent);
-                var id = await CreatePeriodInvoiceAsync(session, customer, restarted, newPlan, period, [], BillingReason.SubscriptionUpdate, at, at, counters, finalizeNow: true, isNew: false, cancellationToken).ConfigureAwait(false);
+                var id = await CreatePeriodInvoiceAsync(session, customer, restarted, newPlan, period, [], BillingReason.SubscriptionUpdate, at, at, counters, finalizeNow: true, isNew: false, cancellationToken, newCycle: true).ConfigureAwait(false);
                 return (id, at);
             }
 
@@ -423,7 +425,7 @@ public sealed partial class BillingEngine
             session.Outbox.Append(changedEvent);
             if (proration.InvoiceImmediately && lines.Count > 0)
             {
-                var invoice = NewDraft(customer, updated, string.Create(CultureInfo.InvariantCulture, $"{subscription.Id}/update/{at.UtcTicks}"), BillingReason.SubscriptionUpdate, null, lines, null, at, at);
+                var invoice = NewDraft(customer, updated, UpdateKey(subscription), BillingReason.SubscriptionUpdate, null, lines, null, at, at);
                 session.Outbox.Append(NewEvent("invoice.created", at, "invoice", invoice.Id, customer.Id, ("subscription", subscription.Id), ("total", invoice.Total.MinorUnits)));
                 var (finalized, updatedCustomer) = await FinalizeAsync(session, invoice, customer, at, cancellationToken).ConfigureAwait(false);
                 if (!ReferenceEquals(updatedCustomer, customer))

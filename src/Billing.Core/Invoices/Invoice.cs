@@ -36,7 +36,11 @@ public sealed record Invoice
     /// <summary>The subscription billed, if any.</summary>
     public string? SubscriptionId { get; init; }
 
-    /// <summary>Unique per store: <c>{subscription}/period/{start}</c> for period invoices, <c>{subscription}/update/{n}</c> for immediate prorations.</summary>
+    /// <summary>
+    /// Unique per store: <c>{subscription}/period/{start ticks}</c> for the periods of a billing cycle (so a period
+    /// is never invoiced twice), <c>{subscription}/update/v{version}</c> for invoices made by a change (an immediate
+    /// proration, a restart, a resume or a new interval, which open a new cycle).
+    /// </summary>
     public required string DedupKey { get; init; }
 
     /// <summary>Why it was created.</summary>

@@ -78,13 +78,8 @@ public sealed class InMemoryBillingStore : IBillingStore
     {
         lock (_gate)
         {
-            // Validate everything first: a failure leaves the store untouched.
-            Customers.Validate(session.Customers.Changes);
-            Plans.Validate(session.Plans.Changes);
-            Subscriptions.Validate(session.Subscriptions.Changes);
-            Invoices.Validate(session.Invoices.Changes);
-            Payments.Validate(session.Payments.Changes);
-            TestClocks.Validate(session.TestClocks.Changes);
+            // Validate everything first: a failure leaves the store untouched. Sequences come first: a race for
+            // the same number is a retryable conflict, not the duplicate number it would otherwise surface as.
             foreach (var (sequence, (baseNumber, _)) in session.Numbers)
             {
                 if (_sequences.GetValueOrDefault(sequence) != baseNumber)
@@ -92,6 +87,13 @@ public sealed class InMemoryBillingStore : IBillingStore
                     throw new ConcurrencyConflictException("invoice_number_sequence", sequence, baseNumber);
                 }
             }
+
+            Customers.Validate(session.Customers.Changes);
+            Plans.Validate(session.Plans.Changes);
+            Subscriptions.Validate(session.Subscriptions.Changes);
+            Invoices.Validate(session.Invoices.Changes);
+            Payments.Validate(session.Payments.Changes);
+            TestClocks.Validate(session.TestClocks.Changes);
 
             var newEventIds = new HashSet<string>(StringComparer.Ordinal);
             foreach (var e in session.Events)

@@ -125,7 +125,12 @@ internal sealed class InMemorySession : IBillingSession, ICustomerStore, IPlanSt
     ValueTask<long> IInvoiceStore.NextNumberAsync(string sequence, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(sequence);
-        var entry = Numbers.TryGetValue(sequence, out var taken) ? taken : (Base: _store.CommittedNumber(sequence), Taken: _store.CommittedNumber(sequence));
+        if (!Numbers.TryGetValue(sequence, out var entry))
+        {
+            var committed = _store.CommittedNumber(sequence);
+            entry = (committed, committed);
+        }
+
         entry.Taken++;
         Numbers[sequence] = entry;
         return new(entry.Taken);

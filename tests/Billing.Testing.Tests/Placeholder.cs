@@ -1,1 +1,0 @@
-namespace Billing.Testing.Tests;
