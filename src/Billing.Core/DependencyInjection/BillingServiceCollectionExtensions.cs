@@ -1,4 +1,7 @@
 using Billing;
+using Billing.Engine;
+using Billing.InMemory;
+using Billing.Ports;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
@@ -15,7 +18,10 @@ public static class BillingServiceCollectionExtensions
     /// <returns>The builder.</returns>
     /// <remarks>
     /// Defaults are added with <c>TryAdd</c>, so anything registered before (a test clock as
-    /// <see cref="TimeProvider"/>, an adapter's store) wins. <see cref="TimeProvider.System"/> is the default clock.
+    /// <see cref="TimeProvider"/>, an adapter's store) wins: <see cref="TimeProvider.System"/> as the clock, the
+    /// in-memory store (<see cref="InMemoryBillingStore"/>), random ids and no usage charges. A payment gateway
+    /// (<see cref="Billing.Payments.IPaymentGateway"/>) must be registered: a gateway adapter, or the fake one from
+    /// <c>Billing.Testing</c>. <see cref="BillingEngine"/> is registered as a singleton.
     /// Options are validated when the host starts; invalid options stop the start with messages naming each option.
     /// Calling this more than once is harmless.
     /// </remarks>
@@ -30,6 +36,10 @@ public static class BillingServiceCollectionExtensions
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<BillingOptions>, BillingOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<IBillingStore, InMemoryBillingStore>();
+        services.TryAddSingleton<IBillingIdGenerator, RandomIdGenerator>();
+        services.TryAddSingleton<IUsageChargeSource, NoUsageCharges>();
+        services.TryAddSingleton<BillingEngine>();
         return new BillingBuilder(services);
     }
 }

@@ -1,3 +1,8 @@
+using Billing.Engine;
+using Billing.InMemory;
+using Billing.Ports;
+using Billing.Testing;
+using Billing.Testing.Payments;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 
@@ -58,6 +63,38 @@ public sealed class AddBillingTests
 
         Assert.Single(services, d => d.ServiceType == typeof(IValidateOptions<BillingOptions>));
         Assert.Single(services, d => d.ServiceType == typeof(TimeProvider));
+    }
+
+    [Fact]
+    public async Task The_engine_resolves_on_in_memory_defaults_and_bills_through_the_registered_gateway()
+    {
+        var services = new ServiceCollection();
+        var gateway = new FakePaymentGateway();
+        services.AddBilling().AddFakePaymentGateway(gateway);
+        await using var provider = services.BuildServiceProvider();
+
+        var engine = provider.GetRequiredService<BillingEngine>();
+        var plan = await engine.CreatePlanAsync(new NewPlan("Solo", new Billing.Pricing.FlatPrice(new Money(500, Currency.EUR)), Billing.Periods.BillingInterval.Monthly));
+        var customer = await engine.CreateCustomerAsync(new NewCustomer("Li", "li@example.com", Currency.EUR) { PaymentMethod = FakePaymentGateway.Visa });
+        var subscription = await engine.CreateSubscriptionAsync(new NewSubscription(customer.Id, plan.Id));
+
+        Assert.IsType<InMemoryBillingStore>(provider.GetRequiredService<IBillingStore>());
+        Assert.Equal(Billing.Subscriptions.SubscriptionStatus.Active, subscription.Status);
+        Assert.Equal(new Money(500, Currency.EUR), Assert.Single(gateway.Charges).Amount);
+    }
+
+    [Fact]
+    public void An_adapter_registered_first_replaces_the_in_memory_store()
+    {
+        var services = new ServiceCollection();
+        var store = new InMemoryBillingStore();
+        services.AddSingleton<IBillingStore>(store);
+
+        services.AddBilling();
+
+        Assert.Single(services, d => d.ServiceType == typeof(IBillingStore));
+        using var provider = services.BuildServiceProvider();
+        Assert.Same(store, provider.GetRequiredService<IBillingStore>());
     }
 
     private sealed class FixedClock : TimeProvider

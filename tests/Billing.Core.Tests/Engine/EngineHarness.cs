@@ -6,7 +6,7 @@ using Billing.Invoices;
 using Billing.Periods;
 using Billing.Ports;
 using Billing.Pricing;
-using Billing.Testing.InMemory;
+using Billing.InMemory;
 using Billing.Testing.Payments;
 using Billing.Testing.Time;
 using Microsoft.Extensions.Options;

@@ -1,6 +1,6 @@
 using Billing.Ports;
 using Billing.Testing.Contracts;
-using Billing.Testing.InMemory;
+using Billing.InMemory;
 
 namespace Billing.Testing.Tests.InMemory;
 

@@ -1,5 +1,5 @@
 using Billing.Ports;
-using Billing.Testing.InMemory;
+using Billing.InMemory;
 
 namespace Billing.Testing.Tests.InMemory;
 

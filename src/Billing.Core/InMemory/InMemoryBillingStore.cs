@@ -6,7 +6,7 @@ using Billing.Payments;
 using Billing.Ports;
 using Billing.Subscriptions;
 
-namespace Billing.Testing.InMemory;
+namespace Billing.InMemory;
 
 /// <summary>
 /// A thread-safe in-memory <see cref="IBillingStore"/> with database semantics: sessions buffer their writes and

@@ -6,7 +6,7 @@ using Billing.Payments;
 using Billing.Ports;
 using Billing.Subscriptions;
 
-namespace Billing.Testing.InMemory;
+namespace Billing.InMemory;
 
 /// <summary>A unit of work over an <see cref="InMemoryBillingStore"/>.</summary>
 internal sealed class InMemorySession : IBillingSession, ICustomerStore, IPlanStore, ISubscriptionStore, IInvoiceStore, IPaymentStore, ITestClockStore, IOutbox, IIdempotencyStore

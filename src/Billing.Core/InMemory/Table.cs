@@ -1,4 +1,4 @@
-namespace Billing.Testing.InMemory;
+namespace Billing.InMemory;
 
 /// <summary>Committed rows of one kind with their unique indexes. Guarded by the store's lock.</summary>
 internal sealed class Table<T>
