@@ -31,9 +31,9 @@ public sealed class InMemoryBillingStore : IBillingStore
 
     internal Table<Plan> Plans { get; } = new("plan", p => p.Id, p => p.Version, (p, v) => p with { Version = v });
 
-    internal Table<Subscription> Subscriptions { get; } = new("subscription", s => s.Id, s => s.Version, (s, v) => s with { Version = v });
+    internal Table<Subscription> Subscriptions { get; } = new("subscription", s => s.Id, s => s.Version, (s, v) => s with { Version = v }, s => s.NextActionAt, s => s.TestClockId);
 
-    internal Table<Invoice> Invoices { get; } = new("invoice", i => i.Id, i => i.Version, (i, v) => i with { Version = v }, ("dedup_key", i => i.DedupKey), ("number", i => i.Number));
+    internal Table<Invoice> Invoices { get; } = new("invoice", i => i.Id, i => i.Version, (i, v) => i with { Version = v }, i => i.NextActionAt, i => i.TestClockId, ("dedup_key", i => i.DedupKey), ("number", i => i.Number));
 
     internal Table<Payment> Payments { get; } = new("payment", p => p.Id, p => p.Version, (p, v) => p with { Version = v }, ("idempotency_key", p => p.IdempotencyKey));
 

@@ -99,8 +99,7 @@ internal sealed class InMemorySession : IBillingSession, ICustomerStore, IPlanSt
     void ISubscriptionStore.Update(Subscription subscription) => Subscriptions.Update(subscription, subscription.Version);
 
     ValueTask<IReadOnlyList<Subscription>> ISubscriptionStore.ListDueAsync(DateTimeOffset now, string? testClockId, int limit, CancellationToken cancellationToken) =>
-        new(Subscriptions.Where(s => s.TestClockId == testClockId && s.NextActionAt <= now)
-            .OrderBy(s => s.NextActionAt).ThenBy(s => s.Id, StringComparer.Ordinal).Take(limit).ToList());
+        new(Subscriptions.Due(now, testClockId, limit, s => s.NextActionAt, s => s.TestClockId));
 
     ValueTask<IReadOnlyList<Subscription>> ISubscriptionStore.ListByCustomerAsync(string customerId, CancellationToken cancellationToken) =>
         new(Subscriptions.Where(s => s.CustomerId == customerId).OrderBy(s => s.Id, StringComparer.Ordinal).ToList());
@@ -116,8 +115,7 @@ internal sealed class InMemorySession : IBillingSession, ICustomerStore, IPlanSt
     void IInvoiceStore.Update(Invoice invoice) => Invoices.Update(invoice, invoice.Version);
 
     ValueTask<IReadOnlyList<Invoice>> IInvoiceStore.ListDueAsync(DateTimeOffset now, string? testClockId, int limit, CancellationToken cancellationToken) =>
-        new(Invoices.Where(i => i.TestClockId == testClockId && i.NextActionAt <= now)
-            .OrderBy(i => i.NextActionAt).ThenBy(i => i.Id, StringComparer.Ordinal).Take(limit).ToList());
+        new(Invoices.Due(now, testClockId, limit, i => i.NextActionAt, i => i.TestClockId));
 
     ValueTask<IReadOnlyList<Invoice>> IInvoiceStore.ListBySubscriptionAsync(string subscriptionId, CancellationToken cancellationToken) =>
         new(Invoices.Where(i => i.SubscriptionId == subscriptionId).OrderBy(i => i.CreatedAt).ThenBy(i => i.Id, StringComparer.Ordinal).ToList());
@@ -237,6 +235,25 @@ internal sealed class PendingSet<T>
         }
 
         return committed.Concat(_changes.Values.Select(p => p.Value).Where(predicate));
+    }
+
+    /// <summary>
+    /// Rows due at or before <paramref name="now"/> on a clock, earliest first, at most <paramref name="limit"/>:
+    /// the committed due index merged with this session's own writes.
+    /// </summary>
+    public IReadOnlyList<T> Due(DateTimeOffset now, string? clock, int limit, Func<T, DateTimeOffset?> due, Func<T, string?> clockOf)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        var pending = _changes.Values.Select(p => p.Value).Where(v => clockOf(v) == clock && due(v) <= now).ToList();
+        List<T> committed;
+        lock (_gate)
+        {
+            committed = [.. _table.Due(now, clock).Where(r => !_changes.ContainsKey(_table.IdOf(r))).Take(limit)];
+        }
+
+        return [.. committed.Concat(pending)
+            .OrderBy(r => due(r)!.Value.UtcTicks).ThenBy(r => _table.IdOf(r), StringComparer.Ordinal)
+            .Take(limit)];
     }
 
     public void Add(T value)

@@ -10,9 +10,20 @@ internal sealed class Table<T>
     private readonly (string Name, Func<T, string?> Key)[] _uniques;
     private readonly Dictionary<string, T> _rows = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string>[] _indexes;
+    private readonly Func<T, DateTimeOffset?>? _due;
+    private readonly Func<T, string?>? _clock;
+    private readonly Dictionary<string, SortedSet<(long Ticks, string Id)>> _dueIndex = new(StringComparer.Ordinal);
 
     public Table(string objectType, Func<T, string> id, Func<T, long> version, Func<T, long, T> withVersion, params (string Name, Func<T, string?> Key)[] uniques)
+        : this(objectType, id, version, withVersion, null, null, uniques)
     {
+    }
+
+    /// <summary>A table with a due-time index per clock (rows whose due time is null are not indexed).</summary>
+    public Table(string objectType, Func<T, string> id, Func<T, long> version, Func<T, long, T> withVersion, Func<T, DateTimeOffset?>? due, Func<T, string?>? clock, params (string Name, Func<T, string?> Key)[] uniques)
+    {
+        _due = due;
+        _clock = clock;
         ObjectType = objectType;
         _id = id;
         _version = version;
@@ -30,6 +41,25 @@ internal sealed class Table<T>
     public string IdOf(T row) => _id(row);
 
     public T? Get(string id) => _rows.GetValueOrDefault(id);
+
+    /// <summary>Committed rows due at or before <paramref name="now"/> on a clock, earliest first (ties by id).</summary>
+    public IEnumerable<T> Due(DateTimeOffset now, string? clock)
+    {
+        if (!_dueIndex.TryGetValue(clock ?? string.Empty, out var index))
+        {
+            yield break;
+        }
+
+        foreach (var (ticks, id) in index)
+        {
+            if (ticks > now.UtcTicks)
+            {
+                yield break;
+            }
+
+            yield return _rows[id];
+        }
+    }
 
     public T? GetByUnique(int index, string key) =>
         _indexes[index].TryGetValue(key, out var id) ? _rows[id] : null;
@@ -77,6 +107,7 @@ internal sealed class Table<T>
             var id = _id(change.Value);
             if (_rows.TryGetValue(id, out var old))
             {
+                Unindex(old, id);
                 for (var i = 0; i < _uniques.Length; i++)
                 {
                     if (_uniques[i].Key(old) is { } oldKey)
@@ -88,6 +119,7 @@ internal sealed class Table<T>
 
             var stored = _withVersion(change.Value, change.IsNew ? 1 : change.ReadVersion + 1);
             _rows[id] = stored;
+            Index(stored, id);
             for (var i = 0; i < _uniques.Length; i++)
             {
                 if (_uniques[i].Key(stored) is { } key)
@@ -96,6 +128,42 @@ internal sealed class Table<T>
                 }
             }
         }
+    }
+
+    private void Index(T row, string id)
+    {
+        if (_due?.Invoke(row) is not { } due)
+        {
+            return;
+        }
+
+        var key = _clock?.Invoke(row) ?? string.Empty;
+        if (!_dueIndex.TryGetValue(key, out var index))
+        {
+            _dueIndex[key] = index = new SortedSet<(long, string)>(DueOrder.Instance);
+        }
+
+        index.Add((due.UtcTicks, id));
+    }
+
+    private void Unindex(T row, string id)
+    {
+        if (_due?.Invoke(row) is { } due && _dueIndex.TryGetValue(_clock?.Invoke(row) ?? string.Empty, out var index))
+        {
+            index.Remove((due.UtcTicks, id));
+        }
+    }
+}
+
+/// <summary>Orders (due ticks, id) pairs: time first, then id by ordinal.</summary>
+internal sealed class DueOrder : IComparer<(long Ticks, string Id)>
+{
+    public static readonly DueOrder Instance = new();
+
+    public int Compare((long Ticks, string Id) x, (long Ticks, string Id) y)
+    {
+        var byTime = x.Ticks.CompareTo(y.Ticks);
+        return byTime != 0 ? byTime : string.CompareOrdinal(x.Id, y.Id);
     }
 }
 
