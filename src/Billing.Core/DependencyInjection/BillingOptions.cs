@@ -38,4 +38,10 @@ public sealed class BillingOptions
     /// same idempotency key, so the gateway answers it without charging twice. Default 5 minutes.
     /// </summary>
     public TimeSpan PaymentAttemptLease { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// How many customers the billing run works on at once (each customer's steps stay in order). Default: the
+    /// number of processors.
+    /// </summary>
+    public int RunParallelism { get; set; } = Environment.ProcessorCount;
 }

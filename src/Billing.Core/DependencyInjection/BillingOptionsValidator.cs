@@ -47,6 +47,11 @@ internal sealed class BillingOptionsValidator : IValidateOptions<BillingOptions>
             failures.Add($"{nameof(BillingOptions)}.{nameof(BillingOptions.RunBatchSize)} must be 1 to 10,000.");
         }
 
+        if (options.RunParallelism is < 1 or > 256)
+        {
+            failures.Add($"{nameof(BillingOptions)}.{nameof(BillingOptions.RunParallelism)} must be 1 to 256.");
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

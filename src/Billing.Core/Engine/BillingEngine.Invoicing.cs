@@ -196,9 +196,9 @@ public sealed partial class BillingEngine
     }
 
     /// <summary>Finalizes a draft in its own unit of work, then charges it when something is due.</summary>
-    private async Task FinalizeAndChargeAsync(string invoiceId, DateTimeOffset? runAt, RunCounters counters, bool requireDraft, CancellationToken cancellationToken)
+    private async Task FinalizeAndChargeAsync(string invoiceId, DateTimeOffset? runAt, RunCounters counters, bool requireDraft, CancellationToken cancellationToken, DateTimeOffset? leaseFrom = null)
     {
-        var charge = await InSessionAsync(async session =>
+        var charge = await InSessionAsync(async (session, committed) =>
         {
             var draft = await session.Invoices.GetAsync(invoiceId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("invoice", invoiceId);
             if (draft.Status != InvoiceStatus.Draft)
@@ -231,13 +231,13 @@ public sealed partial class BillingEngine
             }
 
             session.Invoices.Update(invoice);
-            counters.Finalized++;
+            Interlocked.Increment(ref committed.Finalized);
             return invoice.NextActionAt is not null ? at : (DateTimeOffset?)null;
-        }, cancellationToken).ConfigureAwait(false);
+        }, counters, cancellationToken).ConfigureAwait(false);
 
         if (charge is { } chargeAt)
         {
-            await ChargeAsync(invoiceId, chargeAt, null, counters, cancellationToken).ConfigureAwait(false);
+            await ChargeAsync(invoiceId, chargeAt, null, counters, cancellationToken, leaseFrom).ConfigureAwait(false);
         }
     }
 
@@ -259,7 +259,7 @@ public sealed partial class BillingEngine
     /// pending attempt whose lease expires; the next run repeats (2) with the same key and the gateway answers
     /// with the first result.
     /// </summary>
-    private async Task ChargeAsync(string invoiceId, DateTimeOffset? runAt, string? paymentMethodOverride, RunCounters counters, CancellationToken cancellationToken)
+    private async Task ChargeAsync(string invoiceId, DateTimeOffset? runAt, string? paymentMethodOverride, RunCounters counters, CancellationToken cancellationToken, DateTimeOffset? leaseFrom = null)
     {
         var prepared = await InSessionAsync<(ChargeRequest Request, string PaymentId, DateTimeOffset At)?>(async session =>
         {
@@ -267,6 +267,11 @@ public sealed partial class BillingEngine
             if (invoice.Status is not (InvoiceStatus.Open or InvoiceStatus.Uncollectible) || !invoice.AmountDue.IsPositive)
             {
                 return null;
+            }
+
+            if (leaseFrom is { } runNow && (invoice.NextActionAt is not { } due || due > runNow))
+            {
+                return null; // a run's step: another run leased or finished it since this run listed it
             }
 
             var customer = await session.Customers.GetAsync(invoice.CustomerId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", invoice.CustomerId);
@@ -300,7 +305,9 @@ public sealed partial class BillingEngine
                 invoice = invoice with { PaymentAttempts = attempt };
             }
 
-            session.Invoices.Update(invoice with { NextActionAt = at + _options.PaymentAttemptLease });
+            // The lease counts from the run's "now" (a catch-up run works on steps due long before it).
+            var leaseStart = leaseFrom is { } from && from > at ? from : at;
+            session.Invoices.Update(invoice with { NextActionAt = leaseStart + _options.PaymentAttemptLease });
             var request = new ChargeRequest(invoice.Id, invoice.CustomerId, payment.PaymentMethod, payment.Amount, payment.IdempotencyKey);
             return (request, payment.Id, at);
         }, cancellationToken).ConfigureAwait(false);
@@ -313,15 +320,15 @@ public sealed partial class BillingEngine
         var result = string.IsNullOrEmpty(p.Request.PaymentMethod)
             ? PaymentResult.Declined(DeclineType.Soft, "payment_method_missing", "The customer has no payment method.")
             : await _gateway.ChargeAsync(p.Request, cancellationToken).ConfigureAwait(false);
-        counters.PaymentsAttempted++;
+        Interlocked.Increment(ref counters.PaymentsAttempted);
 
         await InSessionAsync(async session =>
         {
             var payment = await session.Payments.GetAsync(p.PaymentId, cancellationToken).ConfigureAwait(false);
             var invoice = await session.Invoices.GetAsync(p.Request.InvoiceId, cancellationToken).ConfigureAwait(false);
-            if (payment is not { Status: PaymentStatus.Pending } || invoice is null)
+            if (payment is not { Status: PaymentStatus.Pending } || invoice is null || invoice.Status is not (InvoiceStatus.Open or InvoiceStatus.Uncollectible))
             {
-                return 0; // another worker recorded this attempt already
+                return 0; // another worker recorded this attempt already (a stale read here fails at commit anyway)
             }
 
             RecordOutcome(session, payment, invoice, result, p.At, await SubscriptionOfAsync(session, invoice, cancellationToken).ConfigureAwait(false));
@@ -447,5 +454,14 @@ public sealed partial class BillingEngine
         public int Skipped;
 
         public BillingRunResult ToResult() => new(Subscriptions, Created, Finalized, PaymentsAttempted, Skipped);
+
+        public void Add(RunCounters other)
+        {
+            Interlocked.Add(ref Subscriptions, other.Subscriptions);
+            Interlocked.Add(ref Created, other.Created);
+            Interlocked.Add(ref Finalized, other.Finalized);
+            Interlocked.Add(ref PaymentsAttempted, other.PaymentsAttempted);
+            Interlocked.Add(ref Skipped, other.Skipped);
+        }
     }
 }

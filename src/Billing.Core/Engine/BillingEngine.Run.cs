@@ -44,25 +44,34 @@ public sealed partial class BillingEngine
                 return counters.ToResult();
             }
 
-            var due = subscriptions.Select(s => (At: s.NextActionAt!.Value, IsSubscription: true, s.Id))
-                .Concat(invoices.Select(i => (At: i.NextActionAt!.Value, IsSubscription: false, i.Id)))
-                .OrderBy(x => x.At).ThenBy(x => x.Id, StringComparer.Ordinal);
+            // Steps of one customer run in time order, one after another; different customers run in parallel.
+            var byCustomer = subscriptions.Select(s => (At: s.NextActionAt!.Value, IsSubscription: true, s.Id, s.CustomerId))
+                .Concat(invoices.Select(i => (At: i.NextActionAt!.Value, IsSubscription: false, i.Id, i.CustomerId)))
+                .OrderBy(x => x.At).ThenBy(x => x.Id, StringComparer.Ordinal)
+                .GroupBy(x => x.CustomerId, StringComparer.Ordinal)
+                .ToList();
             var progressed = 0;
-            foreach (var (_, isSubscription, id) in due)
+            var parallel = new ParallelOptions { MaxDegreeOfParallelism = _options.RunParallelism, CancellationToken = cancellationToken };
+            await Parallel.ForEachAsync(byCustomer, parallel, async (steps, ct) =>
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                try
+                foreach (var (_, isSubscription, id, _) in steps)
                 {
-                    var done = isSubscription
-                        ? await ProcessSubscriptionAsync(id, now, counters, cancellationToken).ConfigureAwait(false)
-                        : await ProcessInvoiceAsync(id, now, counters, cancellationToken).ConfigureAwait(false);
-                    progressed += done ? 1 : 0;
+                    try
+                    {
+                        var done = isSubscription
+                            ? await ProcessSubscriptionAsync(id, now, counters, ct).ConfigureAwait(false)
+                            : await ProcessInvoiceAsync(id, now, counters, ct).ConfigureAwait(false);
+                        if (done)
+                        {
+                            Interlocked.Increment(ref progressed);
+                        }
+                    }
+                    catch (Exception e) when (e is DuplicateKeyException or ConcurrencyConflictException)
+                    {
+                        Interlocked.Increment(ref counters.Skipped); // another run did (or is doing) this step
+                    }
                 }
-                catch (Exception e) when (e is DuplicateKeyException or ConcurrencyConflictException)
-                {
-                    counters.Skipped++; // another run did (or is doing) this step
-                }
-            }
+            }).ConfigureAwait(false);
 
             if (progressed == 0)
             {
@@ -134,7 +143,7 @@ public sealed partial class BillingEngine
     /// <summary>Does the one step a subscription is due for; false when it was no longer due.</summary>
     private async Task<bool> ProcessSubscriptionAsync(string subscriptionId, DateTimeOffset now, RunCounters counters, CancellationToken cancellationToken)
     {
-        return await InSessionAsync(async session =>
+        return await InSessionAsync(async (session, committed) =>
         {
             var subscription = await session.Subscriptions.GetAsync(subscriptionId, cancellationToken).ConfigureAwait(false);
             if (subscription?.NextActionAt is not { } at || at > now)
@@ -144,7 +153,7 @@ public sealed partial class BillingEngine
 
             var customer = await session.Customers.GetAsync(subscription.CustomerId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", subscription.CustomerId);
             var plan = await session.Plans.GetAsync(subscription.PlanId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("plan", subscription.PlanId);
-            counters.Subscriptions++;
+            Interlocked.Increment(ref committed.Subscriptions);
 
             if (subscription.Status == SubscriptionStatus.Trialing && subscription.TrialEnd is { } trialEnd && at < trialEnd)
             {
@@ -169,7 +178,7 @@ public sealed partial class BillingEngine
                 var status = SubscriptionStateMachine.Next(subscription.Status, SubscriptionTrigger.TrialEnded);
                 var active = subscription with { Status = status, CurrentPeriod = first, NextActionAt = first.End };
                 session.Outbox.Append(NewEvent("subscription.updated", at, "subscription", subscription.Id, customer.Id, ("status", Snake(status)), ("previous_status", "trialing")));
-                await CreatePeriodInvoiceAsync(session, customer, active, plan, first, [], BillingReason.SubscriptionCycle, at, at + _options.DraftFinalizationDelay, counters, finalizeNow: false, isNew: false, cancellationToken).ConfigureAwait(false);
+                await CreatePeriodInvoiceAsync(session, customer, active, plan, first, [], BillingReason.SubscriptionCycle, at, at + _options.DraftFinalizationDelay, committed, finalizeNow: false, isNew: false, cancellationToken).ConfigureAwait(false);
                 return true;
             }
 
@@ -202,14 +211,14 @@ public sealed partial class BillingEngine
                 var status = SubscriptionStateMachine.Next(subscription.Status, SubscriptionTrigger.Renew);
                 renewed = renewed with { Status = status, CurrentPeriod = period, NextActionAt = period.End };
                 session.Outbox.Append(NewEvent("subscription.updated", at, "subscription", subscription.Id, customer.Id, ("current_period_start", period.Start.ToString("O", CultureInfo.InvariantCulture)), ("plan", nextPlan.Id)));
-                await CreatePeriodInvoiceAsync(session, customer, renewed, nextPlan, period, usage, BillingReason.SubscriptionCycle, at, at + _options.DraftFinalizationDelay, counters, finalizeNow: false, isNew: false, cancellationToken).ConfigureAwait(false);
+                await CreatePeriodInvoiceAsync(session, customer, renewed, nextPlan, period, usage, BillingReason.SubscriptionCycle, at, at + _options.DraftFinalizationDelay, committed, finalizeNow: false, isNew: false, cancellationToken).ConfigureAwait(false);
                 return true;
             }
 
             // Nothing to do in this state (incomplete, paused, canceled): stop looking at it.
             session.Subscriptions.Update(subscription with { NextActionAt = null });
             return true;
-        }, cancellationToken).ConfigureAwait(false);
+        }, counters, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Does the one step an invoice is due for (finalize a draft, or charge); false when it was no longer due.</summary>
@@ -228,11 +237,11 @@ public sealed partial class BillingEngine
 
         if (invoice.Status == InvoiceStatus.Draft)
         {
-            await FinalizeAndChargeAsync(invoiceId, at, counters, requireDraft: false, cancellationToken).ConfigureAwait(false);
+            await FinalizeAndChargeAsync(invoiceId, at, counters, requireDraft: false, cancellationToken, leaseFrom: now).ConfigureAwait(false);
         }
         else
         {
-            await ChargeAsync(invoiceId, at, null, counters, cancellationToken).ConfigureAwait(false);
+            await ChargeAsync(invoiceId, at, null, counters, cancellationToken, leaseFrom: now).ConfigureAwait(false);
         }
 
         return true;

@@ -130,14 +130,14 @@ public sealed partial class BillingEngine
         var key = newCycle ? UpdateKey(subscription) : PeriodKey(subscription.Id, period);
         var invoice = NewDraft(customer, subscription, key, reason, period, items, coupon, at, finalizeAt);
         session.Outbox.Append(NewEvent("invoice.created", at, "invoice", invoice.Id, customer.Id, ("subscription", subscription.Id), ("total", invoice.Total.MinorUnits)));
-        counters.Created++;
+        Interlocked.Increment(ref counters.Created);
         subscription = subscription with { LatestInvoiceId = invoice.Id, Discount = remaining, PendingLines = [] };
 
         string? charge = null;
         if (finalizeNow)
         {
             var (finalized, updatedCustomer) = await FinalizeAsync(session, invoice, customer, at, cancellationToken).ConfigureAwait(false);
-            counters.Finalized++;
+            Interlocked.Increment(ref counters.Finalized);
             if (!ReferenceEquals(updatedCustomer, customer))
             {
                 session.Customers.Update(updatedCustomer);

@@ -68,6 +68,20 @@ public sealed partial class BillingEngine
         }
     }
 
+    /// <summary>Like <see cref="InSessionAsync{T}(Func{IBillingSession, Task{T}}, CancellationToken)"/>, counting into
+    /// <paramref name="counters"/> only what the committed attempt did.</summary>
+    private async Task<T> InSessionAsync<T>(Func<IBillingSession, RunCounters, Task<T>> work, RunCounters counters, CancellationToken cancellationToken)
+    {
+        RunCounters? committed = null;
+        var result = await InSessionAsync(async session =>
+        {
+            committed = new RunCounters();
+            return await work(session, committed).ConfigureAwait(false);
+        }, cancellationToken).ConfigureAwait(false);
+        counters.Add(committed!);
+        return result;
+    }
+
     private async ValueTask<DateTimeOffset> NowForAsync(IBillingSession session, string? testClockId, CancellationToken cancellationToken)
     {
         if (testClockId is null)

@@ -95,19 +95,19 @@ public sealed class InMemoryBillingStore : IBillingStore
             Payments.Validate(session.Payments.Changes);
             TestClocks.Validate(session.TestClocks.Changes);
 
-            var newEventIds = new HashSet<string>(StringComparer.Ordinal);
+            var newEventIds = session.Events.Count == 0 ? null : new HashSet<string>(StringComparer.Ordinal);
             foreach (var e in session.Events)
             {
-                if (_eventIds.Contains(e.Id) || !newEventIds.Add(e.Id))
+                if (_eventIds.Contains(e.Id) || !newEventIds!.Add(e.Id))
                 {
                     throw new DuplicateKeyException("event", "id", e.Id);
                 }
             }
 
-            var newIdempotency = new HashSet<(string, string)>();
+            var newIdempotency = session.IdempotencyRecords.Count == 0 ? null : new HashSet<(string, string)>();
             foreach (var r in session.IdempotencyRecords)
             {
-                if (_idempotency.ContainsKey((r.Scope, r.Key)) || !newIdempotency.Add((r.Scope, r.Key)))
+                if (_idempotency.ContainsKey((r.Scope, r.Key)) || !newIdempotency!.Add((r.Scope, r.Key)))
                 {
                     throw new DuplicateKeyException("idempotency_record", "scope_key", $"{r.Scope}/{r.Key}");
                 }

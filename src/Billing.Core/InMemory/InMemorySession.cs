@@ -184,7 +184,8 @@ internal sealed class PendingSet<T>
 {
     private readonly Table<T> _table;
     private readonly Lock _gate;
-    private readonly Dictionary<string, Pending<T>> _changes = new(StringComparer.Ordinal);
+    private static readonly Dictionary<string, Pending<T>> NoChanges = new(StringComparer.Ordinal);
+    private Dictionary<string, Pending<T>> _changes = NoChanges;
 
     public PendingSet(Table<T> table, Lock gate)
     {
@@ -265,14 +266,17 @@ internal sealed class PendingSet<T>
             throw new DuplicateKeyException(_table.ObjectType, "id", id);
         }
 
-        _changes[id] = new Pending<T>(value, IsNew: true, ReadVersion: 0);
+        Writable()[id] = new Pending<T>(value, IsNew: true, ReadVersion: 0);
     }
+
+    private Dictionary<string, Pending<T>> Writable() =>
+        ReferenceEquals(_changes, NoChanges) ? _changes = new Dictionary<string, Pending<T>>(StringComparer.Ordinal) : _changes;
 
     public void Update(T value, long readVersion)
     {
         ArgumentNullException.ThrowIfNull(value);
         var id = _table.IdOf(value);
-        _changes[id] = _changes.TryGetValue(id, out var earlier)
+        Writable()[id] = _changes.TryGetValue(id, out var earlier)
             ? earlier with { Value = value }
             : new Pending<T>(value, IsNew: false, ReadVersion: readVersion);
     }

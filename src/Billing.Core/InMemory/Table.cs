@@ -67,6 +67,11 @@ internal sealed class Table<T>
     /// <summary>Throws if applying these changes would break a rule; changes nothing.</summary>
     public void Validate(IReadOnlyCollection<Pending<T>> changes)
     {
+        if (changes.Count == 0)
+        {
+            return;
+        }
+
         var newKeys = _uniques.Select(_ => new HashSet<string>(StringComparer.Ordinal)).ToArray();
         foreach (var change in changes)
         {
