@@ -1,5 +1,6 @@
 using Billing.Catalog;
 using Billing.Customers;
+using Billing.Invoices;
 using Billing.Ports;
 
 namespace Billing.Engine;
@@ -44,6 +45,30 @@ public sealed partial class BillingEngine
     {
         await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
         return await session.Plans.GetAsync(planId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("plan", planId);
+    }
+
+    /// <summary>
+    /// Updates what may change on a plan: its name, description and metadata. The price and interval never change
+    /// once created (a new price is a new plan), so invoices stay explainable.
+    /// </summary>
+    /// <param name="planId">The plan.</param>
+    /// <param name="name">A new name, or null to keep it.</param>
+    /// <param name="description">A new description, or null to keep it.</param>
+    /// <param name="metadata">New metadata (replaces the old), or null to keep it.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The updated plan.</returns>
+    /// <exception cref="BillingNotFoundException">No such plan.</exception>
+    /// <exception cref="BillingValidationException">An empty or too long name.</exception>
+    public Task<Plan> UpdatePlanAsync(string planId, string? name = null, string? description = null, IReadOnlyDictionary<string, string>? metadata = null, CancellationToken cancellationToken = default)
+    {
+        Require(name is null || (!string.IsNullOrWhiteSpace(name) && name.Length <= 200), "name", "A plan needs a name of 1 to 200 characters.");
+        return InSessionAsync(async session =>
+        {
+            var plan = await session.Plans.GetAsync(planId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("plan", planId);
+            var updated = plan with { Name = name ?? plan.Name, Description = description ?? plan.Description, Metadata = metadata ?? plan.Metadata };
+            session.Plans.Update(updated);
+            return updated with { Version = plan.Version + 1 };
+        }, cancellationToken);
     }
 
     /// <summary>Archives a plan: it takes no new subscriptions; existing ones keep billing.</summary>
@@ -112,6 +137,48 @@ public sealed partial class BillingEngine
     {
         await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
         return await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", customerId);
+    }
+
+    /// <summary>
+    /// Updates a customer's name, email, time zone, default payment method or tax rates; emits
+    /// <c>customer.updated</c>. The currency never changes. A new time zone applies from the next billing cycle
+    /// that is computed (current periods keep their boundaries).
+    /// </summary>
+    /// <param name="customerId">The customer.</param>
+    /// <param name="name">A new name, or null to keep it.</param>
+    /// <param name="email">A new email address, or null to keep it.</param>
+    /// <param name="timeZoneId">A new IANA time zone, or null to keep it.</param>
+    /// <param name="paymentMethod">A new default payment method, or null to keep it.</param>
+    /// <param name="taxRates">New tax rates (replace the old), or null to keep them.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The updated customer.</returns>
+    /// <exception cref="BillingValidationException">A bad name, email, time zone or mixed tax rates.</exception>
+    public Task<Customer> UpdateCustomerAsync(string customerId, string? name = null, string? email = null, string? timeZoneId = null, string? paymentMethod = null, IReadOnlyList<TaxRate>? taxRates = null, CancellationToken cancellationToken = default)
+    {
+        Require(name is null || (!string.IsNullOrWhiteSpace(name) && name.Length <= 200), "name", "A customer needs a name of 1 to 200 characters.");
+        Require(email is null || (email.Length is >= 3 and <= 320 && email.IndexOf('@', StringComparison.Ordinal) is > 0 && email.IndexOf('@', StringComparison.Ordinal) < email.Length - 1), "email", "The email address is not valid.");
+        if (timeZoneId is not null)
+        {
+            _ = Zone(timeZoneId);
+        }
+
+        Require(taxRates is null || taxRates.Select(r => r.Inclusive).Distinct().Count() <= 1, "tax_rates", "Tax rates must be all inclusive or all exclusive.");
+        return InSessionAsync(async session =>
+        {
+            var customer = await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", customerId);
+            var now = await NowForAsync(session, customer.TestClockId, cancellationToken).ConfigureAwait(false);
+            var updated = customer with
+            {
+                Name = name ?? customer.Name,
+                Email = email ?? customer.Email,
+                TimeZoneId = timeZoneId ?? customer.TimeZoneId,
+                DefaultPaymentMethod = paymentMethod ?? customer.DefaultPaymentMethod,
+                TaxRates = taxRates ?? customer.TaxRates,
+            };
+            session.Customers.Update(updated);
+            session.Outbox.Append(NewEvent("customer.updated", now, "customer", customer.Id, customer.Id));
+            return updated with { Version = customer.Version + 1 };
+        }, cancellationToken);
     }
 
     /// <summary>Adds to (or, with a negative amount, takes from) a customer's credit balance; emits <c>customer.updated</c>.</summary>
