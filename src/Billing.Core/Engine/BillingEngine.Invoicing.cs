@@ -222,7 +222,7 @@ public sealed partial class BillingEngine
 
             if (invoice.Status == InvoiceStatus.Paid && subscription is not null)
             {
-                OnPaid(session, subscription, at);
+                UpdateActivated(session, subscription, at);
             }
             else if (subscription?.Status == SubscriptionStatus.Unpaid)
             {
@@ -241,14 +241,28 @@ public sealed partial class BillingEngine
         }
     }
 
-    /// <summary>Subscription effects of a paid invoice: an incomplete, past-due or unpaid subscription becomes active.</summary>
-    private void OnPaid(IBillingSession session, Subscription subscription, DateTimeOffset at)
+    /// <summary>
+    /// Subscription effect of a paid invoice: an incomplete, past-due or unpaid subscription becomes active (with its
+    /// <c>subscription.updated</c> event). Returns the subscription as it should be stored; the caller writes it.
+    /// </summary>
+    private Subscription Activate(IBillingSession session, Subscription subscription, DateTimeOffset at)
     {
-        if (subscription.Status is SubscriptionStatus.Incomplete or SubscriptionStatus.PastDue or SubscriptionStatus.Unpaid)
+        if (subscription.Status is not (SubscriptionStatus.Incomplete or SubscriptionStatus.PastDue or SubscriptionStatus.Unpaid))
         {
-            var status = SubscriptionStateMachine.Next(subscription.Status, SubscriptionTrigger.PaymentSucceeded);
-            session.Subscriptions.Update(subscription with { Status = status });
-            session.Outbox.Append(NewEvent("subscription.updated", at, "subscription", subscription.Id, subscription.CustomerId, ("status", Snake(status)), ("previous_status", Snake(subscription.Status))));
+            return subscription;
+        }
+
+        var status = SubscriptionStateMachine.Next(subscription.Status, SubscriptionTrigger.PaymentSucceeded);
+        session.Outbox.Append(NewEvent("subscription.updated", at, "subscription", subscription.Id, subscription.CustomerId, ("status", Snake(status)), ("previous_status", Snake(subscription.Status))));
+        return subscription with { Status = status };
+    }
+
+    private void UpdateActivated(IBillingSession session, Subscription subscription, DateTimeOffset at)
+    {
+        var activated = Activate(session, subscription, at);
+        if (!ReferenceEquals(activated, subscription))
+        {
+            session.Subscriptions.Update(activated);
         }
     }
 
@@ -357,10 +371,9 @@ public sealed partial class BillingEngine
         session.Outbox.Append(NewEvent(paymentEvent, at, "payment", payment.Id, payment.CustomerId, ("invoice", invoice.Id), ("amount", payment.Amount.MinorUnits), ("attempt", payment.Attempt), ("decline_code", result.DeclineCode)));
 
         // The policy in force decides; the version that started an invoice's dunning stays recorded on the invoice.
-        var policy = Policy;
         if (result.IsSuccess)
         {
-            var resolved = policy.Decide(invoice.Dunning, result, at);
+            var resolved = Policy.Decide(invoice.Dunning, result, at);
             var paid = invoice with
             {
                 Status = InvoiceStateMachine.Next(invoice.Status, InvoiceTrigger.Pay),
@@ -375,7 +388,7 @@ public sealed partial class BillingEngine
             AppendDunningEvents(session, resolved, invoice, at);
             if (subscription is not null)
             {
-                OnPaid(session, subscription, at);
+                UpdateActivated(session, subscription, at);
             }
 
             return;
@@ -396,7 +409,7 @@ public sealed partial class BillingEngine
             return;
         }
 
-        var decision = policy.Decide(invoice.Dunning, result, at);
+        var decision = Policy.Decide(invoice.Dunning, result, at);
         var next = invoice with { Dunning = decision.State, NextActionAt = decision.NextAttemptAt };
         if (decision is { Kind: DunningDecisionKind.Exhausted, MarkInvoiceUncollectible: true } && InvoiceStateMachine.CanFire(next.Status, InvoiceTrigger.MarkUncollectible))
         {

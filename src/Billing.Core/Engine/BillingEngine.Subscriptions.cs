@@ -143,11 +143,9 @@ public sealed partial class BillingEngine
                 session.Customers.Update(updatedCustomer);
             }
 
-            if (finalized.Status == InvoiceStatus.Paid && SubscriptionStateMachine.CanFire(subscription.Status, SubscriptionTrigger.PaymentSucceeded) && subscription.Status != SubscriptionStatus.Active)
+            if (finalized.Status == InvoiceStatus.Paid)
             {
-                var status = SubscriptionStateMachine.Next(subscription.Status, SubscriptionTrigger.PaymentSucceeded);
-                session.Outbox.Append(NewEvent("subscription.updated", at, "subscription", subscription.Id, customer.Id, ("status", Snake(status)), ("previous_status", Snake(subscription.Status))));
-                subscription = subscription with { Status = status };
+                subscription = Activate(session, subscription, at);
             }
 
             invoice = finalized;
