@@ -40,6 +40,13 @@ public sealed class BillingOptions
     public TimeSpan PaymentAttemptLease { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
+    /// How long a billing run's claim on a batch of due subscriptions and invoices lasts. Other runs (in this or
+    /// other processes) skip claimed rows; a step that updates a row ends its claim, and a run that dies leaves its
+    /// claims to expire after this time. Default 5 minutes.
+    /// </summary>
+    public TimeSpan RunClaimLease { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
     /// How many customers the billing run works on at once (each customer's steps stay in order). Default: the
     /// number of processors.
     /// </summary>

@@ -27,9 +27,9 @@ internal sealed class BillingOptionsValidator : IValidateOptions<BillingOptions>
             failures.Add($"{nameof(BillingOptions)}.{nameof(BillingOptions.InvoiceNumberPrefix)} must be 1 to 20 characters.");
         }
 
-        if (options.DraftFinalizationDelay < TimeSpan.Zero || options.TrialWillEndNotice < TimeSpan.Zero || options.PaymentAttemptLease <= TimeSpan.Zero)
+        if (options.DraftFinalizationDelay < TimeSpan.Zero || options.TrialWillEndNotice < TimeSpan.Zero || options.PaymentAttemptLease <= TimeSpan.Zero || options.RunClaimLease <= TimeSpan.Zero)
         {
-            failures.Add($"{nameof(BillingOptions)}.{nameof(BillingOptions.DraftFinalizationDelay)} and {nameof(BillingOptions.TrialWillEndNotice)} cannot be negative, and {nameof(BillingOptions.PaymentAttemptLease)} must be positive.");
+            failures.Add($"{nameof(BillingOptions)}.{nameof(BillingOptions.DraftFinalizationDelay)} and {nameof(BillingOptions.TrialWillEndNotice)} cannot be negative, and {nameof(BillingOptions.PaymentAttemptLease)} and {nameof(BillingOptions.RunClaimLease)} must be positive.");
         }
 
         if (!Enum.IsDefined(options.InvoiceRounding))

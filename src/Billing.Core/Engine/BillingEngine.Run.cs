@@ -35,8 +35,12 @@ public sealed partial class BillingEngine
             IReadOnlyList<Invoice> invoices;
             await using (var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false))
             {
-                subscriptions = await session.Subscriptions.ListDueAsync(now, testClockId, _options.RunBatchSize, cancellationToken).ConfigureAwait(false);
-                invoices = await session.Invoices.ListDueAsync(now, testClockId, _options.RunBatchSize, cancellationToken).ConfigureAwait(false);
+                // Claim the batch so that runs in other processes skip it; the claim ends with the lease or when a
+                // step updates the row.
+                var leaseStart = _time.GetUtcNow();
+                subscriptions = await session.Subscriptions.ClaimDueAsync(now, testClockId, _options.RunBatchSize, leaseStart, _options.RunClaimLease, cancellationToken).ConfigureAwait(false);
+                invoices = await session.Invoices.ClaimDueAsync(now, testClockId, _options.RunBatchSize, leaseStart, _options.RunClaimLease, cancellationToken).ConfigureAwait(false);
+                await session.CommitAsync(cancellationToken).ConfigureAwait(false);
             }
 
             if (subscriptions.Count == 0 && invoices.Count == 0)

@@ -101,6 +101,9 @@ internal sealed class InMemorySession : IBillingSession, ICustomerStore, IPlanSt
     ValueTask<IReadOnlyList<Subscription>> ISubscriptionStore.ListDueAsync(DateTimeOffset now, string? testClockId, int limit, CancellationToken cancellationToken) =>
         new(Subscriptions.Due(now, testClockId, limit, s => s.NextActionAt, s => s.TestClockId));
 
+    ValueTask<IReadOnlyList<Subscription>> ISubscriptionStore.ClaimDueAsync(DateTimeOffset now, string? testClockId, int limit, DateTimeOffset leaseStart, TimeSpan lease, CancellationToken cancellationToken) =>
+        new(Subscriptions.Due(now, testClockId, limit, s => s.NextActionAt, s => s.TestClockId, (leaseStart, lease)));
+
     ValueTask<IReadOnlyList<Subscription>> ISubscriptionStore.ListByCustomerAsync(string customerId, CancellationToken cancellationToken) =>
         new(Subscriptions.Where(s => s.CustomerId == customerId).OrderBy(s => s.Id, StringComparer.Ordinal).ToList());
 
@@ -116,6 +119,9 @@ internal sealed class InMemorySession : IBillingSession, ICustomerStore, IPlanSt
 
     ValueTask<IReadOnlyList<Invoice>> IInvoiceStore.ListDueAsync(DateTimeOffset now, string? testClockId, int limit, CancellationToken cancellationToken) =>
         new(Invoices.Due(now, testClockId, limit, i => i.NextActionAt, i => i.TestClockId));
+
+    ValueTask<IReadOnlyList<Invoice>> IInvoiceStore.ClaimDueAsync(DateTimeOffset now, string? testClockId, int limit, DateTimeOffset leaseStart, TimeSpan lease, CancellationToken cancellationToken) =>
+        new(Invoices.Due(now, testClockId, limit, i => i.NextActionAt, i => i.TestClockId, (leaseStart, lease)));
 
     ValueTask<IReadOnlyList<Invoice>> IInvoiceStore.ListBySubscriptionAsync(string subscriptionId, CancellationToken cancellationToken) =>
         new(Invoices.Where(i => i.SubscriptionId == subscriptionId).OrderBy(i => i.CreatedAt).ThenBy(i => i.Id, StringComparer.Ordinal).ToList());
@@ -242,14 +248,23 @@ internal sealed class PendingSet<T>
     /// Rows due at or before <paramref name="now"/> on a clock, earliest first, at most <paramref name="limit"/>:
     /// the committed due index merged with this session's own writes.
     /// </summary>
-    public IReadOnlyList<T> Due(DateTimeOffset now, string? clock, int limit, Func<T, DateTimeOffset?> due, Func<T, string?> clockOf)
+    public IReadOnlyList<T> Due(DateTimeOffset now, string? clock, int limit, Func<T, DateTimeOffset?> due, Func<T, string?> clockOf, (DateTimeOffset Start, TimeSpan Lease)? claim = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
         var pending = _changes.Values.Select(p => p.Value).Where(v => clockOf(v) == clock && due(v) <= now).ToList();
         List<T> committed;
         lock (_gate)
         {
-            committed = [.. _table.Due(now, clock).Where(r => !_changes.ContainsKey(_table.IdOf(r))).Take(limit)];
+            committed = [.. _table.Due(now, clock, claim?.Start).Where(r => !_changes.ContainsKey(_table.IdOf(r))).Take(limit)];
+            if (claim is { } c)
+            {
+                // Claims apply at once (stronger than at commit): no other session can claim these rows meanwhile.
+                var until = c.Start + c.Lease;
+                foreach (var row in committed)
+                {
+                    _table.Claim(_table.IdOf(row), until);
+                }
+            }
         }
 
         return [.. committed.Concat(pending)

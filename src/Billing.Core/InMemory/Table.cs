@@ -13,6 +13,7 @@ internal sealed class Table<T>
     private readonly Func<T, DateTimeOffset?>? _due;
     private readonly Func<T, string?>? _clock;
     private readonly Dictionary<string, SortedSet<(long Ticks, string Id)>> _dueIndex = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTimeOffset> _claims = new(StringComparer.Ordinal);
 
     public Table(string objectType, Func<T, string> id, Func<T, long> version, Func<T, long, T> withVersion, params (string Name, Func<T, string?> Key)[] uniques)
         : this(objectType, id, version, withVersion, null, null, uniques)
@@ -43,7 +44,7 @@ internal sealed class Table<T>
     public T? Get(string id) => _rows.GetValueOrDefault(id);
 
     /// <summary>Committed rows due at or before <paramref name="now"/> on a clock, earliest first (ties by id).</summary>
-    public IEnumerable<T> Due(DateTimeOffset now, string? clock)
+    public IEnumerable<T> Due(DateTimeOffset now, string? clock, DateTimeOffset? unclaimedAt = null)
     {
         if (!_dueIndex.TryGetValue(clock ?? string.Empty, out var index))
         {
@@ -57,9 +58,17 @@ internal sealed class Table<T>
                 yield break;
             }
 
+            if (unclaimedAt is { } at && _claims.TryGetValue(id, out var until) && until > at)
+            {
+                continue;
+            }
+
             yield return _rows[id];
         }
     }
+
+    /// <summary>Claims a row until the given time; an update of the row clears the claim.</summary>
+    public void Claim(string id, DateTimeOffset until) => _claims[id] = until;
 
     public T? GetByUnique(int index, string key) =>
         _indexes[index].TryGetValue(key, out var id) ? _rows[id] : null;
@@ -110,6 +119,7 @@ internal sealed class Table<T>
         foreach (var change in changes)
         {
             var id = _id(change.Value);
+            _claims.Remove(id);
             if (_rows.TryGetValue(id, out var old))
             {
                 Unindex(old, id);

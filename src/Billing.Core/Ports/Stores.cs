@@ -68,7 +68,7 @@ public interface ISubscriptionStore
 
     /// <summary>
     /// Lists subscriptions with <c>NextActionAt ≤ now</c> on the given clock (null: real time only), earliest
-    /// first, at most <paramref name="limit"/>. Database adapters may claim the rows (<c>FOR UPDATE SKIP LOCKED</c>).
+    /// first, at most <paramref name="limit"/>, without claiming them (see <see cref="ClaimDueAsync"/>).
     /// </summary>
     /// <param name="now">The instant.</param>
     /// <param name="testClockId">The test clock, or null for subscriptions on real time.</param>
@@ -76,6 +76,27 @@ public interface ISubscriptionStore
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The due subscriptions.</returns>
     ValueTask<IReadOnlyList<Subscription>> ListDueAsync(DateTimeOffset now, string? testClockId, int limit, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Claims up to <paramref name="limit"/> due subscriptions for one billing run: like <see cref="ListDueAsync"/>,
+    /// but rows claimed by another run whose lease has not ended are skipped, and the returned rows are claimed
+    /// until <c>leaseStart + lease</c>.
+    /// </summary>
+    /// <remarks>
+    /// The claim takes effect when the session commits (a store may apply it earlier); an <see cref="Update"/> of
+    /// the row clears it, so a row that a run has moved forward can be claimed again as soon as it is due again.
+    /// A run that dies keeps its claims until the lease ends, after which any run takes the rows over. PostgreSQL
+    /// claims with <c>FOR UPDATE SKIP LOCKED</c>, so runs in several processes never wait for each other.
+    /// <paramref name="leaseStart"/> is real (wall-clock) time even when <paramref name="now"/> is a test clock's.
+    /// </remarks>
+    /// <param name="now">The instant work is due by.</param>
+    /// <param name="testClockId">The test clock, or null for subscriptions on real time.</param>
+    /// <param name="limit">The batch size.</param>
+    /// <param name="leaseStart">The real time the claim starts.</param>
+    /// <param name="lease">How long the claim lasts.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The claimed subscriptions, earliest first.</returns>
+    ValueTask<IReadOnlyList<Subscription>> ClaimDueAsync(DateTimeOffset now, string? testClockId, int limit, DateTimeOffset leaseStart, TimeSpan lease, CancellationToken cancellationToken = default);
 
     /// <summary>Lists a customer's subscriptions, in id order.</summary>
     /// <param name="customerId">The customer.</param>
@@ -114,6 +135,27 @@ public interface IInvoiceStore
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The due invoices.</returns>
     ValueTask<IReadOnlyList<Invoice>> ListDueAsync(DateTimeOffset now, string? testClockId, int limit, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Claims up to <paramref name="limit"/> due invoices for one billing run: like <see cref="ListDueAsync"/>,
+    /// but rows claimed by another run whose lease has not ended are skipped, and the returned rows are claimed
+    /// until <c>leaseStart + lease</c>.
+    /// </summary>
+    /// <remarks>
+    /// The claim takes effect when the session commits (a store may apply it earlier); an <see cref="Update"/> of
+    /// the row clears it, so a row that a run has moved forward can be claimed again as soon as it is due again.
+    /// A run that dies keeps its claims until the lease ends, after which any run takes the rows over. PostgreSQL
+    /// claims with <c>FOR UPDATE SKIP LOCKED</c>, so runs in several processes never wait for each other.
+    /// <paramref name="leaseStart"/> is real (wall-clock) time even when <paramref name="now"/> is a test clock's.
+    /// </remarks>
+    /// <param name="now">The instant work is due by.</param>
+    /// <param name="testClockId">The test clock, or null for invoices on real time.</param>
+    /// <param name="limit">The batch size.</param>
+    /// <param name="leaseStart">The real time the claim starts.</param>
+    /// <param name="lease">How long the claim lasts.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The claimed invoices, earliest first.</returns>
+    ValueTask<IReadOnlyList<Invoice>> ClaimDueAsync(DateTimeOffset now, string? testClockId, int limit, DateTimeOffset leaseStart, TimeSpan lease, CancellationToken cancellationToken = default);
 
     /// <summary>Lists a subscription's invoices, oldest first.</summary>
     /// <param name="subscriptionId">The subscription.</param>

@@ -927,6 +927,72 @@ public abstract class BillingStoreContract
         Assert.DoesNotContain("inv_e", Ids(await session.Invoices.ListDueAsync(DateTimeOffset.MaxValue, null, 100)));
     }
 
+    /// <summary>
+    /// Claims: a committed claim hides the rows from other claims until the lease ends; the plain due list still
+    /// shows them; an update of a claimed row ends its claim.
+    /// </summary>
+    /// <returns>The test.</returns>
+    [Fact]
+    public async Task ClaimDueAsync_skips_rows_claimed_by_another_run_until_the_lease_ends_or_the_row_is_updated()
+    {
+        var store = await CreateStoreAsync();
+        var lease = TimeSpan.FromMinutes(5);
+        await CommitAsync(store, s =>
+        {
+            for (var i = 1; i <= 5; i++)
+            {
+                s.Subscriptions.Add(NewSubscription($"sub_{i}", nextActionAt: T0.AddMinutes(-i)));
+                s.Invoices.Add(NewInvoice($"inv_{i}", nextActionAt: T0.AddMinutes(-i)));
+            }
+
+            s.Subscriptions.Add(NewSubscription("sub_clock", nextActionAt: T0.AddMinutes(-10), testClockId: "clk_1"));
+        });
+
+        IReadOnlyList<Subscription> firstSubscriptions = [];
+        IReadOnlyList<Invoice> firstInvoices = [];
+        await CommitAsync(store, async s =>
+        {
+            firstSubscriptions = await s.Subscriptions.ClaimDueAsync(T0, null, 3, T0, lease);
+            firstInvoices = await s.Invoices.ClaimDueAsync(T0, null, 3, T0, lease);
+        });
+        Assert.Equal(["sub_5", "sub_4", "sub_3"], Ids(firstSubscriptions));
+        Assert.Equal(["inv_5", "inv_4", "inv_3"], Ids(firstInvoices));
+
+        await using (var second = await store.BeginAsync())
+        {
+            Assert.Equal(["sub_2", "sub_1"], Ids(await second.Subscriptions.ClaimDueAsync(T0, null, 10, T0.AddMinutes(1), lease)));
+            Assert.Equal(["inv_2", "inv_1"], Ids(await second.Invoices.ClaimDueAsync(T0, null, 10, T0.AddMinutes(1), lease)));
+            Assert.Equal(["sub_clock"], Ids(await second.Subscriptions.ClaimDueAsync(T0, "clk_1", 10, T0.AddMinutes(1), lease)));
+            await second.CommitAsync();
+        }
+
+        await using (var third = await store.BeginAsync())
+        {
+            Assert.Empty(await third.Subscriptions.ClaimDueAsync(T0, null, 10, T0.AddMinutes(2), lease));
+            Assert.Equal(["sub_5", "sub_4", "sub_3", "sub_2", "sub_1"], Ids(await third.Subscriptions.ListDueAsync(T0, null, 10)));
+            Assert.Equal(["inv_5", "inv_4", "inv_3", "inv_2", "inv_1"], Ids(await third.Invoices.ListDueAsync(T0, null, 10)));
+        }
+
+        // An update ends the claim: the row is claimable at once while still due.
+        await CommitAsync(store, async s =>
+        {
+            var sub = await s.Subscriptions.GetAsync("sub_4");
+            s.Subscriptions.Update(sub! with { Quantity = 7 });
+            var inv = await s.Invoices.GetAsync("inv_4");
+            s.Invoices.Update(inv! with { PaymentAttempts = 1 });
+        });
+        await CommitAsync(store, async s =>
+        {
+            Assert.Equal(["sub_4"], Ids(await s.Subscriptions.ClaimDueAsync(T0, null, 10, T0.AddMinutes(3), lease)));
+            Assert.Equal(["inv_4"], Ids(await s.Invoices.ClaimDueAsync(T0, null, 10, T0.AddMinutes(3), lease)));
+        });
+
+        // After the lease every row is claimable again, earliest first.
+        await using var late = await store.BeginAsync();
+        Assert.Equal(["sub_5", "sub_3"], Ids(await late.Subscriptions.ClaimDueAsync(T0, null, 2, T0.AddMinutes(5), lease)));
+        Assert.Equal(["inv_5", "inv_3", "inv_2", "inv_1"], Ids(await late.Invoices.ClaimDueAsync(T0, null, 10, T0.AddMinutes(6), lease)));
+    }
+
     /// <summary>A customer's subscriptions, in id order, and only theirs.</summary>
     /// <returns>The test.</returns>
     [Fact]
