@@ -28,6 +28,19 @@ ensure_prerequisites() {
   [ -e /usr/share/zoneinfo/America/New_York ] || apt_install tzdata
   # .NET globalization (culture-invariance tests switch cultures) needs ICU.
   ldconfig -p 2>/dev/null | grep -q libicuuc || apt_install libicu72
+  # LocalPostgresServer (Billing.Testing) runs throwaway PostgreSQL servers from the machine's binaries. Debian puts them
+  # in /usr/lib/postgresql/<version>/bin, off PATH; the server class looks there too.
+  if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    apt_install postgresql
+  fi
+  # The client tools (createdb, psql) come with the server package; install them alone only when still missing.
+  local tool
+  for tool in createdb psql; do
+    if ! command -v "$tool" >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/$tool" >/dev/null; then
+      apt_install postgresql-client
+      break
+    fi
+  done
 }
 
 build() {

@@ -1284,7 +1284,7 @@ public abstract class BillingStoreContract
             CustomerId = "cus_1",
             SubscriptionId = subscriptionId,
             DedupKey = dedupKey ?? $"dk_{id}",
-            Reason = BillingReason.SubscriptionCycle,
+            Reason = BillingReason.Manual,
             Status = InvoiceStatus.Open,
             Currency = Currency.USD,
             Period = new BillingPeriod(T0, T0.AddMonths(1)),

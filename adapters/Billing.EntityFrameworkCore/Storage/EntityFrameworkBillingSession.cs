@@ -1,0 +1,546 @@
+using System.Data.Common;
+using Billing.Catalog;
+using Billing.Customers;
+using Billing.EntityFrameworkCore.Mapping;
+using Billing.EntityFrameworkCore.Model;
+using Billing.Events;
+using Billing.Invoices;
+using Billing.Payments;
+using Billing.Ports;
+using Billing.Subscriptions;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Billing.EntityFrameworkCore.Storage;
+
+/// <summary>
+/// One unit of work on EF Core: reads go to the database (overlaid with this session's own writes), writes are
+/// buffered and saved in one transaction by <see cref="CommitAsync"/>. The transaction starts earlier only when a
+/// statement must hold a lock until commit: a number from a sequence, or a claim on due work.
+/// </summary>
+internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomerStore, IPlanStore, ISubscriptionStore, IInvoiceStore, IPaymentStore, ITestClockStore, IOutbox, IIdempotencyStore
+{
+    private readonly DbContext _db;
+    private readonly SqlDialect _sql;
+    private readonly CompiledQueries _queries;
+    private readonly PendingWrites<Customer> _customers = new("customer", c => c.Id);
+    private readonly PendingWrites<Plan> _plans = new("plan", p => p.Id);
+    private readonly PendingWrites<Subscription> _subscriptions = new("subscription", s => s.Id);
+    private readonly PendingWrites<Invoice> _invoices = new("invoice", i => i.Id);
+    private readonly PendingWrites<Payment> _payments = new("payment", p => p.Id);
+    private readonly PendingWrites<TestClock> _clocks = new("test_clock", c => c.Id);
+    private readonly List<BillingEvent> _events = [];
+    private readonly List<IdempotencyRecord> _records = [];
+    private Dictionary<string, IReadOnlyList<InvoiceLine>>? _loadedLines;
+    private IDbContextTransaction? _transaction;
+    private bool _done;
+
+    public EntityFrameworkBillingSession(DbContext db, SqlDialect sql, CompiledQueries queries)
+    {
+        _db = db;
+        _sql = sql;
+        _queries = queries;
+        _db.ChangeTracker.AutoDetectChangesEnabled = false;
+        _db.ChangeTracker.QueryTrackingBehavior = QueryTrackingBehavior.NoTracking;
+    }
+
+    public ICustomerStore Customers => this;
+
+    public IPlanStore Plans => this;
+
+    public ISubscriptionStore Subscriptions => this;
+
+    public IInvoiceStore Invoices => this;
+
+    public IPaymentStore Payments => this;
+
+    public ITestClockStore TestClocks => this;
+
+    public IOutbox Outbox => this;
+
+    public IIdempotencyStore Idempotency => this;
+
+    public async ValueTask CommitAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_done, this);
+        _done = true;
+        try
+        {
+            if (!HasWrites())
+            {
+                if (_transaction is not null)
+                {
+                    await _transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                return;
+            }
+
+            await EnsureTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await StageAsync(cancellationToken).ConfigureAwait(false);
+            await _db.SaveChangesAsync(acceptAllChangesOnSuccess: false, cancellationToken).ConfigureAwait(false);
+            await _transaction!.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (DatabaseErrors.Translate(e) is { } translated)
+        {
+            throw translated;
+        }
+        finally
+        {
+            await DisposeTransactionAsync().ConfigureAwait(false);
+            _db.ChangeTracker.Clear();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _done = true;
+        await DisposeTransactionAsync().ConfigureAwait(false);
+        await _db.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private bool HasWrites() =>
+        !_customers.IsEmpty || !_plans.IsEmpty || !_subscriptions.IsEmpty || !_invoices.IsEmpty || !_payments.IsEmpty || !_clocks.IsEmpty || _events.Count > 0 || _records.Count > 0;
+
+    private async Task StageAsync(CancellationToken cancellationToken)
+    {
+        Stage(_customers, RowMapper.ToRow);
+        Stage(_plans, RowMapper.ToRow);
+        Stage(_subscriptions, RowMapper.ToRow);
+        Stage(_payments, RowMapper.ToRow);
+        Stage(_clocks, RowMapper.ToRow);
+        foreach (var change in _invoices.Changes)
+        {
+            var invoice = change.Value;
+            if (change.IsNew)
+            {
+                var row = RowMapper.ToRow(invoice, withLines: true);
+                row.Version = 1;
+                _db.Add(row);
+                continue;
+            }
+
+            // Lines are rewritten only when the record carries other lines than the ones this session read.
+            var linesChanged = _loadedLines is null || !_loadedLines.TryGetValue(invoice.Id, out var loaded) || !ReferenceEquals(loaded, invoice.Lines);
+            var updated = RowMapper.ToRow(invoice, withLines: false);
+            MarkModified(updated, change.ReadVersion);
+            if (linesChanged)
+            {
+                await ExecuteAsync(_sql.DeleteInvoiceLines, cancellationToken, ("id", invoice.Id)).ConfigureAwait(false);
+                foreach (var line in RowMapper.LineRows(invoice))
+                {
+                    _db.Entry(line).State = EntityState.Added;
+                }
+            }
+        }
+
+        foreach (var e in _events)
+        {
+            _db.Add(RowMapper.ToRow(e));
+        }
+
+        var keys = new HashSet<(string, string)>();
+        foreach (var r in _records)
+        {
+            if (!keys.Add((r.Scope, r.Key)))
+            {
+                throw new DuplicateKeyException("idempotency_record", "scope_key", $"{r.Scope}/{r.Key}");
+            }
+
+            _db.Add(RowMapper.ToRow(r));
+        }
+    }
+
+    private void Stage<TDomain, TRow>(PendingWrites<TDomain> writes, Func<TDomain, TRow> toRow)
+        where TDomain : class
+        where TRow : class
+    {
+        foreach (var change in writes.Changes)
+        {
+            var row = toRow(change.Value);
+            if (change.IsNew)
+            {
+                _db.Entry(row).Property(nameof(CustomerRow.Version)).CurrentValue = 1L;
+                _db.Entry(row).State = EntityState.Added;
+            }
+            else
+            {
+                MarkModified(row, change.ReadVersion);
+            }
+        }
+    }
+
+    private void MarkModified<TRow>(TRow row, long readVersion)
+        where TRow : class
+    {
+        var entry = _db.Entry(row);
+        entry.Property(nameof(CustomerRow.Version)).CurrentValue = readVersion + 1;
+        entry.State = EntityState.Modified;
+        entry.Property(nameof(CustomerRow.Version)).OriginalValue = readVersion;
+    }
+
+    private async Task EnsureTransactionAsync(CancellationToken cancellationToken)
+    {
+        _transaction ??= await _db.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task DisposeTransactionAsync()
+    {
+        if (_transaction is { } tx)
+        {
+            _transaction = null;
+            await tx.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private DbParameter Parameter(string name, object? value)
+    {
+        value ??= DBNull.Value;
+        if (_sql.IsPostgreSql)
+        {
+            return value is DateTimeOffset d
+                ? new NpgsqlParameter(name, NpgsqlDbType.TimestampTz) { Value = d.ToUniversalTime() }
+                : new NpgsqlParameter(name, value);
+        }
+
+        return new SqliteParameter(name, value is DateTimeOffset t ? t.UtcTicks : value);
+    }
+
+    private async Task<object?> ExecuteAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        var connection = _db.Database.GetDbConnection();
+        if (connection.State != System.Data.ConnectionState.Open)
+        {
+            await _db.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = _transaction?.GetDbTransaction();
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.Add(Parameter(name, value));
+        }
+
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<T> TranslatingAsync<T>(Func<Task<T>> action)
+    {
+        try
+        {
+            return await action().ConfigureAwait(false);
+        }
+        catch (Exception e) when (DatabaseErrors.Translate(e) is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    private void ThrowIfDone() => ObjectDisposedException.ThrowIf(_done, this);
+
+    // ---------------------------------------------------------------- customers
+
+    async ValueTask<Customer?> ICustomerStore.GetAsync(string id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        if (_customers.TryGet(id, out var pending))
+        {
+            return pending;
+        }
+
+        var row = await _queries.CustomerById(_db, id, cancellationToken).ConfigureAwait(false);
+        return row is null ? null : RowMapper.ToDomain(row);
+    }
+
+    void ICustomerStore.Add(Customer customer) => _customers.Add(customer, customer.Version);
+
+    void ICustomerStore.Update(Customer customer) => _customers.Update(customer, customer.Version);
+
+    async ValueTask<IReadOnlyList<Customer>> ICustomerStore.ListByTestClockAsync(string testClockId, CancellationToken cancellationToken)
+    {
+        var rows = await _db.Set<CustomerRow>().Where(r => r.TestClockId == testClockId).OrderBy(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
+        return [.. _customers.Overlay(rows.Select(RowMapper.ToDomain), c => c.TestClockId == testClockId).OrderBy(c => c.Id, StringComparer.Ordinal)];
+    }
+
+    // ---------------------------------------------------------------- plans
+
+    async ValueTask<Plan?> IPlanStore.GetAsync(string id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        if (_plans.TryGet(id, out var pending))
+        {
+            return pending;
+        }
+
+        var row = await _queries.PlanById(_db, id, cancellationToken).ConfigureAwait(false);
+        return row is null ? null : RowMapper.ToDomain(row);
+    }
+
+    void IPlanStore.Add(Plan plan) => _plans.Add(plan, plan.Version);
+
+    void IPlanStore.Update(Plan plan) => _plans.Update(plan, plan.Version);
+
+    // ---------------------------------------------------------------- subscriptions
+
+    async ValueTask<Subscription?> ISubscriptionStore.GetAsync(string id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        if (_subscriptions.TryGet(id, out var pending))
+        {
+            return pending;
+        }
+
+        var row = await _queries.SubscriptionById(_db, id, cancellationToken).ConfigureAwait(false);
+        return row is null ? null : RowMapper.ToDomain(row);
+    }
+
+    void ISubscriptionStore.Add(Subscription subscription) => _subscriptions.Add(subscription, subscription.Version);
+
+    void ISubscriptionStore.Update(Subscription subscription) => _subscriptions.Update(subscription, subscription.Version);
+
+    async ValueTask<IReadOnlyList<Subscription>> ISubscriptionStore.ListDueAsync(DateTimeOffset now, string? testClockId, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        var query = _db.Set<SubscriptionRow>().Where(r => r.NextActionAt != null && r.NextActionAt <= now);
+        query = testClockId is null ? query.Where(r => r.TestClockId == null) : query.Where(r => r.TestClockId == testClockId);
+        var rows = await query.OrderBy(r => r.NextActionAt).ThenBy(r => r.Id).Take(limit).ToListAsync(cancellationToken).ConfigureAwait(false);
+        return Due(_subscriptions.Overlay(rows.Select(RowMapper.ToDomain), s => s.TestClockId == testClockId && s.NextActionAt <= now), s => s.NextActionAt, s => s.Id, limit);
+    }
+
+    async ValueTask<IReadOnlyList<Subscription>> ISubscriptionStore.ClaimDueAsync(DateTimeOffset now, string? testClockId, int limit, DateTimeOffset leaseStart, TimeSpan lease, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        ThrowIfDone();
+        await EnsureTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var sql = testClockId is null ? _sql.ClaimSubscriptions : _sql.ClaimSubscriptionsOnClock;
+        var rows = await TranslatingAsync(() => _db.Set<SubscriptionRow>().FromSqlRaw(sql, ClaimParameters(now, testClockId, limit, leaseStart, lease)).AsNoTracking().ToListAsync(cancellationToken)).ConfigureAwait(false);
+        return Due(_subscriptions.Overlay(rows.Select(RowMapper.ToDomain), s => s.TestClockId == testClockId && s.NextActionAt <= now), s => s.NextActionAt, s => s.Id, limit);
+    }
+
+    async ValueTask<IReadOnlyList<Subscription>> ISubscriptionStore.ListByCustomerAsync(string customerId, CancellationToken cancellationToken)
+    {
+        var rows = await _db.Set<SubscriptionRow>().Where(r => r.CustomerId == customerId).OrderBy(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
+        return [.. _subscriptions.Overlay(rows.Select(RowMapper.ToDomain), s => s.CustomerId == customerId).OrderBy(s => s.Id, StringComparer.Ordinal)];
+    }
+
+    // ---------------------------------------------------------------- invoices
+
+    async ValueTask<Invoice?> IInvoiceStore.GetAsync(string id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        if (_invoices.TryGet(id, out var pending))
+        {
+            return pending;
+        }
+
+        return Loaded(await _queries.InvoiceById(_db, id, cancellationToken).ConfigureAwait(false));
+    }
+
+    async ValueTask<Invoice?> IInvoiceStore.GetByDedupKeyAsync(string dedupKey, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(dedupKey);
+        foreach (var change in _invoices.Changes)
+        {
+            if (change.Value.DedupKey == dedupKey)
+            {
+                return change.Value;
+            }
+        }
+
+        var invoice = Loaded(await _queries.InvoiceByDedupKey(_db, dedupKey, cancellationToken).ConfigureAwait(false));
+        return invoice is not null && _invoices.Contains(invoice.Id) ? null : invoice;
+    }
+
+    void IInvoiceStore.Add(Invoice invoice) => _invoices.Add(invoice, invoice.Version);
+
+    void IInvoiceStore.Update(Invoice invoice) => _invoices.Update(invoice, invoice.Version);
+
+    async ValueTask<IReadOnlyList<Invoice>> IInvoiceStore.ListDueAsync(DateTimeOffset now, string? testClockId, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        var query = _db.Set<InvoiceRow>().Where(r => r.NextActionAt != null && r.NextActionAt <= now);
+        query = testClockId is null ? query.Where(r => r.TestClockId == null) : query.Where(r => r.TestClockId == testClockId);
+        var rows = await query.OrderBy(r => r.NextActionAt).ThenBy(r => r.Id).Take(limit).Include(r => r.Lines).AsSplitQuery().ToListAsync(cancellationToken).ConfigureAwait(false);
+        return Due(_invoices.Overlay(rows.Select(r => Loaded(r)!), i => i.TestClockId == testClockId && i.NextActionAt <= now), i => i.NextActionAt, i => i.Id, limit);
+    }
+
+    async ValueTask<IReadOnlyList<Invoice>> IInvoiceStore.ClaimDueAsync(DateTimeOffset now, string? testClockId, int limit, DateTimeOffset leaseStart, TimeSpan lease, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        ThrowIfDone();
+        await EnsureTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var sql = testClockId is null ? _sql.ClaimInvoices : _sql.ClaimInvoicesOnClock;
+        var rows = await TranslatingAsync(() => _db.Set<InvoiceRow>().FromSqlRaw(sql, ClaimParameters(now, testClockId, limit, leaseStart, lease)).AsNoTracking().ToListAsync(cancellationToken)).ConfigureAwait(false);
+
+        // The run reads each invoice again before it acts, so the claimed rows come without their lines.
+        var claimed = rows.Select(r => RowMapper.ToDomain(r, []));
+        return Due(_invoices.Overlay(claimed, i => i.TestClockId == testClockId && i.NextActionAt <= now), i => i.NextActionAt, i => i.Id, limit);
+    }
+
+    async ValueTask<IReadOnlyList<Invoice>> IInvoiceStore.ListBySubscriptionAsync(string subscriptionId, CancellationToken cancellationToken)
+    {
+        var rows = await _db.Set<InvoiceRow>().Where(r => r.SubscriptionId == subscriptionId).Include(r => r.Lines).AsSplitQuery().ToListAsync(cancellationToken).ConfigureAwait(false);
+        return [.. _invoices.Overlay(rows.Select(r => Loaded(r)!), i => i.SubscriptionId == subscriptionId).OrderBy(i => i.CreatedAt).ThenBy(i => i.Id, StringComparer.Ordinal)];
+    }
+
+    async ValueTask<long> IInvoiceStore.NextNumberAsync(string sequence, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(sequence);
+        ThrowIfDone();
+        await EnsureTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var value = await TranslatingAsync(() => ExecuteAsync(_sql.NextNumber, cancellationToken, ("sequence", sequence))).ConfigureAwait(false);
+        return Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private Invoice? Loaded(InvoiceRow? row)
+    {
+        if (row is null)
+        {
+            return null;
+        }
+
+        var invoice = RowMapper.ToDomain(row, row.Lines);
+        (_loadedLines ??= new(StringComparer.Ordinal))[invoice.Id] = invoice.Lines;
+        return invoice;
+    }
+
+    // ---------------------------------------------------------------- payments
+
+    async ValueTask<Payment?> IPaymentStore.GetAsync(string id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        if (_payments.TryGet(id, out var pending))
+        {
+            return pending;
+        }
+
+        var row = await _queries.PaymentById(_db, id, cancellationToken).ConfigureAwait(false);
+        return row is null ? null : RowMapper.ToDomain(row);
+    }
+
+    async ValueTask<Payment?> IPaymentStore.GetByIdempotencyKeyAsync(string idempotencyKey, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(idempotencyKey);
+        foreach (var change in _payments.Changes)
+        {
+            if (change.Value.IdempotencyKey == idempotencyKey)
+            {
+                return change.Value;
+            }
+        }
+
+        var row = await _queries.PaymentByKey(_db, idempotencyKey, cancellationToken).ConfigureAwait(false);
+        return row is null || _payments.Contains(row.Id) ? null : RowMapper.ToDomain(row);
+    }
+
+    void IPaymentStore.Add(Payment payment) => _payments.Add(payment, payment.Version);
+
+    void IPaymentStore.Update(Payment payment) => _payments.Update(payment, payment.Version);
+
+    async ValueTask<IReadOnlyList<Payment>> IPaymentStore.ListByInvoiceAsync(string invoiceId, CancellationToken cancellationToken)
+    {
+        var rows = await _db.Set<PaymentRow>().Where(r => r.InvoiceId == invoiceId).ToListAsync(cancellationToken).ConfigureAwait(false);
+        return [.. _payments.Overlay(rows.Select(RowMapper.ToDomain), p => p.InvoiceId == invoiceId).OrderBy(p => p.Attempt)];
+    }
+
+    // ---------------------------------------------------------------- test clocks
+
+    async ValueTask<TestClock?> ITestClockStore.GetAsync(string id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        if (_clocks.TryGet(id, out var pending))
+        {
+            return pending;
+        }
+
+        var row = await _queries.ClockById(_db, id, cancellationToken).ConfigureAwait(false);
+        return row is null ? null : RowMapper.ToDomain(row);
+    }
+
+    void ITestClockStore.Add(TestClock clock) => _clocks.Add(clock, clock.Version);
+
+    void ITestClockStore.Update(TestClock clock) => _clocks.Update(clock, clock.Version);
+
+    // ---------------------------------------------------------------- outbox
+
+    void IOutbox.Append(BillingEvent billingEvent)
+    {
+        ArgumentNullException.ThrowIfNull(billingEvent);
+        _events.Add(billingEvent);
+    }
+
+    async ValueTask<IReadOnlyList<OutboxEntry>> IOutbox.ReadAsync(long afterPosition, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        ThrowIfDone();
+
+        // Publish what has committed since the last read: in its own short transaction, unless this session
+        // already holds one (then the positions commit with it).
+        if (_sql.PublishOutbox is { } publish && await ExecuteAsync(_sql.HasUnpublished, cancellationToken).ConfigureAwait(false) is true)
+        {
+            if (_transaction is null)
+            {
+                await using var tx = await _db.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                await ExecuteWithAsync(tx, publish, cancellationToken).ConfigureAwait(false);
+                await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await ExecuteAsync(publish, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        var rows = await _db.Set<OutboxEventRow>().Where(r => r.Position > afterPosition).OrderBy(r => r.Position).Take(limit).ToListAsync(cancellationToken).ConfigureAwait(false);
+        return [.. rows.Select(RowMapper.ToDomain)];
+    }
+
+    private async Task ExecuteWithAsync(IDbContextTransaction tx, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = _db.Database.GetDbConnection().CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = tx.GetDbTransaction();
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    // ---------------------------------------------------------------- idempotency
+
+    async ValueTask<IdempotencyRecord?> IIdempotencyStore.GetAsync(string scope, string key, CancellationToken cancellationToken)
+    {
+        for (var i = _records.Count - 1; i >= 0; i--)
+        {
+            if (_records[i].Scope == scope && _records[i].Key == key)
+            {
+                return _records[i];
+            }
+        }
+
+        var row = await _db.Set<IdempotencyRecordRow>().FirstOrDefaultAsync(r => r.Scope == scope && r.Key == key, cancellationToken).ConfigureAwait(false);
+        return row is null ? null : RowMapper.ToDomain(row);
+    }
+
+    void IIdempotencyStore.Add(IdempotencyRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        _records.Add(record);
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private object[] ClaimParameters(DateTimeOffset now, string? testClockId, int limit, DateTimeOffset leaseStart, TimeSpan lease)
+    {
+        List<object> parameters = [Parameter("now", now), Parameter("limit", limit), Parameter("lease_start", leaseStart), Parameter("until", leaseStart + lease)];
+        if (testClockId is not null)
+        {
+            parameters.Add(Parameter("clock", testClockId));
+        }
+
+        return [.. parameters];
+    }
+
+    private static List<T> Due<T>(List<T> rows, Func<T, DateTimeOffset?> due, Func<T, string> id, int limit) =>
+        [.. rows.OrderBy(r => due(r)!.Value.UtcTicks).ThenBy(id, StringComparer.Ordinal).Take(limit)];
+}
