@@ -242,19 +242,25 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
 
     private void ThrowIfDone() => ObjectDisposedException.ThrowIf(_done, this);
 
-    // ---------------------------------------------------------------- customers
-
-    async ValueTask<Customer?> ICustomerStore.GetAsync(string id, CancellationToken cancellationToken)
+    /// <summary>A record by id: this session's pending write if there is one, else the committed row.</summary>
+    private async ValueTask<T?> GetAsync<T, TRow>(PendingWrites<T> pending, string id, Func<DbContext, string, CancellationToken, Task<TRow?>> query, Func<TRow, T> map, CancellationToken cancellationToken)
+        where T : class
+        where TRow : class
     {
         ArgumentNullException.ThrowIfNull(id);
-        if (_customers.TryGet(id, out var pending))
+        if (pending.TryGet(id, out var value))
         {
-            return pending;
+            return value;
         }
 
-        var row = await _queries.CustomerById(_db, id, cancellationToken).ConfigureAwait(false);
-        return row is null ? null : RowMapper.ToDomain(row);
+        var row = await query(_db, id, cancellationToken).ConfigureAwait(false);
+        return row is null ? null : map(row);
     }
+
+    // ---------------------------------------------------------------- customers
+
+    ValueTask<Customer?> ICustomerStore.GetAsync(string id, CancellationToken cancellationToken) =>
+        GetAsync(_customers, id, _queries.CustomerById, RowMapper.ToDomain, cancellationToken);
 
     void ICustomerStore.Add(Customer customer) => _customers.Add(customer, customer.Version);
 
@@ -268,17 +274,8 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
 
     // ---------------------------------------------------------------- plans
 
-    async ValueTask<Plan?> IPlanStore.GetAsync(string id, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(id);
-        if (_plans.TryGet(id, out var pending))
-        {
-            return pending;
-        }
-
-        var row = await _queries.PlanById(_db, id, cancellationToken).ConfigureAwait(false);
-        return row is null ? null : RowMapper.ToDomain(row);
-    }
+    ValueTask<Plan?> IPlanStore.GetAsync(string id, CancellationToken cancellationToken) =>
+        GetAsync(_plans, id, _queries.PlanById, RowMapper.ToDomain, cancellationToken);
 
     void IPlanStore.Add(Plan plan) => _plans.Add(plan, plan.Version);
 
@@ -286,17 +283,8 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
 
     // ---------------------------------------------------------------- subscriptions
 
-    async ValueTask<Subscription?> ISubscriptionStore.GetAsync(string id, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(id);
-        if (_subscriptions.TryGet(id, out var pending))
-        {
-            return pending;
-        }
-
-        var row = await _queries.SubscriptionById(_db, id, cancellationToken).ConfigureAwait(false);
-        return row is null ? null : RowMapper.ToDomain(row);
-    }
+    ValueTask<Subscription?> ISubscriptionStore.GetAsync(string id, CancellationToken cancellationToken) =>
+        GetAsync(_subscriptions, id, _queries.SubscriptionById, RowMapper.ToDomain, cancellationToken);
 
     void ISubscriptionStore.Add(Subscription subscription) => _subscriptions.Add(subscription, subscription.Version);
 
@@ -410,17 +398,8 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
 
     // ---------------------------------------------------------------- payments
 
-    async ValueTask<Payment?> IPaymentStore.GetAsync(string id, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(id);
-        if (_payments.TryGet(id, out var pending))
-        {
-            return pending;
-        }
-
-        var row = await _queries.PaymentById(_db, id, cancellationToken).ConfigureAwait(false);
-        return row is null ? null : RowMapper.ToDomain(row);
-    }
+    ValueTask<Payment?> IPaymentStore.GetAsync(string id, CancellationToken cancellationToken) =>
+        GetAsync(_payments, id, _queries.PaymentById, RowMapper.ToDomain, cancellationToken);
 
     async ValueTask<Payment?> IPaymentStore.GetByIdempotencyKeyAsync(string idempotencyKey, CancellationToken cancellationToken)
     {
@@ -449,17 +428,8 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
 
     // ---------------------------------------------------------------- test clocks
 
-    async ValueTask<TestClock?> ITestClockStore.GetAsync(string id, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(id);
-        if (_clocks.TryGet(id, out var pending))
-        {
-            return pending;
-        }
-
-        var row = await _queries.ClockById(_db, id, cancellationToken).ConfigureAwait(false);
-        return row is null ? null : RowMapper.ToDomain(row);
-    }
+    ValueTask<TestClock?> ITestClockStore.GetAsync(string id, CancellationToken cancellationToken) =>
+        GetAsync(_clocks, id, _queries.ClockById, RowMapper.ToDomain, cancellationToken);
 
     void ITestClockStore.Add(TestClock clock) => _clocks.Add(clock, clock.Version);
 
