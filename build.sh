@@ -41,6 +41,11 @@ ensure_prerequisites() {
       break
     fi
   done
+  # LocalRedisServer (Billing.Testing) runs throwaway Redis servers from the machine's redis-server (PATH, /usr/local/bin,
+  # /usr/bin). The service the Debian package enables listens on 6379 and does not interfere: the fixture takes a free port.
+  if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/local/bin/redis-server ] && [ ! -x /usr/bin/redis-server ]; then
+    apt_install redis-server
+  fi
 }
 
 build() {

@@ -1,0 +1,33 @@
+namespace Billing.Usage;
+
+/// <summary>An accepted usage event as the durable store keeps it: the system of record for billable usage.</summary>
+/// <remarks>
+/// The durable store holds one row per (customer, idempotency key), for good: its unique key is the final guard
+/// against double counting, even where a fast counter has forgotten a key (after a flush, or past the dedup window).
+/// </remarks>
+public sealed record StoredUsageEvent
+{
+    /// <summary>The counter the event was counted in (customer, meter, period start).</summary>
+    public required UsageCounterKey Counter { get; init; }
+
+    /// <summary>The subscription the event was billed to, if it named one.</summary>
+    public string? SubscriptionId { get; init; }
+
+    /// <summary>The quantity (≥ 0).</summary>
+    public required long Quantity { get; init; }
+
+    /// <summary>The idempotency key (1–255 characters).</summary>
+    public required string IdempotencyKey { get; init; }
+
+    /// <summary>When the usage happened.</summary>
+    public required DateTimeOffset Timestamp { get; init; }
+
+    /// <summary>The value of the meter's unique-count property, when the meter counts unique values.</summary>
+    public string? UniqueValue { get; init; }
+
+    /// <summary>The event's properties (free-form; at most 50).</summary>
+    public IReadOnlyDictionary<string, string> Properties { get; init; } = Empty.Metadata;
+
+    /// <summary>When the service accepted the event.</summary>
+    public required DateTimeOffset ReceivedAt { get; init; }
+}
