@@ -32,6 +32,8 @@ namespace Billing.Benchmarks;
 /// Options: <c>--provider postgresql|sqlite|both</c> (both), <c>--subscriptions 10000</c>, <c>--runners 1,2,4</c>
 /// (PostgreSQL), <c>--sqlite-runners 1</c>, <c>--repeat 3</c>, <c>--durable true|false</c> (true: fsync and
 /// synchronous_commit on), <c>--parallelism 8</c> (<see cref="BillingOptions.RunParallelism"/>, a list runs each),
+/// <c>--sqlite-parallelism 1</c> (for SQLite; default <c>--parallelism</c> when given, else 1: SQLite has one writer at a
+/// time, and concurrent renewals wait on its lock),
 /// <c>--batch-size 500</c> (<see cref="BillingOptions.RunBatchSize"/>), <c>--scaling</c> (also 2,500 / 5,000 / 10,000 /
 /// 20,000 subscriptions with one runner on PostgreSQL), <c>--profile</c> (count and time the Npgsql commands of each run),
 /// <c>--npgsql "Key=Value;..."</c> (extra Npgsql connection-string settings, e.g. <c>Max Auto Prepare=64</c>),
@@ -57,7 +59,7 @@ internal static class StoreRunBenchmark
         catch (ArgumentException e)
         {
             Console.Error.WriteLine(e.Message);
-            Console.Error.WriteLine("usage: store-run [--provider postgresql|sqlite|both] [--subscriptions 10000] [--runners 1,2,4] [--sqlite-runners 1] [--repeat 3] [--durable true|false] [--parallelism 8[,16...]] [--batch-size 500] [--scaling] [--profile] [--warmup 5000] [--unique-schemas] [--npgsql \"Key=Value;...\"]");
+            Console.Error.WriteLine("usage: store-run [--provider postgresql|sqlite|both] [--subscriptions 10000] [--runners 1,2,4] [--sqlite-runners 1] [--repeat 3] [--durable true|false] [--parallelism 8[,16...]] [--sqlite-parallelism 1] [--batch-size 500] [--scaling] [--profile] [--warmup 5000] [--unique-schemas] [--npgsql \"Key=Value;...\"]");
             return 2;
         }
 
@@ -90,7 +92,7 @@ internal static class StoreRunBenchmark
             Console.WriteLine(Invariant($"PostgreSQL {await ScalarAsync(Provider.PostgreSql, connectionString, "SHOW server_version").ConfigureAwait(false)} at {server.Host}:{server.Port}, fsync {await ScalarAsync(Provider.PostgreSql, connectionString, "SHOW fsync").ConfigureAwait(false)}, synchronous_commit {await ScalarAsync(Provider.PostgreSql, connectionString, "SHOW synchronous_commit").ConfigureAwait(false)}"));
             var target = new Target(Provider.PostgreSql, connectionString, null, server.Port);
             await WarmUpAsync(target, settings).ConfigureAwait(false);
-            foreach (var parallelism in settings.Parallelism)
+            foreach (var parallelism in settings.ParallelismFor(Provider.PostgreSql))
             {
                 foreach (var runners in settings.Runners)
                 {
@@ -105,7 +107,7 @@ internal static class StoreRunBenchmark
             {
                 foreach (var n in ScalingSeries)
                 {
-                    results.Add(await RunOnceAsync(target, settings, n, 1, settings.Parallelism[0], 1, profiler, warmup: false, series: "scaling").ConfigureAwait(false));
+                    results.Add(await RunOnceAsync(target, settings, n, 1, settings.ParallelismFor(Provider.PostgreSql)[0], 1, profiler, warmup: false, series: "scaling").ConfigureAwait(false));
                 }
             }
 
@@ -118,9 +120,13 @@ internal static class StoreRunBenchmark
             try
             {
                 var target = new Target(Provider.Sqlite, null, directory.FullName);
-                Console.WriteLine(Invariant($"SQLite {await ScalarAsync(Provider.Sqlite, $"Data Source={Path.Combine(directory.FullName, "probe.db")}", "SELECT sqlite_version()").ConfigureAwait(false)} in {directory.FullName} (WAL, synchronous=FULL: the Microsoft.Data.Sqlite default)"));
+                var probe = Invariant($"Data Source={Path.Combine(directory.FullName, "probe.db")}");
+                await ExecuteAsync(Provider.Sqlite, probe, "PRAGMA journal_mode=WAL;").ConfigureAwait(false);
+                var version = await ScalarAsync(Provider.Sqlite, probe, "SELECT sqlite_version()").ConfigureAwait(false);
+                var synchronous = await ScalarAsync(Provider.Sqlite, probe, "PRAGMA synchronous").ConfigureAwait(false); // 0 off, 1 normal, 2 full
+                Console.WriteLine(Invariant($"SQLite {version} in {directory.FullName}, WAL, PRAGMA synchronous = {synchronous} (connection default; 2 = FULL)"));
                 await WarmUpAsync(target, settings).ConfigureAwait(false);
-                foreach (var parallelism in settings.Parallelism)
+                foreach (var parallelism in settings.ParallelismFor(Provider.Sqlite))
                 {
                     foreach (var runners in settings.SqliteRunners)
                     {
@@ -139,7 +145,7 @@ internal static class StoreRunBenchmark
         }
 
         Console.WriteLine();
-        Console.WriteLine(Invariant($"## Runs ({(settings.Durable ? "durable" : "not durable")} PostgreSQL, GC {(GCSettings.IsServerGC ? "server" : "workstation")}, batch {settings.BatchSize})"));
+        Console.WriteLine(Invariant($"## Runs (PostgreSQL durable: {settings.Durable}; SQLite: WAL, default synchronous; GC {(GCSettings.IsServerGC ? "server" : "workstation")}; batch {settings.BatchSize})"));
         Console.WriteLine();
         Console.Write(RunResult.Table(results));
         Console.WriteLine();
@@ -170,18 +176,29 @@ internal static class StoreRunBenchmark
             ? EntityFrameworkBillingStore.ForPostgreSql(connectionString, schema)
             : EntityFrameworkBillingStore.ForSqlite(connectionString);
 
+        // Seeding gets its own connection pool (PostgreSQL) or its pool cleared (SQLite) before the baseline: idle pooled
+        // connections keep memory from seeding's large batches (about 1 KiB per seeded subscription), which would
+        // otherwise show up in the run's baseline.
+        var seedConnectionString = target.Provider == Provider.PostgreSql
+            ? new NpgsqlConnectionStringBuilder(connectionString) { ApplicationName = "store-run-seed" }.ConnectionString
+            : connectionString;
         var setup = Stopwatch.StartNew();
-        var seeder = NewStore();
+        var seeder = target.Provider == Provider.PostgreSql
+            ? EntityFrameworkBillingStore.ForPostgreSql(seedConnectionString, schema)
+            : EntityFrameworkBillingStore.ForSqlite(seedConnectionString);
         await seeder.MigrateAsync().ConfigureAwait(false);
         await SeedAsync(seeder, subscriptions).ConfigureAwait(false);
         if (target.Provider == Provider.PostgreSql)
         {
             // Start every run from the same place: statistics current, seeding's WAL checkpointed.
-            await ExecuteAsync(target.Provider, connectionString, $"ANALYZE {schema}.customers; ANALYZE {schema}.plans; ANALYZE {schema}.subscriptions; ANALYZE {schema}.invoices; CHECKPOINT;").ConfigureAwait(false);
+            await ExecuteAsync(target.Provider, seedConnectionString, $"ANALYZE {schema}.customers; ANALYZE {schema}.plans; ANALYZE {schema}.subscriptions; ANALYZE {schema}.invoices; CHECKPOINT;").ConfigureAwait(false);
+            using var seedConnection = new NpgsqlConnection(seedConnectionString);
+            NpgsqlConnection.ClearPool(seedConnection);
         }
         else
         {
-            await ExecuteAsync(target.Provider, connectionString, "ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);").ConfigureAwait(false);
+            await ExecuteAsync(target.Provider, seedConnectionString, "ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);").ConfigureAwait(false);
+            SqliteConnection.ClearAllPools();
         }
 
         var setupTime = setup.Elapsed;
@@ -264,7 +281,7 @@ internal static class StoreRunBenchmark
         var runners = target.Provider == Provider.PostgreSql ? settings.Runners[0] : settings.SqliteRunners[0];
         for (var round = 1; round <= 8; round++)
         {
-            var result = await RunOnceAsync(target, settings, settings.Warmup, runners, settings.Parallelism[0], round, null, warmup: true).ConfigureAwait(false);
+            var result = await RunOnceAsync(target, settings, settings.Warmup, runners, settings.ParallelismFor(target.Provider)[0], round, null, warmup: true).ConfigureAwait(false);
             if (result.Jit.Methods < 300)
             {
                 return;
@@ -461,11 +478,17 @@ internal static class StoreRunBenchmark
 
     private sealed record Settings(
         Provider[] Providers, int Subscriptions, int[] Runners, int[] SqliteRunners, int Repeat, bool Durable,
-        int[] Parallelism, int BatchSize, bool Scaling, bool Profile, int Warmup, string? Npgsql = null, bool UniqueSchemas = false)
+        int[]? Parallelism, int BatchSize, bool Scaling, bool Profile, int Warmup, string? Npgsql = null, bool UniqueSchemas = false, int[]? SqliteParallelism = null)
     {
+        private static readonly int[] DefaultParallelism = [8];
+        private static readonly int[] DefaultSqliteParallelism = [1];
+
+        public int[] ParallelismFor(Provider provider) =>
+            provider == Provider.PostgreSql ? Parallelism ?? DefaultParallelism : SqliteParallelism ?? Parallelism ?? DefaultSqliteParallelism;
+
         public static Settings Parse(string[] args)
         {
-            var settings = new Settings([Provider.PostgreSql, Provider.Sqlite], 10_000, [1, 2, 4], [1], 3, true, [8], 500, false, false, 5_000);
+            var settings = new Settings([Provider.PostgreSql, Provider.Sqlite], 10_000, [1, 2, 4], [1], 3, true, null, 500, false, false, 5_000);
             for (var i = 0; i < args.Length; i++)
             {
                 string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
@@ -487,10 +510,16 @@ internal static class StoreRunBenchmark
                     "--repeat" => settings with { Repeat = Positive(args[i], Value()) },
                     "--durable" => settings with { Durable = bool.TryParse(Value(), out var durable) ? durable : throw new ArgumentException("--durable: true or false.") },
                     "--parallelism" => settings with { Parallelism = List(args[i], Value()) },
+                    "--sqlite-parallelism" => settings with { SqliteParallelism = List(args[i], Value()) },
                     "--batch-size" => settings with { BatchSize = Positive(args[i], Value()) },
                     "--scaling" => settings with { Scaling = true },
                     "--profile" => settings with { Profile = true },
-                    "--npgsql" => settings with { Npgsql = Value() },
+                    "--npgsql" => settings with
+                    {
+                        Npgsql = Value() is var extra && extra.Split(';', StringSplitOptions.RemoveEmptyEntries).All(p => p.Contains('=', StringComparison.Ordinal))
+                            ? extra
+                            : throw new ArgumentException("--npgsql: Key=Value pairs separated by ';'."),
+                    },
                     "--warmup" => settings with { Warmup = Positive(args[i], Value()) },
                     "--unique-schemas" => settings with { UniqueSchemas = true },
                     var other => throw new ArgumentException($"Unknown option '{other}'."),
@@ -501,7 +530,7 @@ internal static class StoreRunBenchmark
         }
 
         public override string ToString() => Invariant(
-            $"providers {string.Join('+', Providers)}, {Subscriptions} subscriptions, runners {string.Join(',', Runners)} (sqlite {string.Join(',', SqliteRunners)}), repeat {Repeat}, durable {Durable}, parallelism {string.Join(',', Parallelism)}, batch {BatchSize}, scaling {Scaling}, profile {Profile}, warm-up {Warmup}, unique schemas {UniqueSchemas}{(Npgsql is null ? "" : $", npgsql '{Npgsql}'")}");
+            $"providers {string.Join('+', Providers)}, {Subscriptions} subscriptions, runners {string.Join(',', Runners)} (sqlite {string.Join(',', SqliteRunners)}), repeat {Repeat}, durable {Durable}, parallelism {string.Join(',', ParallelismFor(Provider.PostgreSql))} (sqlite {string.Join(',', ParallelismFor(Provider.Sqlite))}), batch {BatchSize}, scaling {Scaling}, profile {Profile}, warm-up {Warmup}, unique schemas {UniqueSchemas}{(Npgsql is null ? "" : $", npgsql '{Npgsql}'")}");
 
         private static int Positive(string option, string value) =>
             int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new ArgumentException($"{option}: '{value}' is not a positive number.");

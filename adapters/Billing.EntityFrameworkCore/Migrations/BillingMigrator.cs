@@ -24,7 +24,7 @@ public sealed record BillingMigration(int Version, string Name);
 /// </remarks>
 public sealed class BillingMigrator
 {
-    private readonly DbContextOptions _options;
+    private readonly DbContextOptions<BillingDbContext> _options;
     private readonly string? _schema;
     private readonly BillingDatabaseProvider _provider;
 
@@ -34,8 +34,8 @@ public sealed class BillingMigrator
     public BillingMigrator(DbContextOptions options, string? schema = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        _options = options;
-        using var probe = new BillingDbContext(options, null);
+        _options = BillingDbContext.OptionsFrom(options);
+        using var probe = BillingDbContext.Create(_options, null);
         _provider = BillingModelBuilderExtensions.ProviderOf(probe.Database);
         _schema = SqlDialect.For(_provider, schema).Schema;
     }
@@ -55,7 +55,7 @@ public sealed class BillingMigrator
         var scripts = LoadScripts(_provider == BillingDatabaseProvider.PostgreSql ? "postgresql" : "sqlite")
             .Where(s => targetVersion is null || s.Version <= targetVersion)
             .ToList();
-        await using var db = new BillingDbContext(_options, _schema);
+        await using var db = BillingDbContext.Create(_options, _schema);
         await db.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var connection = db.Database.GetDbConnection();
         var pg = _provider == BillingDatabaseProvider.PostgreSql;
@@ -106,7 +106,7 @@ public sealed class BillingMigrator
     /// <returns>The applied versions.</returns>
     public async Task<IReadOnlyList<int>> GetAppliedVersionsAsync(CancellationToken cancellationToken = default)
     {
-        await using var db = new BillingDbContext(_options, _schema);
+        await using var db = BillingDbContext.Create(_options, _schema);
         await db.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var connection = db.Database.GetDbConnection();
         var pg = _provider == BillingDatabaseProvider.PostgreSql;

@@ -5,23 +5,36 @@ using Microsoft.EntityFrameworkCore.Infrastructure;
 namespace Billing.EntityFrameworkCore.Storage;
 
 /// <summary>The adapter's own context: the billing tables and nothing else.</summary>
+/// <remarks>
+/// Contexts are pooled per store (<see cref="PooledDbContextFactory{TContext}"/>), so the constructor takes typed
+/// options only; the schema is set right after a context is created or rented, before its model is first used.
+/// </remarks>
 internal sealed class BillingDbContext : DbContext
 {
-    private readonly string? _schema;
-
-    public BillingDbContext(DbContextOptions options, string? schema)
+    public BillingDbContext(DbContextOptions<BillingDbContext> options)
         : base(options)
     {
-        _schema = schema;
     }
 
     /// <summary>The schema, part of the model cache key: contexts on different schemas get different models.</summary>
-    public string? Schema => _schema;
+    public string? Schema { get; set; }
 
-    protected override void OnConfiguring(DbContextOptionsBuilder optionsBuilder) =>
-        optionsBuilder.ReplaceService<IModelCacheKeyFactory, SchemaModelCacheKeyFactory>();
+    /// <summary>
+    /// Typed options for this context from a provider's options: the same extensions, plus the schema-aware model
+    /// cache key.
+    /// </summary>
+    public static DbContextOptions<BillingDbContext> OptionsFrom(DbContextOptions options)
+    {
+        var typed = new DbContextOptions<BillingDbContext>(options.Extensions.ToDictionary(e => e.GetType()));
+        return new DbContextOptionsBuilder<BillingDbContext>(typed)
+            .ReplaceService<IModelCacheKeyFactory, SchemaModelCacheKeyFactory>()
+            .Options;
+    }
 
-    protected override void OnModelCreating(ModelBuilder modelBuilder) => modelBuilder.ApplyBillingConfiguration(Database, _schema);
+    /// <summary>A new, unpooled context on a schema (migrations, probes).</summary>
+    public static BillingDbContext Create(DbContextOptions<BillingDbContext> options, string? schema) => new(options) { Schema = schema };
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder) => modelBuilder.ApplyBillingConfiguration(Database, Schema);
 
     private sealed class SchemaModelCacheKeyFactory : IModelCacheKeyFactory
     {

@@ -15,8 +15,19 @@ internal sealed class CompiledQueries
     public readonly Func<DbContext, string, CancellationToken, Task<PlanRow?>> PlanById =
         EF.CompileAsyncQuery((DbContext db, string id, CancellationToken ct) => db.Set<PlanRow>().AsNoTracking().FirstOrDefault(r => r.Id == id));
 
-    public readonly Func<DbContext, string, CancellationToken, Task<SubscriptionRow?>> SubscriptionById =
-        EF.CompileAsyncQuery((DbContext db, string id, CancellationToken ct) => db.Set<SubscriptionRow>().AsNoTracking().FirstOrDefault(r => r.Id == id));
+    /// <summary>
+    /// A subscription with its customer and plan in one round trip: whoever reads a subscription nearly always reads
+    /// both next (the billing run does for every renewal).
+    /// </summary>
+    public readonly Func<DbContext, string, CancellationToken, Task<SubscriptionGraph?>> SubscriptionGraphById =
+        EF.CompileAsyncQuery((DbContext db, string id, CancellationToken ct) =>
+            (from s in db.Set<SubscriptionRow>().AsNoTracking()
+             where s.Id == id
+             join c in db.Set<CustomerRow>().AsNoTracking() on s.CustomerId equals c.Id into customers
+             from c in customers.DefaultIfEmpty()
+             join p in db.Set<PlanRow>().AsNoTracking() on s.PlanId equals p.Id into plans
+             from p in plans.DefaultIfEmpty()
+             select new SubscriptionGraph { Subscription = s, Customer = c, Plan = p }).FirstOrDefault());
 
     public readonly Func<DbContext, string, CancellationToken, Task<InvoiceRow?>> InvoiceById =
         EF.CompileAsyncQuery((DbContext db, string id, CancellationToken ct) => db.Set<InvoiceRow>().AsNoTracking().Include(r => r.Lines).FirstOrDefault(r => r.Id == id));
@@ -32,4 +43,14 @@ internal sealed class CompiledQueries
 
     public readonly Func<DbContext, string, CancellationToken, Task<TestClockRow?>> ClockById =
         EF.CompileAsyncQuery((DbContext db, string id, CancellationToken ct) => db.Set<TestClockRow>().AsNoTracking().FirstOrDefault(r => r.Id == id));
+}
+
+/// <summary>A subscription row with its customer and plan rows (null when missing).</summary>
+internal sealed class SubscriptionGraph
+{
+    public required SubscriptionRow Subscription { get; init; }
+
+    public CustomerRow? Customer { get; init; }
+
+    public PlanRow? Plan { get; init; }
 }

@@ -35,6 +35,8 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     private readonly List<BillingEvent> _events = [];
     private readonly List<IdempotencyRecord> _records = [];
     private Dictionary<string, IReadOnlyList<InvoiceLine>>? _loadedLines;
+    private Dictionary<string, Customer>? _readCustomers;
+    private Dictionary<string, Plan>? _readPlans;
     private IDbContextTransaction? _transaction;
     private bool _done;
 
@@ -44,6 +46,7 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
         _sql = sql;
         _queries = queries;
         _db.ChangeTracker.AutoDetectChangesEnabled = false;
+        _db.Database.AutoSavepointsEnabled = false; // the session owns its transaction: no SAVEPOINT/RELEASE round trips
         _db.ChangeTracker.QueryTrackingBehavior = QueryTrackingBehavior.NoTracking;
     }
 
@@ -260,7 +263,9 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     // ---------------------------------------------------------------- customers
 
     ValueTask<Customer?> ICustomerStore.GetAsync(string id, CancellationToken cancellationToken) =>
-        GetAsync(_customers, id, _queries.CustomerById, RowMapper.ToDomain, cancellationToken);
+        _readCustomers is not null && !_customers.Contains(id) && _readCustomers.TryGetValue(id, out var read)
+            ? ValueTask.FromResult<Customer?>(read)
+            : GetAsync(_customers, id, _queries.CustomerById, RowMapper.ToDomain, cancellationToken);
 
     void ICustomerStore.Add(Customer customer) => _customers.Add(customer, customer.Version);
 
@@ -275,7 +280,9 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     // ---------------------------------------------------------------- plans
 
     ValueTask<Plan?> IPlanStore.GetAsync(string id, CancellationToken cancellationToken) =>
-        GetAsync(_plans, id, _queries.PlanById, RowMapper.ToDomain, cancellationToken);
+        _readPlans is not null && !_plans.Contains(id) && _readPlans.TryGetValue(id, out var read)
+            ? ValueTask.FromResult<Plan?>(read)
+            : GetAsync(_plans, id, _queries.PlanById, RowMapper.ToDomain, cancellationToken);
 
     void IPlanStore.Add(Plan plan) => _plans.Add(plan, plan.Version);
 
@@ -283,8 +290,36 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
 
     // ---------------------------------------------------------------- subscriptions
 
-    ValueTask<Subscription?> ISubscriptionStore.GetAsync(string id, CancellationToken cancellationToken) =>
-        GetAsync(_subscriptions, id, _queries.SubscriptionById, RowMapper.ToDomain, cancellationToken);
+    /// <remarks>
+    /// Reads the subscription's customer and plan in the same query and keeps them for this session's next
+    /// <c>GetAsync</c> of either (a snapshot taken with the subscription, as separate reads an instant later would be).
+    /// </remarks>
+    async ValueTask<Subscription?> ISubscriptionStore.GetAsync(string id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        if (_subscriptions.TryGet(id, out var pending))
+        {
+            return pending;
+        }
+
+        var graph = await _queries.SubscriptionGraphById(_db, id, cancellationToken).ConfigureAwait(false);
+        if (graph is null)
+        {
+            return null;
+        }
+
+        if (graph.Customer is { } customer)
+        {
+            (_readCustomers ??= new(StringComparer.Ordinal))[customer.Id] = RowMapper.ToDomain(customer);
+        }
+
+        if (graph.Plan is { } plan)
+        {
+            (_readPlans ??= new(StringComparer.Ordinal))[plan.Id] = RowMapper.ToDomain(plan);
+        }
+
+        return RowMapper.ToDomain(graph.Subscription);
+    }
 
     void ISubscriptionStore.Add(Subscription subscription) => _subscriptions.Add(subscription, subscription.Version);
 

@@ -2,6 +2,7 @@ using Billing.EntityFrameworkCore.Migrations;
 using Billing.EntityFrameworkCore.Model;
 using Billing.Ports;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 
 namespace Billing.EntityFrameworkCore.Storage;
 
@@ -26,10 +27,17 @@ namespace Billing.EntityFrameworkCore.Storage;
 /// number of processes can run it at once. SQLite serializes writers and has no row locks: run the billing run in
 /// one process (several runs in that process are still safe).
 /// </para>
+/// <para>
+/// Sessions rent their contexts from a pool owned by the store, so a session costs no model lookup or service
+/// resolution; keep one store per database and schema (the DI registration does).
+/// </para>
 /// </remarks>
 public sealed class EntityFrameworkBillingStore : IBillingStore
 {
-    private readonly DbContextOptions _options;
+    /// <summary>Contexts kept for reuse: enough for every concurrent session of a busy host.</summary>
+    private const int ContextPoolSize = 256;
+
+    private readonly PooledDbContextFactory<BillingDbContext> _contexts;
     private readonly SqlDialect _sql;
     private readonly CompiledQueries _queries = new();
 
@@ -40,11 +48,15 @@ public sealed class EntityFrameworkBillingStore : IBillingStore
     public EntityFrameworkBillingStore(DbContextOptions options, string? schema = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        _options = options;
-        using var probe = new BillingDbContext(options, null);
-        Provider = BillingModelBuilderExtensions.ProviderOf(probe.Database);
+        var typed = BillingDbContext.OptionsFrom(options);
+        using (var probe = BillingDbContext.Create(typed, null))
+        {
+            Provider = BillingModelBuilderExtensions.ProviderOf(probe.Database);
+        }
+
         _sql = SqlDialect.For(Provider, schema);
         Schema = _sql.Schema;
+        _contexts = new PooledDbContextFactory<BillingDbContext>(typed, ContextPoolSize);
         Migrator = new BillingMigrator(options, Schema);
     }
 
@@ -61,8 +73,23 @@ public sealed class EntityFrameworkBillingStore : IBillingStore
     /// <param name="connectionString">An Npgsql connection string.</param>
     /// <param name="schema">The schema; null for <c>billing</c>.</param>
     /// <returns>The store.</returns>
-    public static EntityFrameworkBillingStore ForPostgreSql(string connectionString, string? schema = null) =>
-        new(new DbContextOptionsBuilder().UseNpgsql(connectionString).Options, schema);
+    /// <remarks>
+    /// Turns on Npgsql's automatic statement preparation (<c>Max Auto Prepare=32</c>, <c>Auto Prepare Min Usages=2</c>)
+    /// unless the connection string sets it: the store sends the same few statements for every renewal, and
+    /// preparing them saves PostgreSQL most of its parse and plan work. Set it yourself when you register the store
+    /// through <c>AddEntityFrameworkCore</c>.
+    /// </remarks>
+    public static EntityFrameworkBillingStore ForPostgreSql(string connectionString, string? schema = null)
+    {
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        if (builder.MaxAutoPrepare == 0)
+        {
+            builder.MaxAutoPrepare = 32;
+            builder.AutoPrepareMinUsages = 2;
+        }
+
+        return new(new DbContextOptionsBuilder().UseNpgsql(builder.ConnectionString).Options, schema);
+    }
 
     /// <summary>Creates a store on SQLite.</summary>
     /// <param name="connectionString">A Microsoft.Data.Sqlite connection string, e.g. <c>Data Source=data/billing.db</c>.</param>
@@ -79,6 +106,8 @@ public sealed class EntityFrameworkBillingStore : IBillingStore
     public ValueTask<IBillingSession> BeginAsync(CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        return ValueTask.FromResult<IBillingSession>(new EntityFrameworkBillingSession(new BillingDbContext(_options, Schema), _sql, _queries));
+        var context = _contexts.CreateDbContext();
+        context.Schema = Schema;
+        return ValueTask.FromResult<IBillingSession>(new EntityFrameworkBillingSession(context, _sql, _queries));
     }
 }
