@@ -25,6 +25,12 @@ public sealed record Plan
     /// <summary>How often the plan bills.</summary>
     public required BillingInterval Interval { get; init; }
 
+    /// <summary>Usage-based prices billed in arrears, one usage line each per period (empty for none).</summary>
+    public IReadOnlyList<MeteredPrice> MeteredPrices { get; init; } = [];
+
+    /// <summary>The features the plan grants.</summary>
+    public IReadOnlyList<Entitlement> Entitlements { get; init; } = [];
+
     /// <summary>Free trial length in days for new subscriptions (0 for none).</summary>
     public int TrialDays { get; init; }
 

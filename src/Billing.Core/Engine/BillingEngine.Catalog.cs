@@ -11,13 +11,16 @@ public sealed partial class BillingEngine
     /// <param name="plan">The plan's content.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The stored plan.</returns>
-    /// <exception cref="BillingValidationException">An empty name or trial days outside 0–730.</exception>
+    /// <exception cref="BillingValidationException">An empty name, trial days outside 0–730, or an invalid metered price or entitlement.</exception>
     public Task<Plan> CreatePlanAsync(NewPlan plan, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
         Require(!string.IsNullOrWhiteSpace(plan.Name) && plan.Name.Length <= 200, "name", "A plan needs a name of 1 to 200 characters.");
         Require(plan.TrialDays is >= 0 and <= 730, "trial_days", "Trial days must be 0 to 730.");
         Require(plan.Interval.Count >= 1, "interval", "A plan needs an interval.");
+        var metered = plan.MeteredPrices ?? [];
+        var entitlements = plan.Entitlements ?? [];
+        PlanUsageRules.Validate(plan.Price.Currency, metered, entitlements);
         return InSessionAsync<Plan>(session =>
         {
             var stored = new Plan
@@ -28,6 +31,8 @@ public sealed partial class BillingEngine
                 Price = plan.Price,
                 Interval = plan.Interval,
                 TrialDays = plan.TrialDays,
+                MeteredPrices = [.. metered],
+                Entitlements = [.. entitlements],
                 Metadata = plan.Metadata ?? new Dictionary<string, string>(),
                 CreatedAt = _time.GetUtcNow(),
             };

@@ -1,3 +1,4 @@
+using Billing.Catalog;
 using Billing.Invoices;
 using Billing.Periods;
 using Billing.Pricing;
@@ -19,6 +20,12 @@ public sealed record NewPlan(string Name, Price Price, BillingInterval Interval)
 
     /// <summary>Free-form key/value data.</summary>
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>Usage-based prices (at most 20, one per meter key, in the plan's currency).</summary>
+    public IReadOnlyList<MeteredPrice>? MeteredPrices { get; init; }
+
+    /// <summary>Features the plan grants (at most 100, one per feature key).</summary>
+    public IReadOnlyList<Entitlement>? Entitlements { get; init; }
 }
 
 /// <summary>What a new customer is made of.</summary>

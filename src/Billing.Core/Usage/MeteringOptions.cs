@@ -1,0 +1,45 @@
+using Billing.Subscriptions;
+
+namespace Billing.Usage;
+
+/// <summary>Settings of usage ingestion.</summary>
+public sealed class MeteringOptions
+{
+    /// <summary>How long an idempotency key stays taken in the counters (default 35 days; 1 hour to 400 days).</summary>
+    public TimeSpan DedupWindow { get; set; } = TimeSpan.FromDays(35);
+
+    /// <summary>How long after a period ends its events are still accepted (default 24 hours; 0 to 35 days).</summary>
+    public TimeSpan LateEventGrace { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>How far in the future a timestamp may be (default 5 minutes; 0 to 1 hour), for clock skew.</summary>
+    public TimeSpan FutureTolerance { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How long a period's counter is kept after the period and its grace end (default 35 days; ≥ 1 day).</summary>
+    public TimeSpan CounterRetention { get; set; } = TimeSpan.FromDays(35);
+
+    /// <summary>Subscription states in which entitlement checks answer "not entitled" (default: unpaid).</summary>
+    public IReadOnlySet<SubscriptionStatus> BlockingStatuses { get; set; } = new HashSet<SubscriptionStatus> { SubscriptionStatus.Unpaid };
+
+    /// <summary>The most events in one batch (default 1,000; 1 to 10,000).</summary>
+    public int MaxBatchSize { get; set; } = 1_000;
+
+    /// <summary>Throws when a setting is out of range.</summary>
+    /// <exception cref="BillingValidationException">The first bad setting.</exception>
+    public void Validate()
+    {
+        Check(DedupWindow >= TimeSpan.FromHours(1) && DedupWindow <= TimeSpan.FromDays(400), nameof(DedupWindow), "1 hour to 400 days.");
+        Check(LateEventGrace >= TimeSpan.Zero && LateEventGrace <= TimeSpan.FromDays(35), nameof(LateEventGrace), "0 to 35 days.");
+        Check(FutureTolerance >= TimeSpan.Zero && FutureTolerance <= TimeSpan.FromHours(1), nameof(FutureTolerance), "0 to 1 hour.");
+        Check(CounterRetention >= TimeSpan.FromDays(1), nameof(CounterRetention), "at least 1 day.");
+        Check(BlockingStatuses is not null, nameof(BlockingStatuses), "required.");
+        Check(MaxBatchSize is >= 1 and <= 10_000, nameof(MaxBatchSize), "1 to 10,000.");
+    }
+
+    private static void Check(bool ok, string field, string message)
+    {
+        if (!ok)
+        {
+            throw new BillingValidationException(field, $"Metering option {field}: {message}");
+        }
+    }
+}

@@ -1,0 +1,542 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Billing.Catalog;
+using Billing.Customers;
+using Billing.Events;
+using Billing.Periods;
+using Billing.Ports;
+using Billing.Subscriptions;
+
+namespace Billing.Usage;
+
+/// <summary>
+/// Usage ingestion and entitlements: validates and resolves events to their counter (customer, meter, period),
+/// counts them exactly once through <see cref="IUsageCounter"/>, stores the accepted ones durably through
+/// <see cref="IUsageEventStore"/>, and answers entitlement checks from the plan and the counters.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Order of work for a batch: every event is validated and resolved first (a bad event gets its own rejection and
+/// never touches a counter); the valid ones go to the counter in one call (each atomic on its own); accepted events,
+/// and duplicates too, are then written durably in one call (the durable unique key makes the write idempotent, so
+/// a retry after a failure between the two steps still stores the event). A client hears "accepted" only after the
+/// durable write.
+/// </para>
+/// <para>
+/// When the durable store already had an event the counter accepted (the counter lost its key, for example after a
+/// Redis flush), the result is a duplicate and the counter is rebuilt from the durable events.
+/// </para>
+/// <para>
+/// Time: an event belongs to the period of its subscription's schedule that contains its timestamp. It is rejected
+/// when that period ended more than <see cref="MeteringOptions.LateEventGrace"/> ago or when the timestamp is more
+/// than <see cref="MeteringOptions.FutureTolerance"/> ahead. "Now" is the customer's test clock when it has one.
+/// Counters are keyed per customer: two live subscriptions of one customer pricing the same meter with the same
+/// period start share a counter.
+/// </para>
+/// </remarks>
+public sealed class UsageMeteringService
+{
+    private static readonly SubscriptionStatus[] Live = [SubscriptionStatus.Active, SubscriptionStatus.Trialing, SubscriptionStatus.PastDue, SubscriptionStatus.Unpaid];
+
+    private readonly IBillingStore _store;
+    private readonly IUsageCounter _counter;
+    private readonly IUsageEventStore _events;
+    private readonly TimeProvider _time;
+    private readonly MeteringOptions _options;
+    private readonly ConcurrentDictionary<string, byte> _thresholdsSent = new(StringComparer.Ordinal);
+
+    /// <summary>Creates the service.</summary>
+    /// <param name="store">The billing store (customers, plans, subscriptions, outbox).</param>
+    /// <param name="counter">The usage counters.</param>
+    /// <param name="events">The durable usage events.</param>
+    /// <param name="time">The clock.</param>
+    /// <param name="options">The settings (validated here).</param>
+    public UsageMeteringService(IBillingStore store, IUsageCounter counter, IUsageEventStore events, TimeProvider time, MeteringOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(counter);
+        ArgumentNullException.ThrowIfNull(events);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        (_store, _counter, _events, _time, _options) = (store, counter, events, time, options);
+    }
+
+    /// <summary>Ingests one event.</summary>
+    /// <param name="input">The event.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>Accepted, duplicate (the original result) or rejected with a reason.</returns>
+    public async Task<UsageIngestResult> RecordAsync(UsageEventInput input, CancellationToken cancellationToken = default) =>
+        (await RecordBatchAsync([input], cancellationToken).ConfigureAwait(false))[0];
+
+    /// <summary>Ingests up to <see cref="MeteringOptions.MaxBatchSize"/> events; each gets its own result.</summary>
+    /// <param name="inputs">The events.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>One result per event, in order.</returns>
+    /// <exception cref="BillingValidationException">An empty or too large batch.</exception>
+    public async Task<IReadOnlyList<UsageIngestResult>> RecordBatchAsync(IReadOnlyList<UsageEventInput> inputs, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        if (inputs.Count == 0 || inputs.Count > _options.MaxBatchSize)
+        {
+            throw new BillingValidationException("events", $"A batch has 1 to {_options.MaxBatchSize} events.");
+        }
+
+        var results = new UsageIngestResult?[inputs.Count];
+        var resolved = new List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)>(inputs.Count);
+        await using (var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var resolver = new Resolver(session, _time, cancellationToken);
+            for (var i = 0; i < inputs.Count; i++)
+            {
+                var input = inputs[i];
+                if (Validate(input) is { } invalid)
+                {
+                    results[i] = invalid;
+                    continue;
+                }
+
+                var (target, rejection) = await resolver.ResolveAsync(input, _options).ConfigureAwait(false);
+                if (target is null)
+                {
+                    results[i] = rejection;
+                    continue;
+                }
+
+                resolved.Add((i, ToCounterEvent(input, target), target, input));
+            }
+        }
+
+        if (resolved.Count == 0)
+        {
+            return results!;
+        }
+
+        var counted = await _counter.RecordBatchAsync([.. resolved.Select(r => r.Event)], cancellationToken).ConfigureAwait(false);
+        var toStore = new List<(int Resolved, StoredUsageEvent Stored)>(resolved.Count);
+        for (var j = 0; j < resolved.Count; j++)
+        {
+            var (index, e, target, input) = resolved[j];
+            var result = counted[j];
+            if (result.Outcome == UsageOutcome.OverLimit)
+            {
+                results[index] = UsageIngestResult.Rejected(input.IdempotencyKey, "over_limit", $"The hard limit of {target.HardLimit} on '{input.MeterKey}' would be exceeded (total {result.Total}).") with { Counter = e.Counter, SubscriptionId = target.Subscription.Id, Total = result.Total };
+                continue;
+            }
+
+            results[index] = new UsageIngestResult
+            {
+                IdempotencyKey = input.IdempotencyKey,
+                Status = result.Outcome == UsageOutcome.Accepted ? UsageIngestStatus.Accepted : UsageIngestStatus.Duplicate,
+                Counter = e.Counter,
+                SubscriptionId = target.Subscription.Id,
+                Total = result.Total,
+            };
+            toStore.Add((j, new StoredUsageEvent
+            {
+                Counter = e.Counter,
+                SubscriptionId = target.Subscription.Id,
+                Quantity = input.Quantity,
+                IdempotencyKey = input.IdempotencyKey,
+                Timestamp = input.Timestamp.ToUniversalTime(),
+                UniqueValue = e.UniqueValue,
+                Properties = input.Properties ?? Empty.Metadata,
+                ReceivedAt = e.Now,
+            }));
+        }
+
+        if (toStore.Count > 0)
+        {
+            var stored = await _events.AppendAsync([.. toStore.Select(s => s.Stored)], cancellationToken).ConfigureAwait(false);
+            var stale = new HashSet<UsageCounterKey>();
+            for (var k = 0; k < toStore.Count; k++)
+            {
+                var j = toStore[k].Resolved;
+                if (!stored[k] && counted[j].Outcome == UsageOutcome.Accepted)
+                {
+                    // The durable store had it: the counter forgot the key and counted it again.
+                    var index = resolved[j].Index;
+                    results[index] = results[index]! with { Status = UsageIngestStatus.Duplicate };
+                    stale.Add(resolved[j].Event.Counter);
+                }
+            }
+
+            foreach (var counter in stale)
+            {
+                var aggregation = resolved.First(r => r.Event.Counter == counter).Event.Aggregation;
+                await RebuildCounterAsync(counter, aggregation, cancellationToken).ConfigureAwait(false);
+            }
+
+            await EmitThresholdsAsync(resolved, counted, results, cancellationToken).ConfigureAwait(false);
+        }
+
+        return results!;
+    }
+
+    /// <summary>Checks whether a customer may use a feature now.</summary>
+    /// <param name="customerId">The customer.</param>
+    /// <param name="feature">The feature key.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The decision, with the limit and usage for limit kinds.</returns>
+    /// <exception cref="BillingNotFoundException">No such customer.</exception>
+    /// <remarks>
+    /// Answers from the customer's live subscriptions (active, trialing, past due, unpaid) whose plan grants the
+    /// feature; a subscription in a status listed in <see cref="MeteringOptions.BlockingStatuses"/> answers
+    /// <c>subscription_blocked</c>. A metered limit is reached when the current period's aggregate is at or past it.
+    /// </remarks>
+    public async Task<EntitlementDecision> CheckEntitlementAsync(string customerId, string feature, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(customerId);
+        ArgumentNullException.ThrowIfNull(feature);
+        await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
+        var customer = await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", customerId);
+        var now = await NowForAsync(session, customer, _time, cancellationToken).ConfigureAwait(false);
+        var subscriptions = await session.Subscriptions.ListByCustomerAsync(customerId, cancellationToken).ConfigureAwait(false);
+        EntitlementDecision? best = null;
+        foreach (var subscription in subscriptions.Where(s => Live.Contains(s.Status)).OrderBy(s => s.CreatedAt).ThenBy(s => s.Id, StringComparer.Ordinal))
+        {
+            var plan = await session.Plans.GetAsync(subscription.PlanId, cancellationToken).ConfigureAwait(false);
+            var entitlement = plan?.Entitlements.FirstOrDefault(e => e.Feature == feature);
+            if (plan is null || entitlement is null)
+            {
+                continue;
+            }
+
+            EntitlementDecision decision;
+            if (_options.BlockingStatuses.Contains(subscription.Status))
+            {
+                decision = new(feature, false, "subscription_blocked", entitlement.Kind, entitlement.Limit, null, subscription.Id);
+            }
+            else if (entitlement.Kind == EntitlementKind.MeteredLimit)
+            {
+                var meter = plan.MeteredPrices.First(p => p.Meter.Key == entitlement.MeterKey).Meter;
+                var period = PeriodOf(subscription, plan, customer, now);
+                var used = await _counter.GetTotalAsync(new UsageCounterKey(customer.Id, meter.Key, period.Start), cancellationToken).ConfigureAwait(false);
+                var reached = used >= entitlement.Limit!.Value;
+                decision = new(feature, !reached, reached ? "limit_reached" : null, entitlement.Kind, entitlement.Limit, used, subscription.Id);
+            }
+            else
+            {
+                decision = new(feature, true, null, entitlement.Kind, entitlement.Limit, null, subscription.Id);
+            }
+
+            if (decision.Entitled)
+            {
+                return decision;
+            }
+
+            best ??= decision;
+        }
+
+        return best ?? new EntitlementDecision(feature, false, subscriptions.Any(s => Live.Contains(s.Status)) ? "not_in_plan" : "no_subscription", null, null, null, null);
+    }
+
+    /// <summary>A counter's current total (0 when it has seen nothing).</summary>
+    /// <param name="counter">The counter.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The total.</returns>
+    public ValueTask<long> GetTotalAsync(UsageCounterKey counter, CancellationToken cancellationToken = default) =>
+        _counter.GetTotalAsync(counter, cancellationToken);
+
+    /// <summary>The durable aggregate of a counter (what invoices are priced from).</summary>
+    /// <param name="counter">The counter.</param>
+    /// <param name="aggregation">The meter's aggregation.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The aggregate.</returns>
+    public ValueTask<long> GetDurableTotalAsync(UsageCounterKey counter, MeterAggregation aggregation, CancellationToken cancellationToken = default) =>
+        _events.AggregateAsync(counter, aggregation, cancellationToken);
+
+    /// <summary>
+    /// Rebuilds every counter of the period starting at <paramref name="periodStart"/> from the durable events (after
+    /// a Redis flush or restart); the totals come back exactly.
+    /// </summary>
+    /// <param name="periodStart">The period start.</param>
+    /// <param name="aggregationOf">The aggregation of a meter key (from your catalog).</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The number of counters rebuilt.</returns>
+    public async Task<int> RebuildCountersAsync(DateTimeOffset periodStart, Func<string, MeterAggregation> aggregationOf, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(aggregationOf);
+        var counters = await _events.ListCountersAsync(periodStart, cancellationToken).ConfigureAwait(false);
+        foreach (var counter in counters)
+        {
+            await RebuildCounterAsync(counter, aggregationOf(counter.MeterKey), cancellationToken).ConfigureAwait(false);
+        }
+
+        return counters.Count;
+    }
+
+    private async Task RebuildCounterAsync(UsageCounterKey counter, MeterAggregation aggregation, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        var stored = await _events.ListAsync(counter, cancellationToken).ConfigureAwait(false);
+        var events = stored.Select(s => new UsageCounterEvent
+        {
+            Counter = counter,
+            Aggregation = aggregation,
+            Quantity = s.Quantity,
+            IdempotencyKey = s.IdempotencyKey,
+            Timestamp = s.Timestamp,
+            UniqueValue = s.UniqueValue ?? (aggregation == MeterAggregation.UniqueCount ? string.Empty : null),
+            Now = s.ReceivedAt > now ? now : s.ReceivedAt,
+            DedupWindow = _options.DedupWindow,
+            CounterRetention = _options.CounterRetention,
+        }).ToList();
+        await _counter.RebuildAsync(counter, aggregation, events, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task EmitThresholdsAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, IReadOnlyList<UsageCounterResult> counted, UsageIngestResult?[] results, CancellationToken cancellationToken)
+    {
+        List<BillingEvent>? events = null;
+        for (var j = 0; j < resolved.Count; j++)
+        {
+            var (index, e, target, _) = resolved[j];
+            if (results[index]!.Status != UsageIngestStatus.Accepted || target.SoftThresholds.Count == 0)
+            {
+                continue;
+            }
+
+            foreach (var (feature, threshold) in target.SoftThresholds)
+            {
+                if (counted[j].Total < threshold)
+                {
+                    continue;
+                }
+
+                var id = string.Create(CultureInfo.InvariantCulture, $"evt_thr_{target.Subscription.Id}_{feature}_{e.Counter.PeriodStart.UtcTicks}_{threshold}");
+                if (!_thresholdsSent.TryAdd(id, 0))
+                {
+                    continue;
+                }
+
+                (events ??= []).Add(new BillingEvent
+                {
+                    Id = id,
+                    Type = "usage.threshold_reached",
+                    OccurredAt = e.Now,
+                    ObjectType = "subscription",
+                    ObjectId = target.Subscription.Id,
+                    CustomerId = e.Counter.CustomerId,
+                    Data = new Dictionary<string, string>
+                    {
+                        ["feature"] = feature,
+                        ["meter"] = e.Counter.MeterKey,
+                        ["threshold"] = threshold.ToString(CultureInfo.InvariantCulture),
+                        ["total"] = counted[j].Total.ToString(CultureInfo.InvariantCulture),
+                        ["period_start"] = e.Counter.PeriodStart.ToString("O", CultureInfo.InvariantCulture),
+                    },
+                });
+            }
+        }
+
+        if (events is null)
+        {
+            return;
+        }
+
+        foreach (var billingEvent in events)
+        {
+            // One event per threshold per period, even across processes: the outbox's unique event id settles races.
+            try
+            {
+                await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
+                session.Outbox.Append(billingEvent);
+                await session.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (DuplicateKeyException)
+            {
+            }
+        }
+    }
+
+    private UsageCounterEvent ToCounterEvent(UsageEventInput input, Target target)
+    {
+        var periodClose = target.Period.End + _options.LateEventGrace;
+        var retention = periodClose - target.Now + _options.CounterRetention;
+        return new UsageCounterEvent
+        {
+            Counter = new UsageCounterKey(target.Subscription.CustomerId, target.Meter.Key, target.Period.Start),
+            Aggregation = target.Meter.Aggregation,
+            Quantity = input.Quantity,
+            IdempotencyKey = input.IdempotencyKey,
+            Timestamp = input.Timestamp.ToUniversalTime(),
+            UniqueValue = target.Meter.Aggregation == MeterAggregation.UniqueCount ? input.Properties![target.Meter.UniqueProperty!] : null,
+            HardLimit = target.HardLimit,
+            Now = target.Now,
+            DedupWindow = _options.DedupWindow,
+            CounterRetention = retention > TimeSpan.Zero ? retention : _options.CounterRetention,
+        };
+    }
+
+    private static UsageIngestResult? Validate(UsageEventInput? input)
+    {
+        if (input is null)
+        {
+            return UsageIngestResult.Rejected("", "validation_error", "The event is required.", "event");
+        }
+
+        var key = input.IdempotencyKey ?? "";
+        if (string.IsNullOrEmpty(input.IdempotencyKey) || input.IdempotencyKey.Length > UsageCounterEvents.MaxIdempotencyKeyLength)
+        {
+            return UsageIngestResult.Rejected(key, "validation_error", $"An idempotency key has 1 to {UsageCounterEvents.MaxIdempotencyKeyLength} characters.", "idempotency_key");
+        }
+
+        if (input.CustomerId is null && input.SubscriptionId is null)
+        {
+            return UsageIngestResult.Rejected(key, "validation_error", "An event names its customer or subscription.", "customer");
+        }
+
+        if (!Meter.IsValidKey(input.MeterKey))
+        {
+            return UsageIngestResult.Rejected(key, "validation_error", "Unknown or malformed meter key.", "meter");
+        }
+
+        if (input.Quantity < 0)
+        {
+            return UsageIngestResult.Rejected(key, "validation_error", "A quantity is a whole number ≥ 0.", "quantity");
+        }
+
+        if (input.Properties is { } properties && (properties.Count > UsageEventInput.MaxProperties || properties.Any(p => p.Key.Length is 0 or > UsageEventInput.MaxPropertyLength || p.Value is null || p.Value.Length > UsageEventInput.MaxPropertyLength)))
+        {
+            return UsageIngestResult.Rejected(key, "validation_error", $"At most {UsageEventInput.MaxProperties} properties, keys and values of up to {UsageEventInput.MaxPropertyLength} characters.", "properties");
+        }
+
+        return null;
+    }
+
+    private static BillingPeriod PeriodOf(Subscription subscription, Plan plan, Customer customer, DateTimeOffset instant) =>
+        instant >= subscription.CurrentPeriod.Start && instant < subscription.CurrentPeriod.End
+            ? subscription.CurrentPeriod
+            : BillingSchedule.FromLocalAnchor(subscription.ScheduleStart, subscription.AnchorLocal, plan.Interval, TimeZoneInfo.FindSystemTimeZoneById(customer.TimeZoneId)).GetPeriodContaining(instant);
+
+    private static async ValueTask<DateTimeOffset> NowForAsync(IBillingSession session, Customer customer, TimeProvider time, CancellationToken cancellationToken)
+    {
+        if (customer.TestClockId is null)
+        {
+            return time.GetUtcNow();
+        }
+
+        var clock = await session.TestClocks.GetAsync(customer.TestClockId, cancellationToken).ConfigureAwait(false);
+        return clock?.FrozenTime ?? time.GetUtcNow();
+    }
+
+    /// <summary>Where an event goes: subscription, plan, meter, period, limits, and the customer's "now".</summary>
+    private sealed record Target(Subscription Subscription, Plan Plan, Meter Meter, BillingPeriod Period, long? HardLimit, IReadOnlyList<(string Feature, long Threshold)> SoftThresholds, DateTimeOffset Now);
+
+    /// <summary>Resolves events within one batch, reading each customer and plan once.</summary>
+    private sealed class Resolver(IBillingSession session, TimeProvider time, CancellationToken cancellationToken)
+    {
+        private readonly Dictionary<string, (Customer? Customer, DateTimeOffset Now, IReadOnlyList<Subscription> Subscriptions)> _customers = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, Plan?> _plans = new(StringComparer.Ordinal);
+
+        public async ValueTask<(Target? Target, UsageIngestResult? Rejection)> ResolveAsync(UsageEventInput input, MeteringOptions options)
+        {
+            var key = input.IdempotencyKey;
+            Subscription? subscription = null;
+            string customerId;
+            if (input.SubscriptionId is { } subscriptionId)
+            {
+                subscription = await session.Subscriptions.GetAsync(subscriptionId, cancellationToken).ConfigureAwait(false);
+                if (subscription is null || (input.CustomerId is not null && input.CustomerId != subscription.CustomerId))
+                {
+                    return (null, UsageIngestResult.Rejected(key, "subscription_not_found", $"No subscription '{subscriptionId}' for this customer.", "subscription"));
+                }
+
+                customerId = subscription.CustomerId;
+            }
+            else
+            {
+                customerId = input.CustomerId!;
+            }
+
+            var (customer, now, subscriptions) = await CustomerAsync(customerId).ConfigureAwait(false);
+            if (customer is null)
+            {
+                return (null, UsageIngestResult.Rejected(key, "customer_not_found", $"No customer '{customerId}'.", "customer"));
+            }
+
+            Plan? plan = null;
+            MeteredPrice? price = null;
+            IEnumerable<Subscription> candidates = subscription is null ? subscriptions.Where(s => Live.Contains(s.Status)).OrderBy(s => s.CreatedAt).ThenBy(s => s.Id, StringComparer.Ordinal) : [subscription];
+            foreach (var candidate in candidates)
+            {
+                var candidatePlan = await PlanAsync(candidate.PlanId).ConfigureAwait(false);
+                if (candidatePlan?.MeteredPrices.FirstOrDefault(p => p.Meter.Key == input.MeterKey) is { } found && Live.Contains(candidate.Status))
+                {
+                    (subscription, plan, price) = (candidate, candidatePlan, found);
+                    break;
+                }
+            }
+
+            if (price is null || plan is null || subscription is null)
+            {
+                return (null, UsageIngestResult.Rejected(key, "no_subscription_for_meter", $"No live subscription of the customer prices meter '{input.MeterKey}'.", "meter"));
+            }
+
+            var meter = price.Meter;
+            if (meter.Aggregation == MeterAggregation.UniqueCount && (input.Properties is null || !input.Properties.TryGetValue(meter.UniqueProperty!, out _)))
+            {
+                return (null, UsageIngestResult.Rejected(key, "validation_error", $"Meter '{meter.Key}' counts unique values of property '{meter.UniqueProperty}', which the event lacks.", $"properties.{meter.UniqueProperty}"));
+            }
+
+            if (input.Timestamp > now + options.FutureTolerance)
+            {
+                return (null, UsageIngestResult.Rejected(key, "timestamp_in_future", $"The timestamp is more than {options.FutureTolerance} ahead of {now:O}.", "timestamp"));
+            }
+
+            if (input.Timestamp < subscription.ScheduleStart)
+            {
+                return (null, UsageIngestResult.Rejected(key, "timestamp_too_old", "The timestamp is before the subscription's billing started.", "timestamp"));
+            }
+
+            var period = PeriodOf(subscription, plan, customer, input.Timestamp);
+            if (now > period.End + options.LateEventGrace)
+            {
+                return (null, UsageIngestResult.Rejected(key, "timestamp_too_old", $"The event's period ended at {period.End:O}, more than {options.LateEventGrace} ago.", "timestamp"));
+            }
+
+            long? hard = null;
+            var soft = new List<(string, long)>();
+            foreach (var e in plan.Entitlements.Where(e => e.Kind == EntitlementKind.MeteredLimit && e.MeterKey == meter.Key))
+            {
+                if (e.Enforcement == LimitEnforcement.Hard)
+                {
+                    hard = hard is { } h ? Math.Min(h, e.Limit!.Value) : e.Limit!.Value;
+                }
+                else
+                {
+                    soft.Add((e.Feature, e.Limit!.Value));
+                }
+
+                soft.AddRange(e.Thresholds.Select(t => (e.Feature, t)));
+            }
+
+            return (new Target(subscription, plan, meter, period, hard, soft, now), null);
+        }
+
+        private async ValueTask<(Customer? Customer, DateTimeOffset Now, IReadOnlyList<Subscription> Subscriptions)> CustomerAsync(string customerId)
+        {
+            if (!_customers.TryGetValue(customerId, out var entry))
+            {
+                var customer = await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false);
+                entry = customer is null
+                    ? (null, default, [])
+                    : (customer, await NowForAsync(session, customer, time, cancellationToken).ConfigureAwait(false), await session.Subscriptions.ListByCustomerAsync(customerId, cancellationToken).ConfigureAwait(false));
+                _customers[customerId] = entry;
+            }
+
+            return entry;
+        }
+
+        private async ValueTask<Plan?> PlanAsync(string planId)
+        {
+            if (!_plans.TryGetValue(planId, out var plan))
+            {
+                plan = await session.Plans.GetAsync(planId, cancellationToken).ConfigureAwait(false);
+                _plans[planId] = plan;
+            }
+
+            return plan;
+        }
+    }
+}
