@@ -14,7 +14,7 @@ namespace Billing.InMemory;
 /// idempotency check, the hard-limit check and the increment are one critical section.
 /// </para>
 /// <para>
-/// Idempotency keys expire after their dedup window; expired keys are swept from a stripe when it has doubled in size
+/// Idempotency keys expire after their dedup window; a customer's expired keys are swept when its key table has doubled
 /// since the last sweep, so memory follows the window, not the history. Totals live for the life of the process: this
 /// is the single-process default; use the Redis adapter to share counters between processes.
 /// </para>
@@ -25,7 +25,7 @@ public sealed class InMemoryUsageCounter : IUsageCounter
     private readonly Stripe[] _stripes;
 
     /// <summary>Creates the counters.</summary>
-    /// <param name="expectedKeys">Idempotency keys to make room for up front (dictionaries never grow below it).</param>
+    /// <param name="expectedKeys">Idempotency keys per customer to make room for up front, spread over the stripes' customers (a hint).</param>
     public InMemoryUsageCounter(int expectedKeys = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(expectedKeys);
@@ -33,7 +33,7 @@ public sealed class InMemoryUsageCounter : IUsageCounter
         _stripes = new Stripe[count];
         for (var i = 0; i < count; i++)
         {
-            _stripes[i] = new Stripe(expectedKeys / count);
+            _stripes[i] = new Stripe(Math.Min(expectedKeys, 1 << 20) / count);
         }
     }
 
@@ -58,10 +58,11 @@ public sealed class InMemoryUsageCounter : IUsageCounter
     public ValueTask<long> GetTotalAsync(UsageCounterKey counter, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(counter.CustomerId);
+        ArgumentNullException.ThrowIfNull(counter.MeterKey);
         var stripe = StripeOf(counter.CustomerId);
         lock (stripe.Gate)
         {
-            return ValueTask.FromResult(stripe.Counters.TryGetValue(Normalize(counter), out var state) ? state.Total : 0L);
+            return ValueTask.FromResult(stripe.Customers.TryGetValue(counter.CustomerId, out var customer) && customer.Find(counter.MeterKey, counter.PeriodStart.UtcTicks) is { } state ? state.Total : 0L);
         }
     }
 
@@ -69,53 +70,56 @@ public sealed class InMemoryUsageCounter : IUsageCounter
     public ValueTask<long> RebuildAsync(UsageCounterKey counter, MeterAggregation aggregation, IReadOnlyList<UsageCounterEvent> events, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(counter.CustomerId);
+        ArgumentNullException.ThrowIfNull(counter.MeterKey);
         ArgumentNullException.ThrowIfNull(events);
-        var key = Normalize(counter);
-        var state = new UsageCounterState();
         foreach (var e in events)
         {
             UsageCounterEvents.Validate(e);
-            if (Normalize(e.Counter) != key)
+            if (e.Counter.CustomerId != counter.CustomerId || e.Counter.MeterKey != counter.MeterKey || e.Counter.PeriodStart != counter.PeriodStart)
             {
                 throw new ArgumentException($"Event '{e.IdempotencyKey}' belongs to another counter.", nameof(events));
             }
         }
 
+        var state = new UsageCounterState();
         var stripe = StripeOf(counter.CustomerId);
         lock (stripe.Gate)
         {
+            var customer = stripe.CustomerOf(counter.CustomerId);
             var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var e in events)
             {
-                if (!seen.Add(e.IdempotencyKey))
+                if (seen.Add(e.IdempotencyKey))
                 {
-                    continue;
+                    customer.Keys[e.IdempotencyKey] = new KeyEntry(ExpiryOf(e), state.Apply(aggregation, e));
                 }
-
-                var total = state.Apply(aggregation, e);
-                stripe.Keys[new IdempotencyKey(e.Counter.CustomerId, e.IdempotencyKey)] = new KeyEntry(ExpiryOf(e), total);
             }
 
-            stripe.Counters[key] = state;
+            customer.Replace(counter.MeterKey, counter.PeriodStart.UtcTicks, state);
             return ValueTask.FromResult(state.Total);
         }
     }
 
-    private UsageCounterResult Record(in UsageCounterEvent e)
+    /// <summary>Records one event synchronously (the in-process hot path; <see cref="RecordAsync"/> wraps it).</summary>
+    /// <param name="e">The event.</param>
+    /// <returns>What happened, with the counter's total.</returns>
+    /// <exception cref="ArgumentException">A malformed event.</exception>
+    /// <exception cref="OverflowException">A sum or count past <see cref="long.MaxValue"/> (nothing changes).</exception>
+    public UsageCounterResult Record(in UsageCounterEvent e)
     {
         UsageCounterEvents.Validate(e);
         var stripe = StripeOf(e.Counter.CustomerId);
         var nowTicks = e.Now.UtcTicks;
         lock (stripe.Gate)
         {
-            ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(stripe.Keys, new IdempotencyKey(e.Counter.CustomerId, e.IdempotencyKey), out var exists);
+            var customer = stripe.CustomerOf(e.Counter.CustomerId);
+            ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(customer.Keys, e.IdempotencyKey, out var exists);
             if (exists && entry.ExpiresAtTicks > nowTicks)
             {
                 return new UsageCounterResult(UsageOutcome.Duplicate, entry.Total);
             }
 
-            ref var state = ref CollectionsMarshal.GetValueRefOrAddDefault(stripe.Counters, Normalize(e.Counter), out _);
-            state ??= new UsageCounterState();
+            var state = customer.Find(e.Counter.MeterKey, e.Counter.PeriodStart.UtcTicks) ?? customer.Add(e.Counter.MeterKey, e.Counter.PeriodStart.UtcTicks);
             long candidate;
             try
             {
@@ -123,55 +127,100 @@ public sealed class InMemoryUsageCounter : IUsageCounter
             }
             catch (OverflowException)
             {
-                if (!exists)
-                {
-                    stripe.Keys.Remove(new IdempotencyKey(e.Counter.CustomerId, e.IdempotencyKey));
-                }
-
+                Release(customer, e.IdempotencyKey, exists, ref entry);
                 throw;
             }
 
             if (e.HardLimit is { } limit && candidate > limit)
             {
-                if (!exists)
-                {
-                    stripe.Keys.Remove(new IdempotencyKey(e.Counter.CustomerId, e.IdempotencyKey));
-                }
-                else
-                {
-                    entry = default; // an expired key stays free
-                }
-
+                Release(customer, e.IdempotencyKey, exists, ref entry);
                 return new UsageCounterResult(UsageOutcome.OverLimit, state.Total);
             }
 
-            var total = state.Apply(e.Aggregation, e);
-            entry = new KeyEntry(ExpiryOf(e), total);
-            if (!exists && stripe.Keys.Count >= stripe.SweepAt)
+            state.Commit(e.Aggregation, e, candidate);
+            entry = new KeyEntry(ExpiryOf(e), candidate);
+            if (!exists && customer.Keys.Count >= customer.SweepAt)
             {
-                stripe.Sweep(nowTicks);
+                customer.Sweep(nowTicks);
             }
 
-            return new UsageCounterResult(UsageOutcome.Accepted, total);
+            return new UsageCounterResult(UsageOutcome.Accepted, candidate);
         }
     }
 
-    private static long ExpiryOf(in UsageCounterEvent e) => (e.Now + e.DedupWindow).UtcTicks;
+    /// <summary>Leaves a key free after a refused event: a new key is removed, an expired one stays expired.</summary>
+    private static void Release(CustomerCounters customer, string key, bool existed, ref KeyEntry entry)
+    {
+        if (existed)
+        {
+            entry = default;
+        }
+        else
+        {
+            customer.Keys.Remove(key);
+        }
+    }
 
-    private static UsageCounterKey Normalize(UsageCounterKey key) => key.PeriodStart.Offset == TimeSpan.Zero ? key : key with { PeriodStart = key.PeriodStart.ToUniversalTime() };
+    private static long ExpiryOf(in UsageCounterEvent e) => e.Now.UtcTicks + e.DedupWindow.Ticks;
 
     private Stripe StripeOf(string customerId) => _stripes[unchecked((uint)string.GetHashCode(customerId.AsSpan())) & (uint)(_stripes.Length - 1)];
 
-    private readonly record struct IdempotencyKey(string CustomerId, string Key);
-
     private readonly record struct KeyEntry(long ExpiresAtTicks, long Total);
 
-    private sealed class Stripe(int capacity)
+    /// <summary>One lock and the customers that hash to it.</summary>
+    private sealed class Stripe(int keysPerCustomer)
     {
         public readonly Lock Gate = new();
-        public readonly Dictionary<IdempotencyKey, KeyEntry> Keys = new(capacity);
-        public readonly Dictionary<UsageCounterKey, UsageCounterState> Counters = [];
+        public readonly Dictionary<string, CustomerCounters> Customers = new(StringComparer.Ordinal);
+
+        public CustomerCounters CustomerOf(string customerId)
+        {
+            ref var customer = ref CollectionsMarshal.GetValueRefOrAddDefault(Customers, customerId, out _);
+            return customer ??= new CustomerCounters(keysPerCustomer);
+        }
+    }
+
+    /// <summary>A customer's idempotency keys (ordinal string keys: the fast dictionary path) and counters.</summary>
+    private sealed class CustomerCounters(int capacity)
+    {
+        public readonly Dictionary<string, KeyEntry> Keys = new(capacity, StringComparer.Ordinal);
         public int SweepAt = Math.Max(MinimumSweep, capacity);
+        private (string Meter, long PeriodTicks, UsageCounterState State)[] _counters = [];
+
+        /// <summary>The counter of a meter and period; a customer has few, so a scan beats a hash.</summary>
+        public UsageCounterState? Find(string meter, long periodTicks)
+        {
+            foreach (var (m, p, state) in _counters)
+            {
+                if (p == periodTicks && (ReferenceEquals(m, meter) || string.Equals(m, meter, StringComparison.Ordinal)))
+                {
+                    return state;
+                }
+            }
+
+            return null;
+        }
+
+        public UsageCounterState Add(string meter, long periodTicks)
+        {
+            var state = new UsageCounterState();
+            _counters = [.. _counters, (meter, periodTicks, state)];
+            return state;
+        }
+
+        public void Replace(string meter, long periodTicks, UsageCounterState state)
+        {
+            for (var i = 0; i < _counters.Length; i++)
+            {
+                if (_counters[i].PeriodTicks == periodTicks && string.Equals(_counters[i].Meter, meter, StringComparison.Ordinal))
+                {
+                    _counters[i].State = state;
+                    return;
+                }
+            }
+
+            _counters = [.. _counters, (meter, periodTicks, state)];
+        }
 
         public void Sweep(long nowTicks)
         {

@@ -37,6 +37,13 @@ public sealed class UsageCounterState
     public long Apply(MeterAggregation aggregation, in UsageCounterEvent usageEvent)
     {
         var total = Peek(aggregation, usageEvent);
+        Commit(aggregation, usageEvent, total);
+        return total;
+    }
+
+    /// <summary>Applies an event whose new total <see cref="Peek"/> has just computed (saves computing it twice).</summary>
+    internal void Commit(MeterAggregation aggregation, in UsageCounterEvent usageEvent, long total)
+    {
         switch (aggregation)
         {
             case MeterAggregation.Last when IsLater(usageEvent):
@@ -49,7 +56,6 @@ public sealed class UsageCounterState
         }
 
         Total = total;
-        return total;
     }
 
     private bool IsLater(in UsageCounterEvent e)

@@ -1,0 +1,49 @@
+namespace Billing.Redis;
+
+/// <summary>How <see cref="RedisUsageCounter"/> connects to Redis and names its keys.</summary>
+/// <remarks>
+/// Validated when the host starts (<c>AddRedisUsageCounters</c>) or when a counter is created; every problem is reported
+/// with the option's name.
+/// </remarks>
+public sealed class RedisUsageCounterOptions
+{
+    /// <summary>The default <see cref="KeyPrefix"/>: <c>billing</c>.</summary>
+    public const string DefaultKeyPrefix = "billing";
+
+    /// <summary>The longest <see cref="KeyPrefix"/>.</summary>
+    public const int MaxKeyPrefixLength = 64;
+
+    /// <summary>The largest <see cref="MaxEventsPerScriptCall"/>.</summary>
+    public const int MaxScriptCallSize = 10_000;
+
+    /// <summary>
+    /// A StackExchange.Redis configuration string, for example <c>redis-1:6379,redis-2:6379,password=…,abortConnect=false</c>.
+    /// Required by <see cref="RedisUsageCounter.ConnectAsync"/> and <c>AddRedisUsageCounters</c>; not used when the counter is
+    /// given a multiplexer.
+    /// </summary>
+    /// <remarks>
+    /// <c>abortConnect=false</c> is recommended: the client then starts while Redis is down and reconnects on its own. With
+    /// the default (<c>abortConnect=true</c>) a failed first connect fails the call that needed it, and the next call tries
+    /// again.
+    /// </remarks>
+    public string? ConfigurationString { get; set; }
+
+    /// <summary>
+    /// The first part of every key (default <c>billing</c>): keys look like <c>billing:{cus_123}:c:api_calls:1740787200</c>.
+    /// 1 to 64 characters, without <c>{</c> or <c>}</c> (the braces hold the customer's Redis Cluster hash tag) and without
+    /// white space.
+    /// </summary>
+    public string KeyPrefix { get; set; } = DefaultKeyPrefix;
+
+    /// <summary>
+    /// How long a counter is kept after its last write when the event does not say
+    /// (<see cref="Usage.UsageCounterEvent.CounterRetention"/> is zero): 70 days by default. Must be positive.
+    /// </summary>
+    public TimeSpan DefaultCounterRetention { get; set; } = TimeSpan.FromDays(70);
+
+    /// <summary>
+    /// The most events one script call carries (default 1,000; 1 to 10,000): a larger batch of one customer, and a rebuild,
+    /// are split into consecutive calls so that no script blocks the server for long.
+    /// </summary>
+    public int MaxEventsPerScriptCall { get; set; } = 1_000;
+}

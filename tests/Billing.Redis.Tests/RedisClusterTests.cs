@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Billing.InMemory;
+using Billing.Testing.Servers;
+using Billing.Usage;
+using static Billing.Redis.Tests.RedisUsageCounterTests;
+
+namespace Billing.Redis.Tests;
+
+/// <summary>A one-node Redis Cluster (all 16,384 slots on one server): the server enforces the cluster's rule that one
+/// script call touches one slot, so batches across customers and every key layout are checked for real.</summary>
+public sealed class RedisClusterTests(RedisClusterTests.ClusterFixture fixture) : IClassFixture<RedisClusterTests.ClusterFixture>
+{
+    [Fact]
+    public async Task The_server_rejects_a_script_call_across_slots()
+    {
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => fixture.Server.ExecuteAsync("EVAL", "return 1", "2", "{cus_a}:x", "{cus_b}:y"));
+        Assert.Contains("CROSSSLOT", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Batches_across_many_customers_run_on_a_cluster_with_the_in_memory_results()
+    {
+        var customers = Enumerable.Range(0, 40).Select(_ => NewCustomer()).ToArray();
+        var reference = new InMemoryUsageCounter();
+        for (var round = 0; round < 5; round++)
+        {
+            var batch = Enumerable.Range(0, 200).Select(i =>
+            {
+                var c = customers[(i * 7 + round) % customers.Length];
+                return (i % 4) switch
+                {
+                    0 => Event(c, $"s{round}-{i}", i) with { HardLimit = 5_000 },
+                    1 => Event(c, $"u{round}-{i}", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = $"user{i % 13}" },
+                    2 => Event(c, $"l{round}-{i}", i) with { Counter = Key(c, "gauge"), Aggregation = MeterAggregation.Last, Timestamp = new DateTimeOffset(2025, 3, 2, 0, 0, 0, TimeSpan.Zero).AddSeconds(i % 3) },
+                    _ => Event(c, $"s{round}-{i - 3}", 1), // a duplicate of an earlier event of the batch, maybe of another customer's key
+                };
+            }).ToArray();
+
+            Assert.Equal(await reference.RecordBatchAsync(batch), await fixture.Counter.RecordBatchAsync(batch));
+        }
+
+        foreach (var c in customers)
+        {
+            foreach (var meter in new[] { "api_calls", "users", "gauge" })
+            {
+                Assert.Equal(await reference.GetTotalAsync(Key(c, meter)), await fixture.Counter.GetTotalAsync(Key(c, meter)));
+            }
+        }
+
+        var c0 = customers[0];
+        Assert.Equal(await reference.GetTotalAsync(Key(c0)), await fixture.Counter.RebuildAsync(Key(c0), MeterAggregation.Sum, [Event(c0, "r1", await reference.GetTotalAsync(Key(c0)))]));
+    }
+
+    [Fact]
+    public async Task Every_key_of_a_customer_is_in_the_slot_of_its_hash_tag()
+    {
+        string[] customers = [NewCustomer(), "}odd{", "cus_{x}"];
+        foreach (var c in customers)
+        {
+            await fixture.Counter.RecordBatchAsync(
+            [
+                Event(c, "k1", 1),
+                Event(c, "k2", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "u" },
+            ]);
+        }
+
+        var keys = ((object?[])(await fixture.Server.ExecuteAsync("KEYS", "billing:*"))!).Cast<string>().ToArray();
+        Assert.True(keys.Length >= 15);
+        foreach (var group in keys.GroupBy(HashTag))
+        {
+            var slots = new HashSet<long>();
+            foreach (var key in group)
+            {
+                slots.Add((long)(await fixture.Server.ExecuteAsync("CLUSTER", "KEYSLOT", key))!);
+            }
+
+            Assert.Equal(Crc16Slot(group.Key), Assert.Single(slots));
+        }
+    }
+
+    /// <summary>Starts redis-server with <c>cluster-enabled yes</c>, assigns it every slot and connects the counters.</summary>
+    public sealed class ClusterFixture : IAsyncLifetime
+    {
+        private LocalRedisServer? _server;
+        private RedisUsageCounter? _counter;
+
+        public LocalRedisServer Server => _server ?? throw new InvalidOperationException("Not started.");
+
+        public RedisUsageCounter Counter => _counter ?? throw new InvalidOperationException("Not started.");
+
+        public async Task InitializeAsync()
+        {
+            var options = new LocalRedisOptions();
+            options.Settings["cluster-enabled"] = "yes";
+            options.Settings["cluster-port"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture); // port + 10000 may not exist
+            _server = await LocalRedisServer.StartAsync(options);
+            await _server.ExecuteAsync("CLUSTER", "ADDSLOTSRANGE", "0", "16383");
+            var watch = Stopwatch.StartNew();
+            while (!((string)(await _server.ExecuteAsync("CLUSTER", "INFO"))!).Contains("cluster_state:ok", StringComparison.Ordinal))
+            {
+                Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), "the one-node cluster did not become ok");
+                await Task.Delay(50);
+            }
+
+            _counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions { ConfigurationString = _server.ConfigurationString });
+        }
+
+        public async Task DisposeAsync()
+        {
+            if (_counter is not null)
+            {
+                await _counter.DisposeAsync();
+            }
+
+            if (_server is not null)
+            {
+                await _server.DisposeAsync();
+            }
+        }
+
+        private static int FreePort()
+        {
+            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            return ((IPEndPoint)socket.LocalEndPoint!).Port;
+        }
+    }
+}

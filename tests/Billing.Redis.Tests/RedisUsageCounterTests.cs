@@ -1,0 +1,405 @@
+using System.Globalization;
+using Billing.InMemory;
+using Billing.Testing.Servers;
+using Billing.Usage;
+
+namespace Billing.Redis.Tests;
+
+/// <summary>Redis-specific behaviour: key layout, expiry, script cache loss, exact 64-bit numbers, batching, and the same
+/// results as the in-memory reference for random workloads.</summary>
+public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture<RedisFixture>
+{
+    private static readonly DateTimeOffset Now = new(2025, 3, 10, 12, 0, 0, TimeSpan.Zero);
+    private static readonly DateTimeOffset PeriodStart = new(2025, 3, 1, 0, 0, 0, TimeSpan.Zero);
+    private static readonly long PeriodSeconds = PeriodStart.ToUnixTimeSeconds();
+
+    private RedisUsageCounter Counter => fixture.Counter;
+
+    private LocalRedisServer Server => fixture.Server;
+
+    [Fact]
+    public async Task Keys_are_named_by_customer_hash_tag_meter_and_period()
+    {
+        var c = NewCustomer();
+        await Counter.RecordAsync(Event(c, "k1", 5));
+        await Counter.RecordAsync(Event(c, "k2", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "u1" });
+
+        var keys = await KeysAsync($"billing:{{{c}}}:*");
+
+        Assert.Equal(
+            [$"billing:{{{c}}}:c:api_calls:{PeriodSeconds}", $"billing:{{{c}}}:c:users:{PeriodSeconds}", $"billing:{{{c}}}:k:k1", $"billing:{{{c}}}:k:k2", $"billing:{{{c}}}:u:users:{PeriodSeconds}"],
+            keys.Order(StringComparer.Ordinal));
+        Assert.Equal("5", await Server.ExecuteAsync("HGET", $"billing:{{{c}}}:c:api_calls:{PeriodSeconds}", "total"));
+        Assert.Equal("5", await Server.ExecuteAsync("GET", $"billing:{{{c}}}:k:k1"));
+    }
+
+    [Fact]
+    public async Task Every_key_of_a_customer_has_the_customers_hash_tag_even_with_braces_in_the_id()
+    {
+        string[] customers = [NewCustomer(), "}lead", "cus_{x}y", "a%7Bb", "a{b", "{}", "%"];
+        foreach (var c in customers)
+        {
+            await Counter.RecordBatchAsync(
+            [
+                Event(c, "s1", 1),
+                Event(c, "u1", 1) with { Counter = Key(c, "users:{weird}"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "v" },
+                Event(c, "l1", 4) with { Counter = Key(c, "gauge"), Aggregation = MeterAggregation.Last },
+            ]);
+        }
+
+        var all = await KeysAsync("billing:*");
+        foreach (var c in customers)
+        {
+            var escaped = c.Replace("%", "%25", StringComparison.Ordinal).Replace("{", "%7B", StringComparison.Ordinal).Replace("}", "%7D", StringComparison.Ordinal);
+            var mine = all.Where(k => k.StartsWith($"billing:{{{escaped}}}:", StringComparison.Ordinal)).ToArray();
+            Assert.Equal(7, mine.Length); // 3 idempotency keys, 3 counters, 1 set of unique values
+
+            // Redis Cluster hashes the text between the first '{' and the first '}' after it: here always the customer.
+            Assert.All(mine, k => Assert.Equal(escaped, HashTag(k)));
+            Assert.Single(mine.Select(k => Crc16Slot(HashTag(k))).Distinct());
+        }
+
+        // Escaping is injective: "a{b" and "a%7Bb" are different customers with different counters.
+        Assert.Equal(1, await Counter.GetTotalAsync(Key("a{b")));
+        Assert.Equal(1, await Counter.GetTotalAsync(Key("a%7Bb")));
+        await Counter.RecordAsync(Event("a{b", "s2", 10));
+        Assert.Equal(11, await Counter.GetTotalAsync(Key("a{b")));
+        Assert.Equal(1, await Counter.GetTotalAsync(Key("a%7Bb")));
+    }
+
+    [Fact]
+    public void The_slot_function_of_these_tests_matches_the_Redis_Cluster_specification()
+    {
+        Assert.Equal(0x31C3 % 16384, Crc16Slot("123456789"));
+        Assert.Equal(12182, Crc16Slot("foo"));
+    }
+
+    [Fact]
+    public async Task Counters_expire_after_their_retention_and_keys_after_their_dedup_window()
+    {
+        var c = NewCustomer();
+        await Counter.RecordAsync(Event(c, "k1", 5) with { CounterRetention = TimeSpan.Zero, DedupWindow = TimeSpan.FromHours(1) });
+        await Counter.RecordAsync(Event(c, "k2", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "u", CounterRetention = TimeSpan.FromDays(5) });
+        await Counter.RecordAsync(Event(c, "k3", 1) with { Counter = Key(c, "no_key"), DedupWindow = TimeSpan.Zero });
+
+        AssertTtl(TimeSpan.FromDays(70), await PttlAsync($"billing:{{{c}}}:c:api_calls:{PeriodSeconds}")); // the options' default
+        AssertTtl(TimeSpan.FromHours(1), await PttlAsync($"billing:{{{c}}}:k:k1"));
+        AssertTtl(TimeSpan.FromDays(5), await PttlAsync($"billing:{{{c}}}:c:users:{PeriodSeconds}"));
+        AssertTtl(TimeSpan.FromDays(5), await PttlAsync($"billing:{{{c}}}:u:users:{PeriodSeconds}"));
+        Assert.Equal(-2L, await Server.ExecuteAsync("PTTL", $"billing:{{{c}}}:k:k3")); // a zero window keeps no key
+        Assert.Equal(UsageOutcome.Accepted, (await Counter.RecordAsync(Event(c, "k3", 1) with { Counter = Key(c, "no_key"), DedupWindow = TimeSpan.Zero })).Outcome);
+
+        // Every accepted write moves the counter's expiry; the latest event's retention wins.
+        await Counter.RecordAsync(Event(c, "k4", 1) with { CounterRetention = TimeSpan.FromDays(3) });
+        AssertTtl(TimeSpan.FromDays(3), await PttlAsync($"billing:{{{c}}}:c:api_calls:{PeriodSeconds}"));
+
+        // A rebuild restores both.
+        await Counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "k1", 5) with { DedupWindow = TimeSpan.FromMinutes(10), CounterRetention = TimeSpan.FromDays(9) }]);
+        AssertTtl(TimeSpan.FromDays(9), await PttlAsync($"billing:{{{c}}}:c:api_calls:{PeriodSeconds}"));
+        AssertTtl(TimeSpan.FromMinutes(10), await PttlAsync($"billing:{{{c}}}:k:k1"));
+    }
+
+    [Fact]
+    public async Task Recording_works_after_the_script_cache_is_flushed()
+    {
+        var c = NewCustomer();
+        Assert.Equal(5, (await Counter.RecordAsync(Event(c, "k1", 5))).Total);
+        await Counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "k1", 5)]);
+
+        Assert.Equal("OK", await Server.ExecuteAsync("SCRIPT", "FLUSH"));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 12), await Counter.RecordAsync(Event(c, "k2", 7)));
+
+        Assert.Equal("OK", await Server.ExecuteAsync("SCRIPT", "FLUSH"));
+        Assert.Equal(
+            [new(UsageOutcome.Accepted, 13), new(UsageOutcome.Duplicate, 5)],
+            await Counter.RecordBatchAsync([Event(c, "k3", 1), Event(c, "k1", 5)]));
+
+        Assert.Equal("OK", await Server.ExecuteAsync("SCRIPT", "FLUSH"));
+        Assert.Equal(6, await Counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "k1", 5), Event(c, "k3", 1)]));
+        Assert.Equal(6, await Counter.GetTotalAsync(Key(c)));
+
+        // Hundreds of calls in flight while the cache is flushed, twice: each runs exactly once.
+        var calls = new List<Task<UsageCounterResult>>();
+        for (var i = 0; i < 600; i++)
+        {
+            calls.Add(Counter.RecordAsync(Event(c, $"f{i}", 1)).AsTask());
+            if (i is 200 or 400)
+            {
+                Assert.Equal("OK", await Server.ExecuteAsync("SCRIPT", "FLUSH"));
+            }
+        }
+
+        Assert.All(await Task.WhenAll(calls), r => Assert.Equal(UsageOutcome.Accepted, r.Outcome));
+        Assert.Equal(606, await Counter.GetTotalAsync(Key(c)));
+    }
+
+    [Fact]
+    public async Task Sums_and_limits_are_exact_past_2_to_the_53()
+    {
+        var c = NewCustomer();
+        const long Big = (1L << 53) + 1; // 9007199254740993: not a double
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, Big), await Counter.RecordAsync(Event(c, "b1", Big)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 2 * Big), await Counter.RecordAsync(Event(c, "b2", Big)));
+        Assert.Equal(2 * Big, await Counter.GetTotalAsync(Key(c)));
+
+        // Limits that differ by one above 2^53.
+        var limit = (2 * Big) + 1;
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, limit), await Counter.RecordAsync(Event(c, "b3", 1) with { HardLimit = limit }));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.OverLimit, limit), await Counter.RecordAsync(Event(c, "b4", 1) with { HardLimit = limit }));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, limit), await Counter.RecordAsync(Event(c, "b5", 0) with { HardLimit = limit }));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 2 * Big), await Counter.RecordAsync(Event(c, "b2", 1)));
+
+        // Max and Last on 19-digit values and timestamps one tick apart.
+        var max = Key(c, "max");
+        await Counter.RecordAsync(Event(c, "m1", long.MaxValue - 1) with { Counter = max, Aggregation = MeterAggregation.Max });
+        Assert.Equal(long.MaxValue, (await Counter.RecordAsync(Event(c, "m2", long.MaxValue) with { Counter = max, Aggregation = MeterAggregation.Max })).Total);
+        Assert.Equal(UsageOutcome.OverLimit, (await Counter.RecordAsync(Event(c, "m3", 1) with { Counter = max, Aggregation = MeterAggregation.Max, HardLimit = long.MaxValue - 1 })).Outcome);
+        var last = Key(c, "last");
+        var t = new DateTimeOffset(2025, 3, 5, 0, 0, 0, TimeSpan.Zero);
+        await Counter.RecordAsync(Event(c, "z", 1) with { Counter = last, Aggregation = MeterAggregation.Last, Timestamp = t });
+        Assert.Equal(2, (await Counter.RecordAsync(Event(c, "a", 2) with { Counter = last, Aggregation = MeterAggregation.Last, Timestamp = t.AddTicks(1) })).Total);
+        Assert.Equal(2, (await Counter.RecordAsync(Event(c, "zz", 3) with { Counter = last, Aggregation = MeterAggregation.Last, Timestamp = t })).Total);
+    }
+
+    [Fact]
+    public async Task A_sum_past_long_MaxValue_throws_changes_nothing_and_leaves_the_key_free()
+    {
+        var c = NewCustomer();
+        await Counter.RecordAsync(Event(c, "k1", long.MaxValue - 5));
+        Assert.Equal(long.MaxValue, (await Counter.RecordAsync(Event(c, "k2", 5))).Total);
+
+        await Assert.ThrowsAsync<OverflowException>(async () => await Counter.RecordAsync(Event(c, "k3", 1)));
+        await Assert.ThrowsAsync<OverflowException>(async () => await Counter.RecordBatchAsync([Event(c, "k4", 0), Event(c, "k3", long.MaxValue), Event(c, "k5", 0)]));
+
+        Assert.Equal(long.MaxValue, await Counter.GetTotalAsync(Key(c)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, long.MaxValue), await Counter.RecordAsync(Event(c, "k3", 0)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, long.MaxValue), await Counter.RecordAsync(Event(c, "k4", 0))); // applied before the overflow
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, long.MaxValue), await Counter.RecordAsync(Event(c, "k5", 0))); // never reached
+        await Assert.ThrowsAsync<OverflowException>(async () => await Counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "k1", long.MaxValue), Event(c, "k2", 1)]));
+    }
+
+    [Fact]
+    public async Task A_batch_is_one_script_call_per_customer_and_keeps_its_order()
+    {
+        string[] customers = [NewCustomer(), NewCustomer(), NewCustomer()];
+        UsageCounterEvent[] events =
+        [
+            .. Enumerable.Range(0, 30).Select(i => Event(customers[i % 3], $"e{i / 2}", i) with { HardLimit = 100 }),
+            Event(customers[0], "e0", 99), // a duplicate within the batch
+        ];
+        var before = await ScriptCallsAsync();
+
+        var results = await Counter.RecordBatchAsync(events);
+
+        Assert.Equal(3, await ScriptCallsAsync() - before);
+        var expected = new InMemoryUsageCounter();
+        Assert.Equal(await expected.RecordBatchAsync(events), results);
+        foreach (var c in customers)
+        {
+            Assert.Equal(await expected.GetTotalAsync(Key(c)), await Counter.GetTotalAsync(Key(c)));
+        }
+    }
+
+    [Fact]
+    public async Task Large_batches_and_rebuilds_are_split_into_calls_of_the_configured_size()
+    {
+        await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
+        {
+            ConfigurationString = Server.ConfigurationString,
+            KeyPrefix = "split",
+            MaxEventsPerScriptCall = 1_000,
+        });
+        var c = NewCustomer();
+        var users = Key(c, "users");
+        var events = Enumerable.Range(0, 2_500)
+            .Select(i => Event(c, $"e{i % 2_400}", 1) with { Counter = users, Aggregation = MeterAggregation.UniqueCount, UniqueValue = $"u{i % 1_700}" })
+            .ToArray();
+        var expected = new InMemoryUsageCounter();
+
+        var before = await ScriptCallsAsync();
+        Assert.Equal(await expected.RecordBatchAsync(events), await counter.RecordBatchAsync(events));
+        Assert.Equal(3, await ScriptCallsAsync() - before);
+        Assert.Equal(1_700, await counter.GetTotalAsync(users));
+
+        // A rebuild of 2,400 distinct events in three calls: the first resets, the others add.
+        await counter.RecordAsync(Event(c, "lost", 1) with { Counter = users, Aggregation = MeterAggregation.UniqueCount, UniqueValue = "lost" });
+        before = await ScriptCallsAsync();
+        Assert.Equal(await expected.RebuildAsync(users, MeterAggregation.UniqueCount, events), await counter.RebuildAsync(users, MeterAggregation.UniqueCount, events));
+        Assert.Equal(3, await ScriptCallsAsync() - before);
+        Assert.Equal(1_700, await counter.GetTotalAsync(users));
+        Assert.Equal(await expected.RecordBatchAsync(events), await counter.RecordBatchAsync(events)); // every key taken, with its running total
+        Assert.Equal(UsageOutcome.Duplicate, (await counter.RecordAsync(Event(c, "lost", 1) with { Counter = users, Aggregation = MeterAggregation.UniqueCount, UniqueValue = "lost" })).Outcome); // keys of lost events stay taken, as in memory
+    }
+
+    [Fact]
+    public async Task Random_workloads_give_the_same_results_as_the_in_memory_reference()
+    {
+        var random = new Random(20251121);
+        var reference = new InMemoryUsageCounter();
+        string[] keyStarts = ["a", "B", "é", "\uE000", "\uFFFF", "\U0001F600", "z", "\uD800"]; // 😀 sorts before U+E000 in UTF-16, after it in UTF-8
+        var customers = Enumerable.Range(0, 4).Select(_ => NewCustomer()).ToArray();
+        var meters = Enum.GetValues<MeterAggregation>().Select(a => (Name: "m_" + a, Aggregation: a)).ToArray();
+        var accepted = new Dictionary<UsageCounterKey, List<UsageCounterEvent>>();
+        var sent = new List<UsageCounterEvent>();
+        var next = 0;
+
+        UsageCounterEvent NewEvent()
+        {
+            var c = customers[random.Next(customers.Length)];
+            var (meter, aggregation) = meters[random.Next(meters.Length)];
+            if (sent.Count > 0 && random.Next(5) == 0)
+            {
+                return sent[random.Next(sent.Count)] with { Quantity = random.Next(0, 100) }; // a duplicate
+            }
+
+            return Event(c, keyStarts[random.Next(keyStarts.Length)] + (next++).ToString(CultureInfo.InvariantCulture), random.Next(0, 100)) with
+            {
+                Counter = Key(c, meter),
+                Aggregation = aggregation,
+                Timestamp = PeriodStart.AddMinutes(random.Next(0, 3)), // many ties
+                UniqueValue = "u" + random.Next(0, 8).ToString(CultureInfo.InvariantCulture),
+                HardLimit = random.Next(4) == 0 ? random.Next(0, 400) : null,
+                DedupWindow = random.Next(20) == 0 ? TimeSpan.Zero : TimeSpan.FromDays(35),
+            };
+        }
+
+        void Track(UsageCounterEvent e, UsageCounterResult r)
+        {
+            sent.Add(e);
+            if (r.Outcome == UsageOutcome.Accepted)
+            {
+                if (!accepted.TryGetValue(e.Counter, out var list))
+                {
+                    accepted.Add(e.Counter, list = []);
+                }
+
+                list.Add(e);
+            }
+        }
+
+        for (var step = 0; step < 400; step++)
+        {
+            switch (random.Next(10))
+            {
+                case < 5:
+                    var single = NewEvent();
+                    var result = await Counter.RecordAsync(single);
+                    Assert.Equal(await reference.RecordAsync(single), result);
+                    Track(single, result);
+                    break;
+                case < 9:
+                    var batch = Enumerable.Range(0, random.Next(1, 30)).Select(_ => NewEvent()).ToArray();
+                    var results = await Counter.RecordBatchAsync(batch);
+                    Assert.Equal(await reference.RecordBatchAsync(batch), results);
+                    for (var i = 0; i < batch.Length; i++)
+                    {
+                        Track(batch[i], results[i]);
+                    }
+
+                    break;
+                default:
+                    if (accepted.Count == 0)
+                    {
+                        break;
+                    }
+
+                    var (key, events) = accepted.ElementAt(random.Next(accepted.Count));
+                    var aggregation = meters.Single(m => m.Name == key.MeterKey).Aggregation;
+                    var kept = events.Where(_ => random.Next(4) != 0).ToList(); // the durable copy may have fewer (tests replacement)
+                    accepted[key] = kept;
+                    Assert.Equal(await reference.RebuildAsync(key, aggregation, kept), await Counter.RebuildAsync(key, aggregation, kept));
+                    break;
+            }
+        }
+
+        foreach (var c in customers)
+        {
+            foreach (var (meter, _) in meters)
+            {
+                Assert.Equal(await reference.GetTotalAsync(Key(c, meter)), await Counter.GetTotalAsync(Key(c, meter)));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Period_starts_in_other_offsets_are_the_same_counter()
+    {
+        var c = NewCustomer();
+        var berlin = Key(c) with { PeriodStart = PeriodStart.ToOffset(TimeSpan.FromHours(1)) };
+        await Counter.RecordAsync(Event(c, "k1", 2) with { Counter = berlin });
+        await Counter.RecordBatchAsync([Event(c, "k2", 3), Event(c, "k3", 4) with { Counter = berlin }]);
+        Assert.Equal(9, await Counter.GetTotalAsync(Key(c)));
+        Assert.Equal(9, await Counter.RebuildAsync(berlin, MeterAggregation.Sum, [Event(c, "k1", 2), Event(c, "k2", 3) with { Counter = berlin }, Event(c, "k3", 4)]));
+        await Assert.ThrowsAsync<ArgumentException>(async () => await Counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "x", 1) with { Counter = Key(c, "other") }]));
+    }
+
+    [Fact]
+    public async Task Malformed_events_are_rejected_before_anything_is_written()
+    {
+        var c = NewCustomer();
+        await Assert.ThrowsAsync<ArgumentException>(async () => await Counter.RecordAsync(Event(c, "", 1)));
+        await Assert.ThrowsAsync<ArgumentException>(async () => await Counter.RecordBatchAsync([Event(c, "ok", 1), Event(c, "bad", -1)]));
+        Assert.Equal(0, await Counter.GetTotalAsync(Key(c)));
+        Assert.Equal(UsageOutcome.Accepted, (await Counter.RecordAsync(Event(c, "ok", 1))).Outcome);
+    }
+
+    private async Task<string[]> KeysAsync(string pattern) =>
+        [.. ((object?[])(await Server.ExecuteAsync("KEYS", pattern))!).Cast<string>()];
+
+    private async Task<long> PttlAsync(string key) => (long)(await Server.ExecuteAsync("PTTL", key))!;
+
+    private async Task<long> ScriptCallsAsync()
+    {
+        var stats = (string)(await Server.ExecuteAsync("INFO", "commandstats"))!;
+        long Calls(string command)
+        {
+            var line = stats.Split('\n').FirstOrDefault(l => l.StartsWith($"cmdstat_{command}:", StringComparison.Ordinal));
+            return line is null ? 0 : long.Parse(line.Split("calls=")[1].Split(',')[0], CultureInfo.InvariantCulture);
+        }
+
+        return Calls("eval") + Calls("evalsha");
+    }
+
+    private static void AssertTtl(TimeSpan expected, long pttl) =>
+        Assert.InRange(pttl, (long)(expected - TimeSpan.FromMinutes(1)).TotalMilliseconds, (long)expected.TotalMilliseconds);
+
+    /// <summary>The text Redis Cluster hashes: between the first '{' and the first '}' after it, if not empty.</summary>
+    internal static string HashTag(string key)
+    {
+        var open = key.IndexOf('{', StringComparison.Ordinal);
+        var close = open < 0 ? -1 : key.IndexOf('}', open + 1);
+        return close > open + 1 ? key[(open + 1)..close] : key;
+    }
+
+    /// <summary>CRC16-CCITT (XMODEM) mod 16384: the Redis Cluster key slot of <paramref name="text"/>.</summary>
+    internal static int Crc16Slot(string text)
+    {
+        var crc = 0;
+        foreach (var b in System.Text.Encoding.UTF8.GetBytes(text))
+        {
+            crc ^= b << 8;
+            for (var i = 0; i < 8; i++)
+            {
+                crc = (crc & 0x8000) != 0 ? ((crc << 1) ^ 0x1021) & 0xFFFF : (crc << 1) & 0xFFFF;
+            }
+        }
+
+        return crc % 16384;
+    }
+
+    internal static string NewCustomer() => "cus_" + Guid.NewGuid().ToString("N")[..16];
+
+    internal static UsageCounterKey Key(string customer, string meter = "api_calls") => new(customer, meter, PeriodStart);
+
+    internal static UsageCounterEvent Event(string customer, string key, long quantity) => new()
+    {
+        Counter = Key(customer),
+        Aggregation = MeterAggregation.Sum,
+        Quantity = quantity,
+        IdempotencyKey = key,
+        Timestamp = Now.AddMinutes(-1),
+        Now = Now,
+        DedupWindow = TimeSpan.FromDays(35),
+        CounterRetention = TimeSpan.FromDays(70),
+    };
+}
