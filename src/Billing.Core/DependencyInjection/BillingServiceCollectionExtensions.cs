@@ -2,6 +2,7 @@ using Billing;
 using Billing.Engine;
 using Billing.InMemory;
 using Billing.Ports;
+using Billing.Usage;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
@@ -19,7 +20,9 @@ public static class BillingServiceCollectionExtensions
     /// <remarks>
     /// Defaults are added with <c>TryAdd</c>, so anything registered before (a test clock as
     /// <see cref="TimeProvider"/>, an adapter's store) wins: <see cref="TimeProvider.System"/> as the clock, the
-    /// in-memory store (<see cref="InMemoryBillingStore"/>), random ids and no usage charges. A payment gateway
+    /// in-memory store (<see cref="InMemoryBillingStore"/>), random ids, in-memory usage counters and events
+    /// (<see cref="InMemoryUsageCounter"/>, <see cref="InMemoryUsageEventStore"/>), usage lines priced from the durable
+    /// events (<see cref="MeteredUsageCharges"/>) and <see cref="UsageMeteringService"/>. A payment gateway
     /// (<see cref="Billing.Payments.IPaymentGateway"/>) must be registered: a gateway adapter, or the fake one from
     /// <c>Billing.Testing</c>. <see cref="BillingEngine"/> is registered as a singleton.
     /// Options are validated when the host starts; invalid options stop the start with messages naming each option.
@@ -38,8 +41,43 @@ public static class BillingServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IBillingStore, InMemoryBillingStore>();
         services.TryAddSingleton<IBillingIdGenerator, RandomIdGenerator>();
-        services.TryAddSingleton<IUsageChargeSource, NoUsageCharges>();
+        services.AddOptions<MeteringOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MeteringOptions>, MeteringOptionsValidator>());
+        services.TryAddSingleton<IUsageCounter, InMemoryUsageCounter>();
+        services.TryAddSingleton<IUsageEventStore, InMemoryUsageEventStore>();
+        services.TryAddSingleton<IUsageChargeSource, MeteredUsageCharges>();
+        services.TryAddSingleton(sp => new UsageMeteringService(
+            sp.GetRequiredService<IBillingStore>(), sp.GetRequiredService<IUsageCounter>(), sp.GetRequiredService<IUsageEventStore>(),
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<IOptions<MeteringOptions>>().Value));
         services.TryAddSingleton<BillingEngine>();
         return new BillingBuilder(services);
+    }
+
+    /// <summary>Configures usage ingestion (<see cref="MeteringOptions"/>); validated when the host starts.</summary>
+    /// <param name="builder">The billing builder.</param>
+    /// <param name="configure">Changes the options.</param>
+    /// <returns>The builder.</returns>
+    public static BillingBuilder ConfigureMetering(this BillingBuilder builder, Action<MeteringOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configure);
+        builder.Services.Configure(configure);
+        return builder;
+    }
+
+    private sealed class MeteringOptionsValidator : IValidateOptions<MeteringOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, MeteringOptions options)
+        {
+            try
+            {
+                options.Validate();
+                return ValidateOptionsResult.Success;
+            }
+            catch (BillingValidationException e)
+            {
+                return ValidateOptionsResult.Fail(e.Message);
+            }
+        }
     }
 }

@@ -25,6 +25,29 @@ public sealed class AddBillingTests
     }
 
     [Fact]
+    public void Registers_in_memory_metering_by_default_and_validates_metering_options_at_start()
+    {
+        var services = new ServiceCollection();
+        services.AddSingleton<Billing.Payments.IPaymentGateway>(new FakePaymentGateway());
+        services.AddBilling().ConfigureMetering(o => o.LateEventGrace = TimeSpan.FromHours(2));
+        using (var provider = services.BuildServiceProvider())
+        {
+            Assert.IsType<InMemoryUsageCounter>(provider.GetRequiredService<IUsageCounter>());
+            Assert.IsType<InMemoryUsageEventStore>(provider.GetRequiredService<IUsageEventStore>());
+            Assert.IsType<Billing.Usage.MeteredUsageCharges>(provider.GetRequiredService<IUsageChargeSource>());
+            Assert.Same(provider.GetRequiredService<Billing.Usage.UsageMeteringService>(), provider.GetRequiredService<Billing.Usage.UsageMeteringService>());
+            Assert.Equal(TimeSpan.FromHours(2), provider.GetRequiredService<IOptions<Billing.Usage.MeteringOptions>>().Value.LateEventGrace);
+            provider.GetRequiredService<IStartupValidator>().Validate();
+        }
+
+        var bad = new ServiceCollection();
+        bad.AddBilling().ConfigureMetering(o => o.MaxBatchSize = 0);
+        using var failing = bad.BuildServiceProvider();
+        var error = Assert.Throws<OptionsValidationException>(() => failing.GetRequiredService<IStartupValidator>().Validate());
+        Assert.Contains("MaxBatchSize", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_clock_registered_first_wins()
     {
         var services = new ServiceCollection();
