@@ -1,5 +1,7 @@
 using Billing.EntityFrameworkCore.Migrations;
 using Billing.EntityFrameworkCore.Storage;
+using Billing.EntityFrameworkCore.Usage;
+using Billing.InMemory;
 using Billing.Ports;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -19,6 +21,14 @@ public static class EntityFrameworkCoreBillingBuilderExtensions
     /// <see cref="BillingMigrator"/>, both singletons. Apply migrations at start-up with
     /// <c>await services.GetRequiredService&lt;BillingMigrator&gt;().MigrateAsync()</c>; it is idempotent and safe
     /// to run from several processes at once on PostgreSQL.
+    /// <para>
+    /// Usage metering on the same database (when the options carry a connection string): registers
+    /// <see cref="EntityFrameworkUsageEventStore"/> (as itself and as <see cref="IUsageEventStore"/>, replacing the
+    /// in-memory default) and <see cref="EntityFrameworkUsageCounter"/> (as itself, and as
+    /// <see cref="IUsageCounter"/> in place of the in-memory default <see cref="InMemoryUsageCounter"/>, whose totals
+    /// would be per process and lost on restart). A counter registered otherwise is kept: a fast counter such as
+    /// Redis (<c>AddRedisUsageCounters</c>, before or after this call) or an instance you registered.
+    /// </para>
     /// </remarks>
     /// <param name="builder">The billing builder.</param>
     /// <param name="configure">Chooses and configures the provider.</param>
@@ -39,6 +49,21 @@ public static class EntityFrameworkCoreBillingBuilderExtensions
         builder.Services.Replace(ServiceDescriptor.Singleton(store));
         builder.Services.Replace(ServiceDescriptor.Singleton<IBillingStore>(store));
         builder.Services.Replace(ServiceDescriptor.Singleton(store.Migrator));
+        if (UsageDatabase.TryFrom(options.Options, schema, store.Migrator) is { } usage)
+        {
+            var events = new EntityFrameworkUsageEventStore(usage);
+            var counter = new EntityFrameworkUsageCounter(usage);
+            builder.Services.Replace(ServiceDescriptor.Singleton(events));
+            builder.Services.Replace(ServiceDescriptor.Singleton<IUsageEventStore>(events));
+            builder.Services.Replace(ServiceDescriptor.Singleton(counter));
+            var current = builder.Services.LastOrDefault(d => d.ServiceType == typeof(IUsageCounter));
+            if (current is null || current.ImplementationType == typeof(InMemoryUsageCounter))
+            {
+                builder.Services.RemoveAll<IUsageCounter>();
+                builder.Services.AddSingleton<IUsageCounter>(counter);
+            }
+        }
+
         return builder;
     }
 }

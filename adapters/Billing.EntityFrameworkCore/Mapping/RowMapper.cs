@@ -13,6 +13,7 @@ using Billing.Ports;
 using Billing.Pricing;
 using Billing.Proration;
 using Billing.Subscriptions;
+using Billing.Usage;
 
 namespace Billing.EntityFrameworkCore.Mapping;
 
@@ -83,6 +84,8 @@ internal static class RowMapper
         Metadata = SerializeMap(p.Metadata),
         CreatedAt = p.CreatedAt.ToUniversalTime(),
         Version = p.Version,
+        MeteredPrices = p.MeteredPrices.Count == 0 ? "[]" : Serialize(p.MeteredPrices.Select(ToDto).ToList()),
+        Entitlements = p.Entitlements.Count == 0 ? "[]" : Serialize(p.Entitlements.Select(ToDto).ToList()),
     };
 
     public static Plan ToDomain(PlanRow r) => new()
@@ -97,6 +100,8 @@ internal static class RowMapper
         Metadata = DeserializeMap(r.Metadata),
         CreatedAt = r.CreatedAt,
         Version = r.Version,
+        MeteredPrices = r.MeteredPrices is "[]" or "" ? [] : [.. Deserialize<List<MeteredPriceDto>>(r.MeteredPrices).Select(FromDto)],
+        Entitlements = r.Entitlements is "[]" or "" ? [] : [.. Deserialize<List<EntitlementDto>>(r.Entitlements).Select(FromDto)],
     };
 
     // ------------------------------------------------------------------ subscriptions
@@ -391,6 +396,35 @@ internal static class RowMapper
             _ => throw new InvalidOperationException($"The stored price model '{p.Model}' is unknown."),
         };
     }
+
+    private sealed record MeterDto(string Key, string Aggregation, string? UniqueProperty);
+
+    private sealed record MeteredPriceDto(MeterDto Meter, PriceDto Price, string? Description);
+
+    private static MeteredPriceDto ToDto(MeteredPrice m) =>
+        new(new MeterDto(m.Meter.Key, Names<MeterAggregation>.Of(m.Meter.Aggregation), m.Meter.UniqueProperty), ToDto(m.Price), m.Description);
+
+    private static MeteredPrice FromDto(MeteredPriceDto m) => new()
+    {
+        Meter = new Meter { Key = m.Meter.Key, Aggregation = Names<MeterAggregation>.Parse(m.Meter.Aggregation), UniqueProperty = m.Meter.UniqueProperty },
+        Price = FromDto(m.Price),
+        Description = m.Description,
+    };
+
+    private sealed record EntitlementDto(string Feature, string Kind, long? Limit, string? MeterKey, string Enforcement, List<long>? Thresholds);
+
+    private static EntitlementDto ToDto(Entitlement e) =>
+        new(e.Feature, Names<EntitlementKind>.Of(e.Kind), e.Limit, e.MeterKey, Names<LimitEnforcement>.Of(e.Enforcement), e.Thresholds.Count == 0 ? null : [.. e.Thresholds]);
+
+    private static Entitlement FromDto(EntitlementDto e) => new()
+    {
+        Feature = e.Feature,
+        Kind = Names<EntitlementKind>.Parse(e.Kind),
+        Limit = e.Limit,
+        MeterKey = e.MeterKey,
+        Enforcement = Names<LimitEnforcement>.Parse(e.Enforcement),
+        Thresholds = e.Thresholds ?? [],
+    };
 
     private sealed record ScheduledChangeDto(string PlanId, long Quantity);
 

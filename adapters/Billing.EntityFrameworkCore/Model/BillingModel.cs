@@ -56,7 +56,7 @@ public static class BillingModelBuilderExtensions
         var s = pg ? SchemaName.Validate(schema ?? DefaultSchema) : null;
 
         Table<CustomerRow>(modelBuilder, "customers", s, pg, e => e.HasKey(r => r.Id), "TaxRates", "Metadata");
-        Table<PlanRow>(modelBuilder, "plans", s, pg, e => e.HasKey(r => r.Id), "Price", "Metadata");
+        Table<PlanRow>(modelBuilder, "plans", s, pg, e => e.HasKey(r => r.Id), "Price", "Metadata", "MeteredPrices", "Entitlements");
         Table<SubscriptionRow>(modelBuilder, "subscriptions", s, pg, e => e.HasKey(r => r.Id), "PendingChange", "PendingLines", "Discount");
         Table<InvoiceRow>(modelBuilder, "invoices", s, pg, e =>
         {
@@ -73,6 +73,8 @@ public static class BillingModelBuilderExtensions
             e.Property(r => r.Id).ValueGeneratedOnAdd();
         }, "Data");
         Table<IdempotencyRecordRow>(modelBuilder, "idempotency_records", s, pg, e => e.HasKey(r => new { r.Scope, r.Key }));
+        Table<UsageEventRow>(modelBuilder, "usage_events", s, pg, e => e.HasKey(r => new { r.CustomerId, r.IdempotencyKey }), "Properties");
+        Table<UsageCounterRow>(modelBuilder, "usage_counters", s, pg, e => e.HasKey(r => new { r.CustomerId, r.MeterKey, r.PeriodStart }));
 
         foreach (var type in new[] { typeof(CustomerRow), typeof(PlanRow), typeof(SubscriptionRow), typeof(InvoiceRow), typeof(PaymentRow), typeof(TestClockRow) })
         {

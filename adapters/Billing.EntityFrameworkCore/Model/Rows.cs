@@ -35,6 +35,8 @@ internal sealed class PlanRow
     public string Metadata { get; set; } = "{}";
     public DateTimeOffset CreatedAt { get; set; }
     public long Version { get; set; }
+    public string MeteredPrices { get; set; } = "[]";
+    public string Entitlements { get; set; } = "[]";
 }
 
 internal sealed class SubscriptionRow
@@ -159,4 +161,30 @@ internal sealed class IdempotencyRecordRow
     public string Response { get; set; } = "";
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset ExpiresAt { get; set; }
+}
+
+internal sealed class UsageEventRow
+{
+    public string CustomerId { get; set; } = "";
+    public string IdempotencyKey { get; set; } = "";
+    public string MeterKey { get; set; } = "";
+    public DateTimeOffset PeriodStart { get; set; }
+    public string? SubscriptionId { get; set; }
+    public long Quantity { get; set; }
+    public DateTimeOffset Timestamp { get; set; }
+    public string? UniqueValue { get; set; }
+    public string Properties { get; set; } = "{}";
+    public DateTimeOffset ReceivedAt { get; set; }
+    public long? TotalAfter { get; set; }
+    public bool Appended { get; set; } = true;
+}
+
+internal sealed class UsageCounterRow
+{
+    public string CustomerId { get; set; } = "";
+    public string MeterKey { get; set; } = "";
+    public DateTimeOffset PeriodStart { get; set; }
+    public long Total { get; set; }
+    public DateTimeOffset? LastTimestamp { get; set; }
+    public string? LastKey { get; set; }
 }

@@ -16,13 +16,14 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     /// <summary>Creates the test class.</summary>
     public BillingMigratorTests(Database database) => _database = database;
 
-    /// <summary>The package knows its migrations in order, and the latest is the claims migration.</summary>
+    /// <summary>The package knows its migrations in order, and the latest is the usage events migration.</summary>
     [Fact]
     public void Migrations_are_numbered_from_1_without_gaps()
     {
         Assert.Equal(Enumerable.Range(1, BillingMigrator.Migrations.Count), BillingMigrator.Migrations.Select(m => m.Version));
         Assert.Equal(BillingMigrator.Migrations.Count, BillingMigrator.LatestVersion);
         Assert.Equal("0002_work_claims", BillingMigrator.Migrations[1].Name);
+        Assert.Equal("0003_usage_events", BillingMigrator.Migrations[2].Name);
     }
 
     /// <summary>An empty PostgreSQL schema gets every migration once; a second call applies nothing.</summary>
@@ -31,9 +32,9 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     {
         var store = EntityFrameworkBillingStore.ForPostgreSql(await _database.ConnectionString.Value, "mig_empty");
         Assert.Empty(await store.Migrator.GetAppliedVersionsAsync());
-        Assert.Equal([1, 2], await store.MigrateAsync());
+        Assert.Equal([1, 2, 3], await store.MigrateAsync());
         Assert.Empty(await store.MigrateAsync());
-        Assert.Equal([1, 2], await store.Migrator.GetAppliedVersionsAsync());
+        Assert.Equal([1, 2, 3], await store.Migrator.GetAppliedVersionsAsync());
         await using var session = await store.BeginAsync();
         Assert.Null(await session.Customers.GetAsync("cus_none"));
     }
@@ -44,9 +45,9 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     {
         var store = EntityFrameworkBillingStore.ForSqlite(TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile()));
         Assert.Empty(await store.Migrator.GetAppliedVersionsAsync());
-        Assert.Equal([1, 2], await store.MigrateAsync());
+        Assert.Equal([1, 2, 3], await store.MigrateAsync());
         Assert.Empty(await store.MigrateAsync());
-        Assert.Equal([1, 2], await store.Migrator.GetAppliedVersionsAsync());
+        Assert.Equal([1, 2, 3], await store.Migrator.GetAppliedVersionsAsync());
     }
 
     /// <summary>
@@ -66,7 +67,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
             await command.ExecuteNonQueryAsync();
         }
 
-        Assert.Equal([2], await store.MigrateAsync());
+        Assert.Equal([2, 3], await store.MigrateAsync());
         await AssertOldRowIsUsableAsync(store);
     }
 
@@ -89,7 +90,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
             await command.ExecuteNonQueryAsync();
         }
 
-        Assert.Equal([2], await store.MigrateAsync());
+        Assert.Equal([2, 3], await store.MigrateAsync());
         await AssertOldRowIsUsableAsync(store);
     }
 
@@ -100,7 +101,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
         var cs = await _database.ConnectionString.Value;
         var results = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() =>
             new BillingMigrator(new DbContextOptionsBuilder().UseNpgsql(cs).Options, "mig_race").MigrateAsync())));
-        Assert.Equal([1, 2], results.SelectMany(r => r).Order());
+        Assert.Equal([1, 2, 3], results.SelectMany(r => r).Order());
         Assert.Single(results, r => r.Count > 0);
     }
 

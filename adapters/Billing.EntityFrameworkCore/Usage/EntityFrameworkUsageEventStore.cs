@@ -1,0 +1,365 @@
+using Billing.EntityFrameworkCore.Migrations;
+using Billing.EntityFrameworkCore.Model;
+using Billing.InMemory;
+using Billing.Ports;
+using Billing.Usage;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Billing.EntityFrameworkCore.Usage;
+
+/// <summary>
+/// The durable usage events on PostgreSQL or SQLite, in the <c>usage_events</c> table of the billing schema (migration
+/// 3): unique per (customer, idempotency key), kept for good.
+/// </summary>
+/// <remarks>
+/// <para>
+/// <see cref="AppendAsync"/> writes a batch in one statement: on PostgreSQL one <c>INSERT … SELECT FROM unnest(…)
+/// ON CONFLICT DO NOTHING RETURNING</c>, on SQLite one transaction of a prepared <c>INSERT … ON CONFLICT DO
+/// NOTHING</c> per event (SQLite serializes writers; this process's writers take turns per database file). The
+/// database's unique key decides: an event whose key is stored already, by an earlier or a concurrent append, is
+/// reported as not stored and changes nothing. Keys repeated inside a batch: the first event of the key wins.
+/// </para>
+/// <para>
+/// Shared with <see cref="EntityFrameworkUsageCounter"/>: an event the durable counter recorded (the metering
+/// service counts an event first and appends it second) awaits its append; the first append of that key for the
+/// same counter completes the row with the subscription and the properties, which the counter does not know, and
+/// reports it as stored; the stored quantity and timestamps stay the counter's. Any later append of the key reports
+/// it as stored already. So the durable counter and this store together behave like a fast counter in front of the
+/// store.
+/// </para>
+/// <para>
+/// Aggregates are computed by the database with the rules of <see cref="UsageCounterState"/>. Ids and keys are
+/// compared in ordinal order (<c>COLLATE "C"</c> on PostgreSQL, BINARY on SQLite: the byte order of UTF-8, which
+/// matches .NET's ordinal order except between characters above U+FFFF and U+E000–U+FFFF). Instants are stored with
+/// microsecond precision on PostgreSQL and in ticks on SQLite, and read back in UTC.
+/// </para>
+/// <para>
+/// The store talks to the database through ADO.NET on the connection string of the EF Core options (Npgsql and
+/// Microsoft.Data.Sqlite pool the connections); provider errors surface as the engine's exceptions.
+/// </para>
+/// </remarks>
+public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
+{
+    private readonly UsageDatabase _db;
+    private readonly string _appendPostgreSql;
+    private readonly string _appendSqlite;
+    private readonly string _list;
+    private readonly string _listCounters;
+
+    /// <summary>Creates a store over a configured provider.</summary>
+    /// <param name="options">Options with <c>UseNpgsql(connectionString)</c> or <c>UseSqlite(connectionString)</c>.</param>
+    /// <param name="schema">The PostgreSQL schema (default <c>billing</c>); ignored on SQLite.</param>
+    /// <exception cref="NotSupportedException">The options use another provider, or no connection string.</exception>
+    public EntityFrameworkUsageEventStore(DbContextOptions options, string? schema = null)
+        : this(UsageDatabase.From(options, schema))
+    {
+    }
+
+    internal EntityFrameworkUsageEventStore(UsageDatabase database)
+    {
+        _db = database;
+        const string Columns = "customer_id, idempotency_key, meter_key, period_start, subscription_id, quantity, timestamp, unique_value, properties, received_at";
+        _appendPostgreSql = $"""
+            INSERT INTO {_db.Events} AS e ({Columns})
+            SELECT * FROM unnest(@customer_ids, @keys, @meter_keys, @period_starts, @subscription_ids, @quantities, @timestamps, @unique_values, @properties, @received_at)
+            ON CONFLICT (customer_id, idempotency_key) DO UPDATE
+            SET appended = true, subscription_id = excluded.subscription_id, properties = excluded.properties
+            WHERE NOT e.appended AND e.meter_key = excluded.meter_key AND e.period_start = excluded.period_start
+            RETURNING e.customer_id, e.idempotency_key
+            """;
+        _appendSqlite = $"""
+            INSERT INTO {_db.Events} ({Columns})
+            VALUES (@customer, @key, @meter, @period, @subscription, @quantity, @timestamp, @unique_value, @properties, @received_at)
+            ON CONFLICT (customer_id, idempotency_key) DO UPDATE
+            SET appended = 1, subscription_id = excluded.subscription_id, properties = excluded.properties
+            WHERE NOT usage_events.appended AND usage_events.meter_key = excluded.meter_key AND usage_events.period_start = excluded.period_start
+            """;
+        var collate = _db.IsPostgreSql ? " COLLATE \"C\"" : string.Empty;
+        _list = $"""
+            SELECT {UsageDatabase.EventColumns} FROM {_db.Events} AS e
+            WHERE e.customer_id = @customer AND e.meter_key = @meter AND e.period_start = @period
+            ORDER BY e.timestamp, e.idempotency_key{collate}
+            """;
+        _listCounters = $"""
+            SELECT DISTINCT e.customer_id, e.meter_key FROM {_db.Events} AS e
+            WHERE e.period_start = @period
+            ORDER BY e.customer_id, e.meter_key
+            """; // both columns are COLLATE "C" on PostgreSQL
+    }
+
+    /// <summary>The database provider.</summary>
+    public BillingDatabaseProvider Provider => _db.Provider;
+
+    /// <summary>The PostgreSQL schema; null on SQLite.</summary>
+    public string? Schema => _db.Schema;
+
+    /// <summary>The migrator of this store's database (the usage tables arrive with version 3).</summary>
+    public BillingMigrator Migrator => _db.Migrator;
+
+    /// <summary>Creates a store on PostgreSQL.</summary>
+    /// <param name="connectionString">An Npgsql connection string.</param>
+    /// <param name="schema">The schema; null for <c>billing</c>.</param>
+    /// <returns>The store.</returns>
+    /// <remarks>Turns on Npgsql's automatic statement preparation unless the connection string sets it, as <see cref="Storage.EntityFrameworkBillingStore.ForPostgreSql"/> does.</remarks>
+    public static EntityFrameworkUsageEventStore ForPostgreSql(string connectionString, string? schema = null) =>
+        new(new DbContextOptionsBuilder().UseNpgsql(connectionString).Options, schema);
+
+    /// <summary>Creates a store on SQLite.</summary>
+    /// <param name="connectionString">A Microsoft.Data.Sqlite connection string, e.g. <c>Data Source=data/billing.db</c>.</param>
+    /// <returns>The store.</returns>
+    public static EntityFrameworkUsageEventStore ForSqlite(string connectionString) =>
+        new(new DbContextOptionsBuilder().UseSqlite(connectionString).Options);
+
+    /// <summary>Applies pending migrations (see <see cref="BillingMigrator.MigrateAsync"/>).</summary>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The versions applied by this call.</returns>
+    public Task<IReadOnlyList<int>> MigrateAsync(CancellationToken cancellationToken = default) => Migrator.MigrateAsync(null, cancellationToken);
+
+    /// <inheritdoc />
+    /// <exception cref="ArgumentException">An event is malformed; nothing of the batch is stored.</exception>
+    public async ValueTask<IReadOnlyList<bool>> AppendAsync(IReadOnlyList<StoredUsageEvent> events, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(events);
+        var results = new bool[events.Count];
+        if (results.Length == 0)
+        {
+            return results;
+        }
+
+        // The first event of each key goes to the database; later events of the same key in the batch are not stored.
+        var firsts = new Dictionary<(string CustomerId, string Key), int>(events.Count);
+        var send = new List<StoredUsageEvent>(events.Count);
+        for (var i = 0; i < events.Count; i++)
+        {
+            var e = InMemoryUsageEventStore.Validate(events[i]);
+            if (firsts.TryAdd((e.Counter.CustomerId, e.IdempotencyKey), i))
+            {
+                send.Add(e);
+            }
+        }
+
+        // Rows go in key order, so concurrent batches wait for each other's keys in one order and never deadlock.
+        send.Sort(static (a, b) =>
+        {
+            var byCustomer = string.CompareOrdinal(a.Counter.CustomerId, b.Counter.CustomerId);
+            return byCustomer != 0 ? byCustomer : string.CompareOrdinal(a.IdempotencyKey, b.IdempotencyKey);
+        });
+        try
+        {
+            if (_db.IsPostgreSql)
+            {
+                for (var attempt = 1; ; attempt++)
+                {
+                    try
+                    {
+                        await AppendPostgreSqlAsync(send, firsts, results, cancellationToken).ConfigureAwait(false);
+                        break;
+                    }
+                    catch (PostgresException e) when (attempt < 5 && UsageDatabase.IsRetryable(e))
+                    {
+                        // One statement, rolled back as a whole (a deadlock with another writer's keys): run it again.
+                        Array.Clear(results);
+                    }
+                }
+            }
+            else
+            {
+                await AppendSqliteAsync(send, firsts, results, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (UsageDatabase.Translate(e) is { } translated)
+        {
+            throw translated;
+        }
+
+        return results;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<IReadOnlyList<StoredUsageEvent>> ListAsync(UsageCounterKey counter, CancellationToken cancellationToken = default)
+    {
+        Check(counter);
+        try
+        {
+            var listed = new List<StoredUsageEvent>();
+            await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = connection.CreateCommand();
+            command.CommandText = _list;
+            UsageDatabase.AddCounterParameters(command, UsageDatabase.Utc(counter));
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                listed.Add(_db.ReadEvent(reader));
+            }
+
+            return listed;
+        }
+        catch (Exception e) when (UsageDatabase.Translate(e) is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<IReadOnlyList<UsageCounterKey>> ListCountersAsync(DateTimeOffset periodStart, CancellationToken cancellationToken = default)
+    {
+        var start = periodStart.ToUniversalTime();
+        try
+        {
+            var counters = new List<UsageCounterKey>();
+            await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = connection.CreateCommand();
+            command.CommandText = _listCounters;
+            if (command is NpgsqlCommand pg)
+            {
+                pg.Parameters.Add(UsageDatabase.ValueParameter("period", NpgsqlDbType.TimestampTz, start.UtcDateTime));
+            }
+            else
+            {
+                ((SqliteCommand)command).Parameters.Add(new SqliteParameter("@period", SqliteType.Integer) { Value = start.UtcTicks });
+            }
+
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                counters.Add(new UsageCounterKey(reader.GetString(0), reader.GetString(1), start));
+            }
+
+            return counters;
+        }
+        catch (Exception e) when (UsageDatabase.Translate(e) is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// One query: <c>SUM</c>, <c>COUNT(*)</c>, <c>MAX</c>, the quantity of the first row by timestamp and key
+    /// descending (ordinal), or <c>COUNT(DISTINCT unique_value)</c> (events without a unique value are not counted).
+    /// </remarks>
+    /// <exception cref="OverflowException">A sum past <see cref="long.MaxValue"/>.</exception>
+    public async ValueTask<long> AggregateAsync(UsageCounterKey counter, MeterAggregation aggregation, CancellationToken cancellationToken = default)
+    {
+        Check(counter);
+        var sql = _db.AggregateSql(aggregation);
+        try
+        {
+            await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            UsageDatabase.AddCounterParameters(command, UsageDatabase.Utc(counter));
+            return UsageDatabase.ToTotal(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false));
+        }
+        catch (Exception e) when (UsageDatabase.Translate(e) is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    private async Task AppendPostgreSqlAsync(List<StoredUsageEvent> send, Dictionary<(string, string), int> firsts, bool[] results, CancellationToken cancellationToken)
+    {
+        var n = send.Count;
+        var customers = new string[n];
+        var keys = new string[n];
+        var meters = new string[n];
+        var periods = new DateTime[n];
+        var subscriptions = new string?[n];
+        var quantities = new long[n];
+        var timestamps = new DateTime[n];
+        var uniques = new string?[n];
+        var properties = new string[n];
+        var received = new DateTime[n];
+        for (var i = 0; i < n; i++)
+        {
+            var e = send[i];
+            customers[i] = e.Counter.CustomerId;
+            keys[i] = e.IdempotencyKey;
+            meters[i] = e.Counter.MeterKey;
+            periods[i] = e.Counter.PeriodStart.UtcDateTime;
+            subscriptions[i] = e.SubscriptionId;
+            quantities[i] = e.Quantity;
+            timestamps[i] = e.Timestamp.UtcDateTime;
+            uniques[i] = e.UniqueValue;
+            properties[i] = UsageDatabase.SerializeProperties(e.Properties);
+            received[i] = e.ReceivedAt.UtcDateTime;
+        }
+
+        await using var connection = await _db.OpenPostgreSqlAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand(_appendPostgreSql, connection);
+        command.Parameters.Add(UsageDatabase.ArrayParameter("customer_ids", NpgsqlDbType.Text, customers));
+        command.Parameters.Add(UsageDatabase.ArrayParameter("keys", NpgsqlDbType.Text, keys));
+        command.Parameters.Add(UsageDatabase.ArrayParameter("meter_keys", NpgsqlDbType.Text, meters));
+        command.Parameters.Add(UsageDatabase.ArrayParameter("period_starts", NpgsqlDbType.TimestampTz, periods));
+        command.Parameters.Add(UsageDatabase.ArrayParameter("subscription_ids", NpgsqlDbType.Text, subscriptions));
+        command.Parameters.Add(UsageDatabase.ArrayParameter("quantities", NpgsqlDbType.Bigint, quantities));
+        command.Parameters.Add(UsageDatabase.ArrayParameter("timestamps", NpgsqlDbType.TimestampTz, timestamps));
+        command.Parameters.Add(UsageDatabase.ArrayParameter("unique_values", NpgsqlDbType.Text, uniques));
+        command.Parameters.Add(UsageDatabase.ArrayParameter("properties", NpgsqlDbType.Jsonb, properties));
+        command.Parameters.Add(UsageDatabase.ArrayParameter("received_at", NpgsqlDbType.TimestampTz, received));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            results[firsts[(reader.GetString(0), reader.GetString(1))]] = true;
+        }
+    }
+
+    private async Task AppendSqliteAsync(List<StoredUsageEvent> send, Dictionary<(string, string), int> firsts, bool[] results, CancellationToken cancellationToken)
+    {
+        using var turn = await _db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
+        await using var connection = await _db.OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
+        await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand();
+        command.Transaction = tx;
+        command.CommandText = _appendSqlite;
+        var customer = UsageDatabase.Parameter(command, "@customer", SqliteType.Text);
+        var key = UsageDatabase.Parameter(command, "@key", SqliteType.Text);
+        var meter = UsageDatabase.Parameter(command, "@meter", SqliteType.Text);
+        var period = UsageDatabase.Parameter(command, "@period", SqliteType.Integer);
+        var subscription = UsageDatabase.Parameter(command, "@subscription", SqliteType.Text);
+        var quantity = UsageDatabase.Parameter(command, "@quantity", SqliteType.Integer);
+        var timestamp = UsageDatabase.Parameter(command, "@timestamp", SqliteType.Integer);
+        var unique = UsageDatabase.Parameter(command, "@unique_value", SqliteType.Text);
+        var properties = UsageDatabase.Parameter(command, "@properties", SqliteType.Text);
+        var received = UsageDatabase.Parameter(command, "@received_at", SqliteType.Integer);
+        var inserted = new bool[send.Count];
+        for (var i = 0; i < send.Count; i++)
+        {
+            var e = send[i];
+            customer.Value = e.Counter.CustomerId;
+            key.Value = e.IdempotencyKey;
+            meter.Value = e.Counter.MeterKey;
+            period.Value = e.Counter.PeriodStart.UtcTicks;
+            subscription.Value = UsageDatabase.DbValue(e.SubscriptionId);
+            quantity.Value = e.Quantity;
+            timestamp.Value = e.Timestamp.UtcTicks;
+            unique.Value = UsageDatabase.DbValue(e.UniqueValue);
+            properties.Value = UsageDatabase.SerializeProperties(e.Properties);
+            received.Value = e.ReceivedAt.UtcTicks;
+            inserted[i] = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
+        }
+
+        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        for (var i = 0; i < send.Count; i++)
+        {
+            if (inserted[i])
+            {
+                results[firsts[(send[i].Counter.CustomerId, send[i].IdempotencyKey)]] = true;
+            }
+        }
+    }
+
+    private async ValueTask<System.Data.Common.DbConnection> OpenAsync(CancellationToken cancellationToken) =>
+        _db.IsPostgreSql
+            ? await _db.OpenPostgreSqlAsync(cancellationToken).ConfigureAwait(false)
+            : await _db.OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
+
+    private static void Check(UsageCounterKey counter)
+    {
+        ArgumentNullException.ThrowIfNull(counter.CustomerId);
+        ArgumentNullException.ThrowIfNull(counter.MeterKey);
+    }
+}

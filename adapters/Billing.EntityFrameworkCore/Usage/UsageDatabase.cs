@@ -1,0 +1,257 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using System.Text.Json;
+using Billing.EntityFrameworkCore.Migrations;
+using Billing.EntityFrameworkCore.Model;
+using Billing.EntityFrameworkCore.Storage;
+using Billing.Usage;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Billing.EntityFrameworkCore.Usage;
+
+/// <summary>
+/// The usage tables of one database: the provider, the schema, connections (plain ADO.NET on the connection string of
+/// the EF Core options, so a batch is one statement), the migrator and the error translation shared by the usage
+/// event store and the durable counter.
+/// </summary>
+internal sealed class UsageDatabase
+{
+    /// <summary>Serializes this process's SQLite writers per database file (SQLite has one writer at a time anyway).</summary>
+    private static readonly ConcurrentDictionary<string, SemaphoreSlim> SqliteWriters = new(StringComparer.Ordinal);
+
+    private static readonly IReadOnlyDictionary<string, string> NoProperties = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    private readonly string _connectionString;
+    private readonly SemaphoreSlim? _sqliteWriter;
+
+    private UsageDatabase(BillingDatabaseProvider provider, string? schema, string connectionString, BillingMigrator migrator)
+    {
+        Provider = provider;
+        Schema = schema;
+        Migrator = migrator;
+        if (provider == BillingDatabaseProvider.PostgreSql)
+        {
+            var builder = new NpgsqlConnectionStringBuilder(connectionString);
+            if (builder.MaxAutoPrepare == 0)
+            {
+                // The same few statements for every call: let Npgsql prepare them (as the billing store's ForPostgreSql does).
+                builder.MaxAutoPrepare = 32;
+                builder.AutoPrepareMinUsages = 2;
+            }
+
+            _connectionString = builder.ConnectionString;
+        }
+        else
+        {
+            _connectionString = connectionString;
+            var file = new SqliteConnectionStringBuilder(connectionString).DataSource;
+            var key = string.IsNullOrEmpty(file) || file.StartsWith(':') ? connectionString : Path.GetFullPath(file);
+            _sqliteWriter = SqliteWriters.GetOrAdd(key, _ => new SemaphoreSlim(1, 1));
+        }
+
+        var p = IsPostgreSql ? $"{schema}." : string.Empty;
+        Events = $"{p}usage_events";
+        Counters = $"{p}usage_counters";
+    }
+
+    public BillingDatabaseProvider Provider { get; }
+
+    public bool IsPostgreSql => Provider == BillingDatabaseProvider.PostgreSql;
+
+    /// <summary>The PostgreSQL schema; null on SQLite.</summary>
+    public string? Schema { get; }
+
+    public BillingMigrator Migrator { get; }
+
+    /// <summary>The events table, schema-qualified on PostgreSQL.</summary>
+    public string Events { get; }
+
+    /// <summary>The counters table, schema-qualified on PostgreSQL.</summary>
+    public string Counters { get; }
+
+    /// <summary>The database of EF Core options with <c>UseNpgsql</c> or <c>UseSqlite</c> and a connection string.</summary>
+    public static UsageDatabase From(DbContextOptions options, string? schema, BillingMigrator? migrator = null) =>
+        TryFrom(options, schema, migrator)
+        ?? throw new NotSupportedException("The usage tables are reached through a connection string: configure UseNpgsql(connectionString) or UseSqlite(connectionString).");
+
+    /// <summary>The database of EF Core options, or null when the options carry no connection string (a data source only).</summary>
+    public static UsageDatabase? TryFrom(DbContextOptions options, string? schema, BillingMigrator? migrator = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        BillingDatabaseProvider provider;
+        using (var probe = new DbContext(options))
+        {
+            provider = BillingModelBuilderExtensions.ProviderOf(probe.Database);
+        }
+
+        var relational = RelationalOptionsExtension.Extract(options);
+        var connectionString = relational.ConnectionString ?? relational.Connection?.ConnectionString;
+        if (string.IsNullOrEmpty(connectionString))
+        {
+            return null;
+        }
+
+        var validated = provider == BillingDatabaseProvider.PostgreSql ? SchemaName.Validate(schema ?? BillingModelBuilderExtensions.DefaultSchema) : null;
+        return new UsageDatabase(provider, validated, connectionString, migrator ?? new BillingMigrator(options, validated));
+    }
+
+    public async ValueTask<NpgsqlConnection> OpenPostgreSqlAsync(CancellationToken cancellationToken)
+    {
+        var connection = new NpgsqlConnection(_connectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public async ValueTask<SqliteConnection> OpenSqliteAsync(CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(_connectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Takes this process's SQLite write turn for the database file; dispose the result to give it back.</summary>
+    public async ValueTask<WriterTurn> EnterSqliteWriterAsync(CancellationToken cancellationToken)
+    {
+        await _sqliteWriter!.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return new WriterTurn(_sqliteWriter);
+    }
+
+    /// <summary>
+    /// The engine's exception for a provider error (see <see cref="DatabaseErrors"/>); sums past the largest long are
+    /// <see cref="OverflowException"/>s. Null when the error is not one we translate.
+    /// </summary>
+    public static Exception? Translate(Exception error) => error switch
+    {
+        PostgresException { SqlState: PostgresErrorCodes.NumericValueOutOfRange } pg => new OverflowException($"The usage total is past the largest 64-bit number: {pg.MessageText}", pg),
+        SqliteException lite when lite.Message.Contains("integer overflow", StringComparison.Ordinal) => new OverflowException("The usage total is past the largest 64-bit number.", lite),
+        _ => DatabaseErrors.Translate(error),
+    };
+
+    /// <summary>Whether a PostgreSQL error rolled back a transaction that is safe to run again (deadlock, serialization).</summary>
+    public static bool IsRetryable(Exception error) =>
+        error is PostgresException { SqlState: PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure };
+
+    public static UsageCounterKey Utc(UsageCounterKey key) =>
+        key.PeriodStart.Offset == TimeSpan.Zero ? key : key with { PeriodStart = key.PeriodStart.ToUniversalTime() };
+
+    public static string SerializeProperties(IReadOnlyDictionary<string, string>? properties) =>
+        properties is null || properties.Count == 0 ? "{}" : JsonSerializer.Serialize(properties);
+
+    public static IReadOnlyDictionary<string, string> DeserializeProperties(string json) =>
+        json.Length <= 2 ? NoProperties : JsonSerializer.Deserialize<Dictionary<string, string>>(json) ?? NoProperties;
+
+    public static DateTimeOffset FromTicks(long ticks) => new(ticks, TimeSpan.Zero);
+
+    public static DateTimeOffset FromPostgreSql(DateTime utc) => new(DateTime.SpecifyKind(utc, DateTimeKind.Utc));
+
+    public static NpgsqlParameter ArrayParameter<T>(string name, NpgsqlDbType elementType, T[] values) =>
+        new NpgsqlParameter<T[]>(name, NpgsqlDbType.Array | elementType) { TypedValue = values };
+
+    public static NpgsqlParameter ValueParameter<T>(string name, NpgsqlDbType type, T value) =>
+        new NpgsqlParameter<T>(name, type) { TypedValue = value };
+
+    public static SqliteParameter Parameter(SqliteCommand command, string name, SqliteType type)
+    {
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = name;
+        parameter.SqliteType = type;
+        command.Parameters.Add(parameter);
+        return parameter;
+    }
+
+    public static object DbValue(object? value) => value ?? DBNull.Value;
+
+    /// <summary>The columns <see cref="ReadEvent"/> reads, in order.</summary>
+    public const string EventColumns = "e.customer_id, e.idempotency_key, e.meter_key, e.period_start, e.subscription_id, e.quantity, e.timestamp, e.unique_value, e.properties, e.received_at";
+
+    public StoredUsageEvent ReadEvent(DbDataReader reader)
+    {
+        var pg = IsPostgreSql;
+        DateTimeOffset Instant(int i) => pg ? FromPostgreSql(reader.GetFieldValue<DateTime>(i)) : FromTicks(reader.GetInt64(i));
+        return new StoredUsageEvent
+        {
+            Counter = new UsageCounterKey(reader.GetString(0), reader.GetString(2), Instant(3)),
+            IdempotencyKey = reader.GetString(1),
+            SubscriptionId = reader.IsDBNull(4) ? null : reader.GetString(4),
+            Quantity = reader.GetInt64(5),
+            Timestamp = Instant(6),
+            UniqueValue = reader.IsDBNull(7) ? null : reader.GetString(7),
+            Properties = DeserializeProperties(reader.GetString(8)),
+            ReceivedAt = Instant(9),
+        };
+    }
+
+    /// <summary>
+    /// The aggregate of a counter's stored events in SQL, by the rules of <see cref="UsageCounterState"/>: sum and
+    /// count, max, last by (timestamp, key) descending in ordinal order, distinct non-null unique values. Parameters:
+    /// @customer, @meter, @period.
+    /// </summary>
+    public string AggregateSql(MeterAggregation aggregation)
+    {
+        var where = $"e.customer_id = @customer AND e.meter_key = @meter AND e.period_start = @period";
+        var collate = IsPostgreSql ? " COLLATE \"C\"" : string.Empty;
+        return aggregation switch
+        {
+            MeterAggregation.Sum => $"SELECT COALESCE(SUM(e.quantity), 0) FROM {Events} AS e WHERE {where}",
+            MeterAggregation.Count => $"SELECT COUNT(*) FROM {Events} AS e WHERE {where}",
+            MeterAggregation.Max => $"SELECT COALESCE(MAX(e.quantity), 0) FROM {Events} AS e WHERE {where}",
+            MeterAggregation.Last => $"SELECT COALESCE((SELECT e.quantity FROM {Events} AS e WHERE {where} ORDER BY e.timestamp DESC, e.idempotency_key{collate} DESC LIMIT 1), 0)",
+            MeterAggregation.UniqueCount => $"SELECT COUNT(DISTINCT e.unique_value) FROM {Events} AS e WHERE {where}",
+            _ => throw new ArgumentOutOfRangeException(nameof(aggregation), aggregation, "Unknown aggregation."),
+        };
+    }
+
+    /// <summary>Adds @customer, @meter and @period for a counter.</summary>
+    public static void AddCounterParameters(DbCommand command, UsageCounterKey counter)
+    {
+        if (command is NpgsqlCommand pg)
+        {
+            pg.Parameters.Add(ValueParameter("customer", NpgsqlDbType.Text, counter.CustomerId));
+            pg.Parameters.Add(ValueParameter("meter", NpgsqlDbType.Text, counter.MeterKey));
+            pg.Parameters.Add(ValueParameter("period", NpgsqlDbType.TimestampTz, counter.PeriodStart.UtcDateTime));
+        }
+        else
+        {
+            var lite = (SqliteCommand)command;
+            lite.Parameters.Add(new SqliteParameter("@customer", SqliteType.Text) { Value = counter.CustomerId });
+            lite.Parameters.Add(new SqliteParameter("@meter", SqliteType.Text) { Value = counter.MeterKey });
+            lite.Parameters.Add(new SqliteParameter("@period", SqliteType.Integer) { Value = counter.PeriodStart.UtcTicks });
+        }
+    }
+
+    /// <summary>An aggregate read from the database as a long; a sum past the largest long overflows.</summary>
+    public static long ToTotal(object? value) => value switch
+    {
+        null or DBNull => 0,
+        long l => l,
+        int i => i,
+        decimal d => checked((long)d),
+        _ => Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>A process-local SQLite write turn.</summary>
+    public readonly struct WriterTurn(SemaphoreSlim gate) : IDisposable
+    {
+        public void Dispose() => gate.Release();
+    }
+}

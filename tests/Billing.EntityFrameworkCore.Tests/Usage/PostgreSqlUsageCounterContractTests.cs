@@ -1,0 +1,31 @@
+using Billing.EntityFrameworkCore.Usage;
+using Billing.Ports;
+using Billing.Testing.Contracts;
+
+namespace Billing.EntityFrameworkCore.Tests.Usage;
+
+/// <summary>The usage counter contract against the durable counter on real PostgreSQL: one database and schema for the class.</summary>
+public sealed class PostgreSqlUsageCounterContractTests : UsageCounterContract, IClassFixture<PostgreSqlUsageCounterContractTests.Database>
+{
+    private readonly Database _database;
+
+    /// <summary>Creates the test class.</summary>
+    public PostgreSqlUsageCounterContractTests(Database database) => _database = database;
+
+    /// <inheritdoc />
+    protected override bool KeysExpire => false;
+
+    /// <inheritdoc />
+    protected override async ValueTask<IUsageCounter> CreateCounterAsync() => await _database.Counter.Value;
+
+    /// <summary>One migrated database for the class.</summary>
+    public sealed class Database
+    {
+        /// <summary>The counter on the class's database.</summary>
+        public Lazy<Task<EntityFrameworkUsageCounter>> Counter { get; } = new(async () =>
+        {
+            var (cs, schema) = await UsageDatabases.NewPostgresAsync("usage_counter");
+            return EntityFrameworkUsageCounter.ForPostgreSql(cs, schema);
+        });
+    }
+}
