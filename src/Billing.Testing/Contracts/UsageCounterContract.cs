@@ -404,35 +404,6 @@ public abstract class UsageCounterContract
     /// <returns>The wait.</returns>
     protected virtual Task WaitForExpiryAsync(TimeSpan window) => Task.CompletedTask;
 
-    /// <summary>A small seeded generator (SplitMix64): the same seed, the same sequence, on every machine.</summary>
-    private sealed class SplitMix(ulong seed)
-    {
-        private ulong _state = seed;
-
-        public int Next(int maxExclusive) => Next(0, maxExclusive);
-
-        public int Next(int minInclusive, int maxExclusive)
-        {
-            unchecked
-            {
-                var z = _state += 0x9E3779B97F4A7C15;
-                z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
-                z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
-                z ^= z >> 31;
-                return minInclusive + (int)(z % (ulong)(maxExclusive - minInclusive));
-            }
-        }
-
-        public void Shuffle<T>(T[] items)
-        {
-            for (var i = items.Length - 1; i > 0; i--)
-            {
-                var j = Next(i + 1);
-                (items[i], items[j]) = (items[j], items[i]);
-            }
-        }
-    }
-
     private static string NewCustomer() => "cus_" + Guid.NewGuid().ToString("N")[..16];
 
     private static UsageCounterKey Key(string customer, string meter = "api_calls") => new(customer, meter, PeriodStart);

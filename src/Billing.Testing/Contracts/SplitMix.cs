@@ -1,0 +1,33 @@
+namespace Billing.Testing.Contracts;
+
+/// <summary>
+/// A small seeded generator (SplitMix64) for the contract suites: the same seed gives the same sequence on every
+/// machine (System.Random is banned as a hidden source of nondeterminism).
+/// </summary>
+internal sealed class SplitMix(ulong seed)
+{
+    private ulong _state = seed;
+
+    public int Next(int maxExclusive) => Next(0, maxExclusive);
+
+    public int Next(int minInclusive, int maxExclusive)
+    {
+        unchecked
+        {
+            var z = _state += 0x9E3779B97F4A7C15;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
+            z ^= z >> 31;
+            return minInclusive + (int)(z % (ulong)(maxExclusive - minInclusive));
+        }
+    }
+
+    public void Shuffle<T>(T[] items)
+    {
+        for (var i = items.Length - 1; i > 0; i--)
+        {
+            var j = Next(i + 1);
+            (items[i], items[j]) = (items[j], items[i]);
+        }
+    }
+}
