@@ -79,17 +79,8 @@ public sealed class EntityFrameworkBillingStore : IBillingStore
     /// preparing them saves PostgreSQL most of its parse and plan work. Set it yourself when you register the store
     /// through <c>AddEntityFrameworkCore</c>.
     /// </remarks>
-    public static EntityFrameworkBillingStore ForPostgreSql(string connectionString, string? schema = null)
-    {
-        var builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
-        if (builder.MaxAutoPrepare == 0)
-        {
-            builder.MaxAutoPrepare = 32;
-            builder.AutoPrepareMinUsages = 2;
-        }
-
-        return new(new DbContextOptionsBuilder().UseNpgsql(builder.ConnectionString).Options, schema);
-    }
+    public static EntityFrameworkBillingStore ForPostgreSql(string connectionString, string? schema = null) =>
+        new(new DbContextOptionsBuilder().UseNpgsql(NpgsqlDefaults.WithAutoPrepare(connectionString)).Options, schema);
 
     /// <summary>Creates a store on SQLite.</summary>
     /// <param name="connectionString">A Microsoft.Data.Sqlite connection string, e.g. <c>Data Source=data/billing.db</c>.</param>

@@ -35,15 +35,7 @@ internal sealed class UsageDatabase
         Migrator = migrator;
         if (provider == BillingDatabaseProvider.PostgreSql)
         {
-            var builder = new NpgsqlConnectionStringBuilder(connectionString);
-            if (builder.MaxAutoPrepare == 0)
-            {
-                // The same few statements for every call: let Npgsql prepare them (as the billing store's ForPostgreSql does).
-                builder.MaxAutoPrepare = 32;
-                builder.AutoPrepareMinUsages = 2;
-            }
-
-            _connectionString = builder.ConnectionString;
+            _connectionString = Storage.NpgsqlDefaults.WithAutoPrepare(connectionString);
         }
         else
         {
