@@ -91,24 +91,15 @@ internal sealed class UsageDatabase
         return new UsageDatabase(provider, validated, connectionString, migrator ?? new BillingMigrator(options, validated));
     }
 
-    public async ValueTask<NpgsqlConnection> OpenPostgreSqlAsync(CancellationToken cancellationToken)
-    {
-        var connection = new NpgsqlConnection(_connectionString);
-        try
-        {
-            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-            return connection;
-        }
-        catch
-        {
-            await connection.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-    }
+    public ValueTask<NpgsqlConnection> OpenPostgreSqlAsync(CancellationToken cancellationToken) =>
+        OpenAsync(new NpgsqlConnection(_connectionString), cancellationToken);
 
-    public async ValueTask<SqliteConnection> OpenSqliteAsync(CancellationToken cancellationToken)
+    public ValueTask<SqliteConnection> OpenSqliteAsync(CancellationToken cancellationToken) =>
+        OpenAsync(new SqliteConnection(_connectionString), cancellationToken);
+
+    private static async ValueTask<TConnection> OpenAsync<TConnection>(TConnection connection, CancellationToken cancellationToken)
+        where TConnection : System.Data.Common.DbConnection
     {
-        var connection = new SqliteConnection(_connectionString);
         try
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);

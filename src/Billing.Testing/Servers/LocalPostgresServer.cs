@@ -47,7 +47,6 @@ public sealed class LocalPostgresServer : IAsyncDisposable
     private const int PortAttempts = 5;
     private const int MaxDatabasePrefixLength = 30;
     private const int MaxSocketPathLength = 100;
-    private const int LogTailLines = 30;
 
     private const string NotFoundMessage =
         "PostgreSQL server binaries (initdb, postgres) were not found on PATH or in /usr/lib/postgresql/*/bin. " +
@@ -240,8 +239,8 @@ public sealed class LocalPostgresServer : IAsyncDisposable
             await InitDbAsync(binaries, account, root, data, options, clock, cancellationToken).ConfigureAwait(false);
             for (var attempt = 1; ; attempt++)
             {
-                var port = FreePort();
-                var logStart = LogLength(root);
+                var port = ServerProcesses.FreePort();
+                var logStart = ServerProcesses.LogLength(root);
                 var (process, wrapperOutput) = StartServerProcess(binaries, account, root, data, port, options);
                 var outcome = await WaitUntilReadyAsync(process, data, port, clock, options.StartTimeout, cancellationToken).ConfigureAwait(false);
                 if (outcome == StartOutcome.Ready)
@@ -253,7 +252,7 @@ public sealed class LocalPostgresServer : IAsyncDisposable
 
                 await KillAsync(process).ConfigureAwait(false);
                 process.Dispose();
-                var log = LogTail(root, logStart);
+                var log = ServerProcesses.LogTail(root, logStart);
                 lock (wrapperOutput)
                 {
                     if (wrapperOutput.Length > 0)
@@ -282,7 +281,7 @@ public sealed class LocalPostgresServer : IAsyncDisposable
         }
         catch
         {
-            DeleteDirectory(root);
+            ServerProcesses.DeleteDirectory(root);
             throw;
         }
     }
@@ -379,7 +378,7 @@ public sealed class LocalPostgresServer : IAsyncDisposable
         var stopFlag = Quote(Path.Combine(root, StopRequestedFile));
         var script = string.Join(
             '\n',
-            "exec >>" + Quote(Path.Combine(root, "server.log")) + " 2>&1",
+            "exec >>" + Quote(Path.Combine(root, ServerProcesses.LogFile)) + " 2>&1",
             "LC_ALL=C; export LC_ALL",
             "exec 3<&0",
             string.Join(' ', new[] { binaries.Postgres }.Concat(arguments).Select(Quote)) + " </dev/null 3<&- &",
@@ -473,13 +472,6 @@ public sealed class LocalPostgresServer : IAsyncDisposable
             && lines[7].Trim() == "ready";
     }
 
-    private static int FreePort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
-
     private async Task StopAsync()
     {
         Unregister(this);
@@ -497,7 +489,7 @@ public sealed class LocalPostgresServer : IAsyncDisposable
         }
 
         _process.Dispose();
-        for (var attempt = 1; !DeleteDirectory(RootDirectory) && attempt < 3; attempt++)
+        for (var attempt = 1; !ServerProcesses.DeleteDirectory(RootDirectory) && attempt < 3; attempt++)
         {
             await Task.Delay(TimeSpan.FromMilliseconds(100)).ConfigureAwait(false);
         }
@@ -527,12 +519,12 @@ public sealed class LocalPostgresServer : IAsyncDisposable
     {
         if (!_process.WaitForExit(StopTimeout))
         {
-            KillTree(_process);
+            ServerProcesses.KillTree(_process);
             _process.WaitForExit(KillTimeout);
         }
 
         _process.Dispose();
-        DeleteDirectory(RootDirectory);
+        ServerProcesses.DeleteDirectory(RootDirectory);
     }
 
     private static void RequestShutdown(Process process)
@@ -549,7 +541,7 @@ public sealed class LocalPostgresServer : IAsyncDisposable
 
     private static async Task KillAsync(Process process)
     {
-        KillTree(process);
+        ServerProcesses.KillTree(process);
         using var timeout = new CancellationTokenSource(KillTimeout);
         try
         {
@@ -558,18 +550,6 @@ public sealed class LocalPostgresServer : IAsyncDisposable
         catch (OperationCanceledException)
         {
             // Signalled; nothing more can be done.
-        }
-    }
-
-    private static void KillTree(Process process)
-    {
-        try
-        {
-            process.Kill(entireProcessTree: true);
-        }
-        catch (Exception e) when (e is InvalidOperationException or Win32Exception or NotSupportedException)
-        {
-            // Already exited.
         }
     }
 
@@ -607,47 +587,6 @@ public sealed class LocalPostgresServer : IAsyncDisposable
         foreach (var server in servers.Where(s => s.BeginStopAtExit()).ToList())
         {
             server.FinishStopAtExit();
-        }
-    }
-
-    private static bool DeleteDirectory(string path)
-    {
-        try
-        {
-            if (Directory.Exists(path))
-            {
-                Directory.Delete(path, recursive: true);
-            }
-
-            return true;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return !Directory.Exists(path);
-        }
-    }
-
-    private static long LogLength(string root)
-    {
-        var log = new FileInfo(Path.Combine(root, "server.log"));
-        return log.Exists ? log.Length : 0;
-    }
-
-    /// <summary>The last lines the server wrote to its log from <paramref name="start"/> on (this start attempt).</summary>
-    private static string LogTail(string root, long start)
-    {
-        var path = Path.Combine(root, "server.log");
-        try
-        {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            stream.Seek(Math.Max(start, stream.Length - 16_384), SeekOrigin.Begin);
-            using var reader = new StreamReader(stream, Encoding.UTF8);
-            var lines = reader.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            return string.Join(Environment.NewLine, lines.TakeLast(LogTailLines));
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return $"(the log {path} could not be read: {e.Message})";
         }
     }
 
@@ -802,7 +741,7 @@ public sealed class LocalPostgresServer : IAsyncDisposable
         }
         catch
         {
-            DeleteDirectory(root);
+            ServerProcesses.DeleteDirectory(root);
             throw;
         }
     }

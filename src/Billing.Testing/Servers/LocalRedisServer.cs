@@ -40,9 +40,7 @@ public sealed class LocalRedisServer : IAsyncDisposable
     private const string LoopbackHost = "127.0.0.1";
     private const string ServerName = "redis-server";
     private const string StopRequestedFile = "stop-requested";
-    private const string LogFile = "server.log";
     private const int PortAttempts = 5;
-    private const int LogTailLines = 30;
     private const int MaxLineLength = 1 << 20;
     private const int MaxBulkLength = 512 << 20;
 
@@ -359,7 +357,7 @@ public sealed class LocalRedisServer : IAsyncDisposable
                 await KillAndWaitAsync(process, Port).ConfigureAwait(false);
             }
 
-            for (var attempt = 1; !DeleteDirectory(RootDirectory) && attempt < 3; attempt++)
+            for (var attempt = 1; !ServerProcesses.DeleteDirectory(RootDirectory) && attempt < 3; attempt++)
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(100)).ConfigureAwait(false);
             }
@@ -404,7 +402,7 @@ public sealed class LocalRedisServer : IAsyncDisposable
         {
             for (var attempt = 1; ; attempt++)
             {
-                var port = FreePort();
+                var port = ServerProcesses.FreePort();
                 var (process, outcome, log) = await LaunchAsync(binary, settings, root, port, clock, options.StartTimeout, cancellationToken).ConfigureAwait(false);
                 if (process is not null)
                 {
@@ -431,7 +429,7 @@ public sealed class LocalRedisServer : IAsyncDisposable
         }
         catch
         {
-            DeleteDirectory(root);
+            ServerProcesses.DeleteDirectory(root);
             throw;
         }
     }
@@ -472,7 +470,7 @@ public sealed class LocalRedisServer : IAsyncDisposable
     private static async Task<(Process? Process, StartOutcome Outcome, string Log)> LaunchAsync(
         string binary, IReadOnlyList<string> settings, string root, int port, Stopwatch clock, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var logStart = LogLength(root);
+        var logStart = ServerProcesses.LogLength(root);
         var (process, wrapperOutput) = StartServerProcess(binary, settings, root, port);
         StartOutcome outcome;
         try
@@ -491,7 +489,7 @@ public sealed class LocalRedisServer : IAsyncDisposable
         }
 
         await KillAndWaitAsync(process, port: null).ConfigureAwait(false);
-        var log = LogTail(root, logStart);
+        var log = ServerProcesses.LogTail(root, logStart);
         lock (wrapperOutput)
         {
             if (wrapperOutput.Length > 0)
@@ -525,7 +523,7 @@ public sealed class LocalRedisServer : IAsyncDisposable
         var stopFlag = Quote(Path.Combine(root, StopRequestedFile));
         var script = string.Join(
             '\n',
-            "exec >>" + Quote(Path.Combine(root, LogFile)) + " 2>&1",
+            "exec >>" + Quote(Path.Combine(root, ServerProcesses.LogFile)) + " 2>&1",
             "exec 3<&0",
             string.Join(' ', new[] { binary }.Concat(arguments).Select(Quote)) + " </dev/null 3<&- &",
             "rs=$!",
@@ -629,13 +627,6 @@ public sealed class LocalRedisServer : IAsyncDisposable
 
     private static bool IsPortTaken(string log) => log.Contains("Address already in use", StringComparison.Ordinal);
 
-    private static int FreePort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
-
     [UnsupportedOSPlatform("windows")]
     private static string CreateRootDirectory()
     {
@@ -688,7 +679,7 @@ public sealed class LocalRedisServer : IAsyncDisposable
     /// <paramref name="port"/> is given) until the port refuses connections, since the server dies asynchronously.</summary>
     private static async Task KillAndWaitAsync(Process process, int? port)
     {
-        KillTree(process);
+        ServerProcesses.KillTree(process);
         using (var timeout = new CancellationTokenSource(KillTimeout))
         {
             try
@@ -722,18 +713,6 @@ public sealed class LocalRedisServer : IAsyncDisposable
         catch (SocketException)
         {
             return false;
-        }
-    }
-
-    private static void KillTree(Process process)
-    {
-        try
-        {
-            process.Kill(entireProcessTree: true);
-        }
-        catch (Exception e) when (e is InvalidOperationException or Win32Exception or NotSupportedException)
-        {
-            // Already exited.
         }
     }
 
@@ -785,7 +764,7 @@ public sealed class LocalRedisServer : IAsyncDisposable
 
             if (process is not null)
             {
-                KillTree(process);
+                ServerProcesses.KillTree(process);
             }
 
             killed.Add((process, server.RootDirectory));
@@ -799,48 +778,7 @@ public sealed class LocalRedisServer : IAsyncDisposable
                 process.Dispose();
             }
 
-            DeleteDirectory(root);
-        }
-    }
-
-    private static bool DeleteDirectory(string path)
-    {
-        try
-        {
-            if (Directory.Exists(path))
-            {
-                Directory.Delete(path, recursive: true);
-            }
-
-            return true;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return !Directory.Exists(path);
-        }
-    }
-
-    private static long LogLength(string root)
-    {
-        var log = new FileInfo(Path.Combine(root, LogFile));
-        return log.Exists ? log.Length : 0;
-    }
-
-    /// <summary>The last lines the server wrote to its log from <paramref name="start"/> on (this start attempt).</summary>
-    private static string LogTail(string root, long start)
-    {
-        var path = Path.Combine(root, LogFile);
-        try
-        {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            stream.Seek(Math.Max(start, stream.Length - 16_384), SeekOrigin.Begin);
-            using var reader = new StreamReader(stream, Encoding.UTF8);
-            var lines = reader.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            return lines.Length == 0 ? "(empty)" : string.Join(Environment.NewLine, lines.TakeLast(LogTailLines));
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return $"(the log {path} could not be read: {e.Message})";
+            ServerProcesses.DeleteDirectory(root);
         }
     }
 
