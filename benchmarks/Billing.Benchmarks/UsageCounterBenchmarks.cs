@@ -43,7 +43,7 @@ public class UsageCounterBenchmarks
             _baseline[_counters[i]] = 0;
         }
 
-        _counter = new InMemoryUsageCounter(Pool);
+        _counter = new InMemoryUsageCounter(expectedKeysPerCustomer: 2048);
 
         // Take the first keys, so RecordDuplicate always finds them taken.
         for (var i = 0; i < Count; i++)

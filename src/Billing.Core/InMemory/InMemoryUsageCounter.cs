@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using Billing.Ports;
 using Billing.Usage;
@@ -5,13 +6,13 @@ using Billing.Usage;
 namespace Billing.InMemory;
 
 /// <summary>
-/// The embedded usage counters: thread-safe, striped by customer, no allocation per event once a counter exists.
+/// The embedded usage counters: thread-safe, one lock per customer, no allocation per event once a counter exists.
 /// </summary>
 /// <remarks>
 /// <para>
-/// Each customer maps to one of a fixed set of stripes (a lock, the customer's idempotency keys and counters), so
-/// events of different customers rarely wait on each other and every event of one customer is serialized: the
-/// idempotency check, the hard-limit check and the increment are one critical section.
+/// Customers are found without a lock (a concurrent map read); each customer has its own lock guarding its
+/// idempotency keys and counters, so events of different customers never wait on each other and every event of one
+/// customer is serialized: the idempotency check, the hard-limit check and the increment are one critical section.
 /// </para>
 /// <para>
 /// Idempotency keys expire after their dedup window; a customer's expired keys are swept when its key table has doubled
@@ -22,19 +23,18 @@ namespace Billing.InMemory;
 public sealed class InMemoryUsageCounter : IUsageCounter
 {
     private const int MinimumSweep = 1024;
-    private readonly Stripe[] _stripes;
+    private const int MaximumInitialKeys = 1 << 20;
+    private readonly ConcurrentDictionary<string, CustomerCounters> _customers = new(StringComparer.Ordinal);
+    private readonly Func<string, CustomerCounters> _newCustomer;
 
     /// <summary>Creates the counters.</summary>
-    /// <param name="expectedKeys">Idempotency keys per customer to make room for up front, spread over the stripes' customers (a hint).</param>
-    public InMemoryUsageCounter(int expectedKeys = 0)
+    /// <param name="expectedKeysPerCustomer">Live idempotency keys per customer to make room for up front (a hint; at most 2^20).</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="expectedKeysPerCustomer"/> is negative.</exception>
+    public InMemoryUsageCounter(int expectedKeysPerCustomer = 0)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(expectedKeys);
-        var count = (int)Math.Min(256, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Environment.ProcessorCount * 8));
-        _stripes = new Stripe[count];
-        for (var i = 0; i < count; i++)
-        {
-            _stripes[i] = new Stripe(Math.Min(expectedKeys, 1 << 20) / count);
-        }
+        ArgumentOutOfRangeException.ThrowIfNegative(expectedKeysPerCustomer);
+        var capacity = Math.Min(expectedKeysPerCustomer, MaximumInitialKeys);
+        _newCustomer = _ => new CustomerCounters(capacity);
     }
 
     /// <inheritdoc />
@@ -59,10 +59,14 @@ public sealed class InMemoryUsageCounter : IUsageCounter
     {
         ArgumentNullException.ThrowIfNull(counter.CustomerId);
         ArgumentNullException.ThrowIfNull(counter.MeterKey);
-        var stripe = StripeOf(counter.CustomerId);
-        lock (stripe.Gate)
+        if (!_customers.TryGetValue(counter.CustomerId, out var customer))
         {
-            return ValueTask.FromResult(stripe.Customers.TryGetValue(counter.CustomerId, out var customer) && customer.Find(counter.MeterKey, counter.PeriodStart.UtcTicks) is { } state ? state.Total : 0L);
+            return ValueTask.FromResult(0L);
+        }
+
+        lock (customer.Gate)
+        {
+            return ValueTask.FromResult(customer.Find(counter.MeterKey, counter.PeriodStart.UtcTicks) is { } state ? state.Total : 0L);
         }
     }
 
@@ -82,10 +86,9 @@ public sealed class InMemoryUsageCounter : IUsageCounter
         }
 
         var state = new UsageCounterState();
-        var stripe = StripeOf(counter.CustomerId);
-        lock (stripe.Gate)
+        var customer = CustomerOf(counter.CustomerId);
+        lock (customer.Gate)
         {
-            var customer = stripe.CustomerOf(counter.CustomerId);
             var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var e in events)
             {
@@ -108,11 +111,10 @@ public sealed class InMemoryUsageCounter : IUsageCounter
     public UsageCounterResult Record(in UsageCounterEvent e)
     {
         UsageCounterEvents.Validate(e);
-        var stripe = StripeOf(e.Counter.CustomerId);
+        var customer = CustomerOf(e.Counter.CustomerId);
         var nowTicks = e.Now.UtcTicks;
-        lock (stripe.Gate)
+        lock (customer.Gate)
         {
-            var customer = stripe.CustomerOf(e.Counter.CustomerId);
             ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(customer.Keys, e.IdempotencyKey, out var exists);
             if (exists && entry.ExpiresAtTicks > nowTicks)
             {
@@ -163,26 +165,15 @@ public sealed class InMemoryUsageCounter : IUsageCounter
 
     private static long ExpiryOf(in UsageCounterEvent e) => e.Now.UtcTicks + e.DedupWindow.Ticks;
 
-    private Stripe StripeOf(string customerId) => _stripes[unchecked((uint)string.GetHashCode(customerId.AsSpan())) & (uint)(_stripes.Length - 1)];
+    private CustomerCounters CustomerOf(string customerId) =>
+        _customers.TryGetValue(customerId, out var customer) ? customer : _customers.GetOrAdd(customerId, _newCustomer);
 
     private readonly record struct KeyEntry(long ExpiresAtTicks, long Total);
 
-    /// <summary>One lock and the customers that hash to it.</summary>
-    private sealed class Stripe(int keysPerCustomer)
-    {
-        public readonly Lock Gate = new();
-        public readonly Dictionary<string, CustomerCounters> Customers = new(StringComparer.Ordinal);
-
-        public CustomerCounters CustomerOf(string customerId)
-        {
-            ref var customer = ref CollectionsMarshal.GetValueRefOrAddDefault(Customers, customerId, out _);
-            return customer ??= new CustomerCounters(keysPerCustomer);
-        }
-    }
-
-    /// <summary>A customer's idempotency keys (ordinal string keys: the fast dictionary path) and counters.</summary>
+    /// <summary>A customer's lock, idempotency keys (ordinal string keys: the fast dictionary path) and counters.</summary>
     private sealed class CustomerCounters(int capacity)
     {
+        public readonly Lock Gate = new();
         public readonly Dictionary<string, KeyEntry> Keys = new(capacity, StringComparer.Ordinal);
         public int SweepAt = Math.Max(MinimumSweep, capacity);
         private (string Meter, long PeriodTicks, UsageCounterState State)[] _counters = [];
