@@ -26,6 +26,7 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     private readonly DbContext _db;
     private readonly SqlDialect _sql;
     private readonly CompiledQueries _queries;
+    private readonly PostgreSqlWriter? _writer;
     private readonly PendingWrites<Customer> _customers = new("customer", c => c.Id);
     private readonly PendingWrites<Plan> _plans = new("plan", p => p.Id);
     private readonly PendingWrites<Subscription> _subscriptions = new("subscription", s => s.Id);
@@ -40,11 +41,12 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     private IDbContextTransaction? _transaction;
     private bool _done;
 
-    public EntityFrameworkBillingSession(DbContext db, SqlDialect sql, CompiledQueries queries)
+    public EntityFrameworkBillingSession(DbContext db, SqlDialect sql, CompiledQueries queries, PostgreSqlWriter? writer)
     {
         _db = db;
         _sql = sql;
         _queries = queries;
+        _writer = writer;
         _db.ChangeTracker.AutoDetectChangesEnabled = false;
         _db.Database.AutoSavepointsEnabled = false; // the session owns its transaction: no SAVEPOINT/RELEASE round trips
         _db.ChangeTracker.QueryTrackingBehavior = QueryTrackingBehavior.NoTracking;
@@ -79,6 +81,12 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
                     await _transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 }
 
+                return;
+            }
+
+            if (_writer is not null)
+            {
+                await WriteBatchAsync(_writer, cancellationToken).ConfigureAwait(false);
                 return;
             }
 
@@ -126,8 +134,7 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
                 continue;
             }
 
-            // Lines are rewritten only when the record carries other lines than the ones this session read.
-            var linesChanged = _loadedLines is null || !_loadedLines.TryGetValue(invoice.Id, out var loaded) || !ReferenceEquals(loaded, invoice.Lines);
+            var linesChanged = LinesChanged(invoice);
             var updated = RowMapper.ToRow(invoice, withLines: false);
             MarkModified(updated, change.ReadVersion);
             if (linesChanged)
@@ -145,6 +152,127 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
             _db.Add(RowMapper.ToRow(e));
         }
 
+        ThrowIfDuplicateRecords();
+        foreach (var r in _records)
+        {
+            _db.Add(RowMapper.ToRow(r));
+        }
+    }
+
+    /// <summary>
+    /// PostgreSQL: every pending write in one batch (see <see cref="PostgreSqlWriter"/>), in an implicit transaction
+    /// unless the session already holds one, which is then committed.
+    /// </summary>
+    private async Task WriteBatchAsync(PostgreSqlWriter writer, CancellationToken cancellationToken)
+    {
+        var updates = new List<(string ObjectType, string Id, long ReadVersion)>();
+        var connection = (NpgsqlConnection)_db.Database.GetDbConnection();
+        await using var batch = new NpgsqlBatch(connection) { Transaction = (NpgsqlTransaction?)_transaction?.GetDbTransaction() };
+
+        void Add(NpgsqlBatchCommand command) => batch.BatchCommands.Add(command);
+
+        void Update(NpgsqlBatchCommand command, string objectType, string id, long readVersion)
+        {
+            batch.BatchCommands.Add(command);
+            updates.Add((objectType, id, readVersion));
+        }
+
+        void Rows<TDomain, TRow>(PendingWrites<TDomain> writes, PostgreSqlWriter.Table<TRow> table, Func<TDomain, TRow> toRow)
+            where TDomain : class
+            where TRow : class
+        {
+            foreach (var change in writes.Changes)
+            {
+                var row = toRow(change.Value);
+                if (change.IsNew)
+                {
+                    Add(table.Insert(row));
+                }
+                else
+                {
+                    Update(table.Update(row, change.ReadVersion), table.ObjectType, table.IdOf(row), change.ReadVersion);
+                }
+            }
+        }
+
+        Rows(_customers, writer.Customers, RowMapper.ToRow);
+        Rows(_plans, writer.Plans, RowMapper.ToRow);
+        Rows(_clocks, writer.Clocks, RowMapper.ToRow);
+        Rows(_subscriptions, writer.Subscriptions, RowMapper.ToRow);
+        foreach (var change in _invoices.Changes)
+        {
+            var invoice = change.Value;
+            var row = RowMapper.ToRow(invoice, withLines: false);
+            if (change.IsNew)
+            {
+                Add(writer.Invoices.Insert(row));
+            }
+            else
+            {
+                Update(writer.Invoices.Update(row, change.ReadVersion), writer.Invoices.ObjectType, invoice.Id, change.ReadVersion);
+                if (!LinesChanged(invoice))
+                {
+                    continue;
+                }
+
+                var delete = new NpgsqlBatchCommand(writer.DeleteLines);
+                delete.Parameters.Add(new NpgsqlParameter { Value = invoice.Id });
+                Add(delete);
+            }
+
+            foreach (var line in RowMapper.LineRows(invoice))
+            {
+                Add(writer.Lines.Insert(line));
+            }
+        }
+
+        Rows(_payments, writer.Payments, RowMapper.ToRow);
+        foreach (var e in _events)
+        {
+            Add(writer.Events.Insert(RowMapper.ToRow(e)));
+        }
+
+        ThrowIfDuplicateRecords();
+        foreach (var r in _records)
+        {
+            Add(writer.Records.Insert(RowMapper.ToRow(r)));
+        }
+
+        var opened = connection.State != System.Data.ConnectionState.Open;
+        if (opened)
+        {
+            await _db.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        try
+        {
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            if (_transaction is not null)
+            {
+                await _transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.SerializationFailure && StaleWrite(updates, e.MessageText) is { } stale)
+        {
+            // Raised by expect_current_version: the message names the row (Npgsql does not say which batch command failed).
+            throw new ConcurrencyConflictException(stale.ObjectType, stale.Id, stale.ReadVersion);
+        }
+        finally
+        {
+            if (opened)
+            {
+                await _db.Database.CloseConnectionAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Lines are rewritten only when the record carries other lines than the ones this session read.</summary>
+    private bool LinesChanged(Invoice invoice) =>
+        _loadedLines is null || !_loadedLines.TryGetValue(invoice.Id, out var loaded) || !ReferenceEquals(loaded, invoice.Lines);
+
+    /// <summary>Two records with one (scope, key) in a session fail before anything is written.</summary>
+    private void ThrowIfDuplicateRecords()
+    {
         var keys = new HashSet<(string, string)>();
         foreach (var r in _records)
         {
@@ -152,9 +280,20 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
             {
                 throw new DuplicateKeyException("idempotency_record", "scope_key", $"{r.Scope}/{r.Key}");
             }
-
-            _db.Add(RowMapper.ToRow(r));
         }
+    }
+
+    private static (string ObjectType, string Id, long ReadVersion)? StaleWrite(List<(string ObjectType, string Id, long ReadVersion)> updates, string message)
+    {
+        foreach (var tag in updates)
+        {
+            if (message == PostgreSqlWriter.StaleWriteMessage(tag.ObjectType, tag.Id, tag.ReadVersion))
+            {
+                return tag;
+            }
+        }
+
+        return null;
     }
 
     private void Stage<TDomain, TRow>(PendingWrites<TDomain> writes, Func<TDomain, TRow> toRow)

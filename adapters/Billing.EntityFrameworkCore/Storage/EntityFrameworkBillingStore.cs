@@ -40,6 +40,7 @@ public sealed class EntityFrameworkBillingStore : IBillingStore
     private readonly PooledDbContextFactory<BillingDbContext> _contexts;
     private readonly SqlDialect _sql;
     private readonly CompiledQueries _queries = new();
+    private PostgreSqlWriter? _writer;
 
     /// <summary>Creates a store over a configured provider.</summary>
     /// <param name="options">Options with <c>UseNpgsql(...)</c> or <c>UseSqlite(...)</c>.</param>
@@ -75,12 +76,13 @@ public sealed class EntityFrameworkBillingStore : IBillingStore
     /// <returns>The store.</returns>
     /// <remarks>
     /// Turns on Npgsql's automatic statement preparation (<c>Max Auto Prepare=32</c>, <c>Auto Prepare Min Usages=2</c>)
-    /// unless the connection string sets it: the store sends the same few statements for every renewal, and
-    /// preparing them saves PostgreSQL most of its parse and plan work. Set it yourself when you register the store
-    /// through <c>AddEntityFrameworkCore</c>.
+    /// unless the connection string sets it, and <c>No Reset On Close=true</c> unless it mentions it: the store sends
+    /// the same few statements for every renewal and changes no session state, so preparing them saves PostgreSQL
+    /// most of its parse and plan work and resetting pooled connections would be pure cost. Set them yourself when you
+    /// register the store through <c>AddEntityFrameworkCore</c>.
     /// </remarks>
     public static EntityFrameworkBillingStore ForPostgreSql(string connectionString, string? schema = null) =>
-        new(new DbContextOptionsBuilder().UseNpgsql(NpgsqlDefaults.WithAutoPrepare(connectionString)).Options, schema);
+        new(new DbContextOptionsBuilder().UseNpgsql(NpgsqlDefaults.Tuned(connectionString)).Options, schema);
 
     /// <summary>Creates a store on SQLite.</summary>
     /// <param name="connectionString">A Microsoft.Data.Sqlite connection string, e.g. <c>Data Source=data/billing.db</c>.</param>
@@ -99,6 +101,7 @@ public sealed class EntityFrameworkBillingStore : IBillingStore
         cancellationToken.ThrowIfCancellationRequested();
         var context = _contexts.CreateDbContext();
         context.Schema = Schema;
-        return ValueTask.FromResult<IBillingSession>(new EntityFrameworkBillingSession(context, _sql, _queries));
+        var writer = Provider == BillingDatabaseProvider.PostgreSql ? _writer ??= PostgreSqlWriter.For(context, Schema!) : null;
+        return ValueTask.FromResult<IBillingSession>(new EntityFrameworkBillingSession(context, _sql, _queries, writer));
     }
 }

@@ -35,7 +35,7 @@ internal sealed class UsageDatabase
         Migrator = migrator;
         if (provider == BillingDatabaseProvider.PostgreSql)
         {
-            _connectionString = Storage.NpgsqlDefaults.WithAutoPrepare(connectionString);
+            _connectionString = Storage.NpgsqlDefaults.Tuned(connectionString);
         }
         else
         {

@@ -32,9 +32,9 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     {
         var store = EntityFrameworkBillingStore.ForPostgreSql(await _database.ConnectionString.Value, "mig_empty");
         Assert.Empty(await store.Migrator.GetAppliedVersionsAsync());
-        Assert.Equal([1, 2, 3], await store.MigrateAsync());
+        Assert.Equal([1, 2, 3, 4], await store.MigrateAsync());
         Assert.Empty(await store.MigrateAsync());
-        Assert.Equal([1, 2, 3], await store.Migrator.GetAppliedVersionsAsync());
+        Assert.Equal([1, 2, 3, 4], await store.Migrator.GetAppliedVersionsAsync());
         await using var session = await store.BeginAsync();
         Assert.Null(await session.Customers.GetAsync("cus_none"));
     }
@@ -45,9 +45,9 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     {
         var store = EntityFrameworkBillingStore.ForSqlite(TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile()));
         Assert.Empty(await store.Migrator.GetAppliedVersionsAsync());
-        Assert.Equal([1, 2, 3], await store.MigrateAsync());
+        Assert.Equal([1, 2, 3, 4], await store.MigrateAsync());
         Assert.Empty(await store.MigrateAsync());
-        Assert.Equal([1, 2, 3], await store.Migrator.GetAppliedVersionsAsync());
+        Assert.Equal([1, 2, 3, 4], await store.Migrator.GetAppliedVersionsAsync());
     }
 
     /// <summary>
@@ -67,7 +67,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
             await command.ExecuteNonQueryAsync();
         }
 
-        Assert.Equal([2, 3], await store.MigrateAsync());
+        Assert.Equal([2, 3, 4], await store.MigrateAsync());
         await AssertOldRowIsUsableAsync(store);
     }
 
@@ -90,7 +90,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
             await command.ExecuteNonQueryAsync();
         }
 
-        Assert.Equal([2, 3], await store.MigrateAsync());
+        Assert.Equal([2, 3, 4], await store.MigrateAsync());
         await AssertOldRowIsUsableAsync(store);
     }
 
@@ -101,7 +101,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
         var cs = await _database.ConnectionString.Value;
         var results = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() =>
             new BillingMigrator(new DbContextOptionsBuilder().UseNpgsql(cs).Options, "mig_race").MigrateAsync())));
-        Assert.Equal([1, 2, 3], results.SelectMany(r => r).Order());
+        Assert.Equal([1, 2, 3, 4], results.SelectMany(r => r).Order());
         Assert.Single(results, r => r.Count > 0);
     }
 

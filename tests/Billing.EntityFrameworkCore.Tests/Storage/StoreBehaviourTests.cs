@@ -110,6 +110,48 @@ public sealed class StoreBehaviourTests : IClassFixture<StoreBehaviourTests.Data
         Assert.Equal(["evt_1"], (await after.Outbox.ReadAsync(0, 10)).Select(e => e.Event.Id));
     }
 
+    /// <summary>
+    /// On PostgreSQL a session's writes go out as one statement batch: a stale update placed after inserts aborts the
+    /// whole batch, so the inserts are not kept either, and the conflict names the record and the version read.
+    /// </summary>
+    [Fact]
+    public async Task A_stale_update_after_inserts_in_one_batch_keeps_none_of_them()
+    {
+        var store = await NewStoreAsync(BillingDatabaseProvider.PostgreSql);
+        await CommitAsync(store, s => s.Subscriptions.Add(Subscription("sub_1")));
+        await using var stale = await store.BeginAsync();
+        var read = await stale.Subscriptions.GetAsync("sub_1");
+        await using (var other = await store.BeginAsync())
+        {
+            other.Subscriptions.Update((await other.Subscriptions.GetAsync("sub_1"))! with { Quantity = 7 });
+            await other.CommitAsync();
+        }
+
+        stale.Customers.Add(Customer("cus_batch"));
+        stale.Outbox.Append(Event("evt_batch"));
+        stale.Subscriptions.Update(read! with { Quantity = 9 });
+        var conflict = await Assert.ThrowsAsync<ConcurrencyConflictException>(async () => await stale.CommitAsync());
+        Assert.Equal(("subscription", "sub_1", 1L), (conflict.ObjectType, conflict.Id, conflict.ExpectedVersion));
+
+        await using var after = await store.BeginAsync();
+        Assert.Null(await after.Customers.GetAsync("cus_batch"));
+        Assert.Empty(await after.Outbox.ReadAsync(0, 10));
+        Assert.Equal((7L, 2L), ((await after.Subscriptions.GetAsync("sub_1"))!.Quantity, (await after.Subscriptions.GetAsync("sub_1"))!.Version));
+    }
+
+    /// <summary>
+    /// The PostgreSQL defaults: statement preparation and no connection reset are added unless the connection string
+    /// already says otherwise.
+    /// </summary>
+    [Fact]
+    public void The_PostgreSQL_connection_defaults_leave_explicit_settings_alone()
+    {
+        var tuned = new NpgsqlConnectionStringBuilder(NpgsqlDefaults.Tuned("Host=h;Username=u"));
+        Assert.Equal((32, 2, true), (tuned.MaxAutoPrepare, tuned.AutoPrepareMinUsages, tuned.NoResetOnClose));
+        var explicitSettings = new NpgsqlConnectionStringBuilder(NpgsqlDefaults.Tuned("Host=h;Username=u;Max Auto Prepare=5;No Reset On Close=false"));
+        Assert.Equal((5, false), (explicitSettings.MaxAutoPrepare, explicitSettings.NoResetOnClose));
+    }
+
     /// <summary>The database allows one period invoice per (subscription, period start), whatever the dedup key.</summary>
     [Theory]
     [InlineData(BillingDatabaseProvider.PostgreSql)]
