@@ -19,4 +19,34 @@ public sealed class PriceBreakdown
 
     /// <summary>The lines, in tier order; a zero quantity gives only the flat fees that apply at zero.</summary>
     public IReadOnlyList<PriceComponent> Components { get; }
+
+    /// <summary>Rebuilds a breakdown from its components (for example when reading it back from storage).</summary>
+    /// <param name="quantity">The quantity that was priced (zero or more).</param>
+    /// <param name="currency">The currency of every component.</param>
+    /// <param name="components">The components, in tier order.</param>
+    /// <returns>The breakdown; its total is the sum of the components.</returns>
+    /// <exception cref="ArgumentException">
+    /// A negative quantity, a component with a negative quantity or unit amount, a component in another currency, or a
+    /// component whose amount is not its quantity × unit amount.
+    /// </exception>
+    /// <exception cref="OverflowException">The total does not fit in 64 bits.</exception>
+    public static PriceBreakdown FromComponents(long quantity, Currency currency, IEnumerable<PriceComponent> components)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(quantity);
+        ArgumentNullException.ThrowIfNull(currency);
+        ArgumentNullException.ThrowIfNull(components);
+        PriceComponent[] list = [.. components];
+        long total = 0;
+        foreach (var c in list)
+        {
+            if (c.Quantity < 0 || c.UnitAmount < 0 || !ReferenceEquals(c.Amount.Currency, currency) || c.Amount.MinorUnits != checked(c.Quantity * c.UnitAmount))
+            {
+                throw new ArgumentException($"The component {c} is not quantity × unit amount in {currency.Code}.", nameof(components));
+            }
+
+            total = checked(total + c.Amount.MinorUnits);
+        }
+
+        return new PriceBreakdown(quantity, new Money(total, currency), list);
+    }
 }
