@@ -1,8 +1,9 @@
 namespace Billing.Pricing;
 
 /// <summary>The result of pricing a quantity: the total and the lines it is made of.</summary>
-/// <remarks>The total is always the exact sum of the components' amounts.</remarks>
-public sealed class PriceBreakdown
+/// <remarks>The total is always the exact sum of the components' amounts. Two breakdowns are equal when their
+/// quantity, total and components are.</remarks>
+public sealed class PriceBreakdown : IEquatable<PriceBreakdown>
 {
     internal PriceBreakdown(long quantity, Money total, PriceComponent[] components)
     {
@@ -49,4 +50,14 @@ public sealed class PriceBreakdown
 
         return new PriceBreakdown(quantity, new Money(total, currency), list);
     }
+
+    /// <inheritdoc />
+    public bool Equals(PriceBreakdown? other) =>
+        other is not null && (ReferenceEquals(this, other) || (Quantity == other.Quantity && Total == other.Total && Components.SequenceEqual(other.Components)));
+
+    /// <inheritdoc />
+    public override bool Equals(object? obj) => Equals(obj as PriceBreakdown);
+
+    /// <inheritdoc />
+    public override int GetHashCode() => HashCode.Combine(Quantity, Total, Components.Count);
 }
