@@ -188,8 +188,8 @@ public sealed class UsageMeteringService
 
             foreach (var counter in stale)
             {
-                var aggregation = resolved.First(r => r.Event.Counter == counter).Event.Aggregation;
-                await RebuildCounterAsync(counter, aggregation, cancellationToken).ConfigureAwait(false);
+                var e = resolved.First(r => r.Event.Counter == counter).Event;
+                await RebuildCounterAsync(counter, e.Aggregation, e.Now, cancellationToken).ConfigureAwait(false);
             }
 
             await EmitThresholdsAsync(resolved, counted, results, cancellationToken).ConfigureAwait(false);
@@ -283,17 +283,30 @@ public sealed class UsageMeteringService
     {
         ArgumentNullException.ThrowIfNull(aggregationOf);
         var counters = await _events.ListCountersAsync(periodStart, cancellationToken).ConfigureAwait(false);
+        var nows = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);
+        await using (var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false))
+        {
+            foreach (var customerId in counters.Select(c => c.CustomerId).Distinct(StringComparer.Ordinal))
+            {
+                var customer = await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false);
+                nows[customerId] = customer is null ? _time.GetUtcNow() : await NowForAsync(session, customer, _time, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
         foreach (var counter in counters)
         {
-            await RebuildCounterAsync(counter, aggregationOf(counter.MeterKey), cancellationToken).ConfigureAwait(false);
+            await RebuildCounterAsync(counter, aggregationOf(counter.MeterKey), nows[counter.CustomerId], cancellationToken).ConfigureAwait(false);
         }
 
         return counters.Count;
     }
 
-    private async Task RebuildCounterAsync(UsageCounterKey counter, MeterAggregation aggregation, CancellationToken cancellationToken)
+    /// <summary>
+    /// Rebuilds one counter; <paramref name="now"/> is the customer's "now" (its test clock, if any), so the keys stay
+    /// taken for the dedup window on the same clock the counter's later events carry.
+    /// </summary>
+    private async Task RebuildCounterAsync(UsageCounterKey counter, MeterAggregation aggregation, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var now = _time.GetUtcNow();
         var stored = await _events.ListAsync(counter, cancellationToken).ConfigureAwait(false);
         var events = stored.Select(s => new UsageCounterEvent
         {
