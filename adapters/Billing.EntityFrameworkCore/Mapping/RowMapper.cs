@@ -180,6 +180,7 @@ internal static class RowMapper
             CreditAppliedMinor = SameCurrency(i.CreditApplied, i.Currency, "credit_applied"),
             AmountDueMinor = SameCurrency(i.AmountDue, i.Currency, "amount_due"),
             AmountPaidMinor = SameCurrency(i.AmountPaid, i.Currency, "amount_paid"),
+            Coupon = i.Coupon is { } coupon ? Serialize(ToDto(coupon)) : null,
             Dunning = Serialize(new DunningDto(i.Dunning.PolicyVersion, i.Dunning.FailedAttempts, i.Dunning.FirstFailureAt?.ToUniversalTime(), i.Dunning.NextAttemptAt?.ToUniversalTime(), i.Dunning.Exhausted, i.Dunning.Resolved)),
             PaymentAttempts = i.PaymentAttempts,
             NextActionAt = i.NextActionAt?.ToUniversalTime(),
@@ -217,6 +218,8 @@ internal static class RowMapper
                 Proration = l.Proration is { } p ? Serialize(ToDto(p)) : null,
                 MeterKey = l.MeterKey,
                 TaxRate = l.TaxRate is { } t ? Serialize(ToDto(t)) : null,
+                PlanId = l.PlanId,
+                Breakdown = l.Breakdown is { } b ? Serialize(ToDto(b)) : null,
             });
         }
 
@@ -245,7 +248,10 @@ internal static class RowMapper
                 Proration = l.Proration is { } p ? FromDto(Deserialize<ProrationDto>(p)) : null,
                 MeterKey = l.MeterKey,
                 TaxRate = l.TaxRate is { } t ? FromDto(Deserialize<TaxRateDto>(t)) : null,
+                PlanId = l.PlanId,
+                Breakdown = l.Breakdown is { } b ? FromDto(Deserialize<BreakdownDto>(b), Currency.FromCode(l.Currency)) : null,
             }).ToList(),
+            Coupon = r.Coupon is { } coupon ? FromDto(Deserialize<CouponDto>(coupon)) : null,
             Subtotal = new Money(r.SubtotalMinor, currency),
             Discount = new Money(r.DiscountMinor, currency),
             Tax = new Money(r.TaxMinor, currency),
@@ -450,6 +456,17 @@ internal static class RowMapper
             MeterKey = l.MeterKey,
             TaxRate = l.TaxRate is { } t ? FromDto(t) : null,
         };
+
+    private sealed record ComponentDto(string Kind, int Tier, long? From, long? UpTo, long Quantity, long UnitAmount, long Amount);
+
+    private sealed record BreakdownDto(long Quantity, List<ComponentDto> Components);
+
+    private static BreakdownDto ToDto(PriceBreakdown b) =>
+        new(b.Quantity, [.. b.Components.Select(c => new ComponentDto(Names<PriceComponentKind>.Of(c.Kind), c.TierIndex, c.TierFrom, c.TierUpTo, c.Quantity, c.UnitAmount, c.Amount.MinorUnits))]);
+
+    private static PriceBreakdown FromDto(BreakdownDto b, Currency currency) =>
+        PriceBreakdown.FromComponents(b.Quantity, currency, b.Components.Select(c =>
+            new PriceComponent(Names<PriceComponentKind>.Parse(c.Kind), c.Tier, c.Quantity, c.UnitAmount, new Money(c.Amount, currency)) { TierFrom = c.From, TierUpTo = c.UpTo }));
 
     private sealed record CouponDto(string Id, long? PercentOffPpm, long? AmountOff, string? Currency, string Duration, int? DurationInPeriods);
 

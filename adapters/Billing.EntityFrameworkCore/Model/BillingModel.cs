@@ -63,8 +63,8 @@ public static class BillingModelBuilderExtensions
             e.HasKey(r => r.Id);
             e.HasMany(r => r.Lines).WithOne().HasForeignKey(l => l.InvoiceId).OnDelete(DeleteBehavior.Cascade);
             e.Navigation(r => r.Lines).AutoInclude(false);
-        }, "Dunning");
-        Table<InvoiceLineRow>(modelBuilder, "invoice_lines", s, pg, e => e.HasKey(r => new { r.InvoiceId, r.LineNo }), "Proration", "TaxRate");
+        }, "Dunning", "Coupon");
+        Table<InvoiceLineRow>(modelBuilder, "invoice_lines", s, pg, e => e.HasKey(r => new { r.InvoiceId, r.LineNo }), "Proration", "TaxRate", "Breakdown");
         Table<PaymentRow>(modelBuilder, "payments", s, pg, e => e.HasKey(r => r.Id), "Result");
         Table<TestClockRow>(modelBuilder, "test_clocks", s, pg, e => e.HasKey(r => r.Id));
         Table<OutboxEventRow>(modelBuilder, "outbox_events", s, pg, e =>

@@ -85,6 +85,7 @@ internal sealed class InvoiceRow
     public long CreditAppliedMinor { get; set; }
     public long AmountDueMinor { get; set; }
     public long AmountPaidMinor { get; set; }
+    public string? Coupon { get; set; }
     public string Dunning { get; set; } = "{}";
     public int PaymentAttempts { get; set; }
     public DateTimeOffset? NextActionAt { get; set; }
@@ -111,6 +112,8 @@ internal sealed class InvoiceLineRow
     public string? Proration { get; set; }
     public string? MeterKey { get; set; }
     public string? TaxRate { get; set; }
+    public string? PlanId { get; set; }
+    public string? Breakdown { get; set; }
 }
 
 internal sealed class PaymentRow

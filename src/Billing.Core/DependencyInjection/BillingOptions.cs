@@ -18,6 +18,13 @@ public sealed class BillingOptions
     public string InvoiceNumberPrefix { get; set; } = "INV";
 
     /// <summary>How long a renewal invoice stays a draft (editable) before it is finalized and charged. Default 1 hour, like Stripe.</summary>
+    /// <remarks>
+    /// A renewal that bills usage counts the delay from when the ended period's usage closes
+    /// (<see cref="Ports.IUsageChargeSource.UsageClosesAt"/>: with metering, the period end plus
+    /// <see cref="Usage.MeteringOptions.LateEventGrace"/>), like Lago's grace period: every event accepted late is on the
+    /// invoice, whose usage lines are priced again from the durable events at finalization. The delay is the margin
+    /// for events in flight at the close; keep it above zero.
+    /// </remarks>
     public TimeSpan DraftFinalizationDelay { get; set; } = TimeSpan.FromHours(1);
 
     /// <summary>How long before a trial ends <c>subscription.trial_will_end</c> is emitted. Default 3 days.</summary>

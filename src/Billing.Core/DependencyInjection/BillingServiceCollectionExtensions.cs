@@ -45,7 +45,7 @@ public static class BillingServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MeteringOptions>, MeteringOptionsValidator>());
         services.TryAddSingleton<IUsageCounter, InMemoryUsageCounter>();
         services.TryAddSingleton<IUsageEventStore, InMemoryUsageEventStore>();
-        services.TryAddSingleton<IUsageChargeSource, MeteredUsageCharges>();
+        services.TryAddSingleton<IUsageChargeSource>(sp => new MeteredUsageCharges(sp.GetRequiredService<IUsageEventStore>(), sp.GetRequiredService<IOptions<MeteringOptions>>().Value));
         services.TryAddSingleton(sp => new UsageMeteringService(
             sp.GetRequiredService<IBillingStore>(), sp.GetRequiredService<IUsageCounter>(), sp.GetRequiredService<IUsageEventStore>(),
             sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<IOptions<MeteringOptions>>().Value));

@@ -130,6 +130,7 @@ public sealed partial class BillingEngine
             Currency = customer.Currency,
             Period = period,
             Lines = calculation.Lines,
+            Coupon = coupon,
             Subtotal = calculation.Subtotal,
             Discount = calculation.Discount,
             Tax = calculation.Tax,
@@ -144,8 +145,11 @@ public sealed partial class BillingEngine
         };
     }
 
-    private static string PeriodKey(string subscriptionId, BillingPeriod period) =>
-        string.Create(CultureInfo.InvariantCulture, $"{subscriptionId}/period/{period.Start.UtcTicks}");
+    /// <summary>The key of a cycle's invoice for the period starting at <paramref name="periodStart"/> (the invoice that also bills the usage of the period ending there).</summary>
+    internal static string PeriodKey(string subscriptionId, DateTimeOffset periodStart) =>
+        string.Create(CultureInfo.InvariantCulture, $"{subscriptionId}/period/{periodStart.UtcTicks}");
+
+    private static string PeriodKey(string subscriptionId, BillingPeriod period) => PeriodKey(subscriptionId, period.Start);
 
     /// <summary>The key of an invoice made by a change: one per subscription version, so each change has its own.</summary>
     private static string UpdateKey(Subscription subscription) =>
@@ -157,6 +161,7 @@ public sealed partial class BillingEngine
     /// </summary>
     private async ValueTask<(Invoice Invoice, Customer Customer)> FinalizeAsync(IBillingSession session, Invoice draft, Customer customer, DateTimeOffset at, CancellationToken cancellationToken)
     {
+        draft = await RepriceUsageAsync(session, draft, at, cancellationToken).ConfigureAwait(false);
         var status = InvoiceStateMachine.Next(draft.Status, InvoiceTrigger.Finalize);
         var number = await session.Invoices.NextNumberAsync(_options.InvoiceNumberPrefix, cancellationToken).ConfigureAwait(false);
         var zero = Money.Zero(customer.Currency);
@@ -193,6 +198,83 @@ public sealed partial class BillingEngine
         }
 
         return (invoice, balance == customer.CreditBalance ? customer : customer with { CreditBalance = balance });
+    }
+
+    /// <summary>
+    /// Prices a draft's usage lines again from the usage source (for metering: the durable aggregate), so that usage
+    /// accepted while the invoice was a draft is billed; the discount (the draft's coupon) and tax (the draft's rates)
+    /// are computed again through <see cref="InvoiceCalculator"/>. Lines without a plan (a source that does not name
+    /// one) and a draft with a discount but no recorded coupon (made by an older version) are left as they are.
+    /// Returns the same draft when no usage line changed; otherwise emits <c>invoice.updated</c>.
+    /// </summary>
+    private async ValueTask<Invoice> RepriceUsageAsync(IBillingSession session, Invoice draft, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        static bool Repriceable(InvoiceLine line) => line is { Kind: InvoiceLineKind.Usage, PlanId: not null, Period: not null };
+        if (draft.SubscriptionId is not { } subscriptionId || !draft.Lines.Any(Repriceable)
+            || (draft.Coupon is null && draft.Lines.Any(l => l.Kind == InvoiceLineKind.Discount)))
+        {
+            return draft;
+        }
+
+        var subscription = await session.Subscriptions.GetAsync(subscriptionId, cancellationToken).ConfigureAwait(false);
+        if (subscription is null)
+        {
+            return draft;
+        }
+
+        var fresh = new Dictionary<(string PlanId, BillingPeriod Period), IReadOnlyList<InvoiceLine>>();
+        foreach (var source in draft.Lines.Where(Repriceable).Select(l => (l.PlanId!, l.Period!.Value)).Distinct())
+        {
+            if (await session.Plans.GetAsync(source.Item1, cancellationToken).ConfigureAwait(false) is { } plan)
+            {
+                fresh[source] = await _usage.GetUsageLinesAsync(subscription, plan, source.Item2, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        var items = new List<InvoiceLine>(draft.Lines.Count);
+        var changed = false;
+        var done = new HashSet<(string, BillingPeriod)>();
+        foreach (var line in draft.Lines)
+        {
+            if (line.Kind is InvoiceLineKind.Discount or InvoiceLineKind.Tax)
+            {
+                continue;
+            }
+
+            if (!Repriceable(line) || !fresh.TryGetValue((line.PlanId!, line.Period!.Value), out var lines))
+            {
+                items.Add(line);
+                continue;
+            }
+
+            var source = (line.PlanId!, line.Period!.Value);
+            if (done.Add(source))
+            {
+                items.AddRange(lines);
+                var before = draft.Lines.Where(l => Repriceable(l) && (l.PlanId!, l.Period!.Value) == source).Select(Priced);
+                changed |= !before.SequenceEqual(lines.Select(Priced));
+            }
+        }
+
+        if (!changed)
+        {
+            return draft;
+        }
+
+        var rates = draft.Lines.Where(l => l is { Kind: InvoiceLineKind.Tax, TaxRate: not null }).Select(l => l.TaxRate!).ToList();
+        var calculation = InvoiceCalculator.Calculate(draft.Currency, items, draft.Coupon, rates, Money.Zero(draft.Currency), _options.InvoiceRounding);
+        session.Outbox.Append(NewEvent("invoice.updated", at, "invoice", draft.Id, draft.CustomerId, ("reason", "usage_repriced"), ("total", calculation.Total.MinorUnits), ("previous_total", draft.Total.MinorUnits)));
+        return draft with
+        {
+            Lines = calculation.Lines,
+            Subtotal = calculation.Subtotal,
+            Discount = calculation.Discount,
+            Tax = calculation.Tax,
+            Total = calculation.Total,
+            AmountDue = calculation.AmountDue,
+        };
+
+        static (string Description, string? Meter, long Quantity, Money Amount) Priced(InvoiceLine l) => (l.Description, l.MeterKey, l.Quantity, l.Amount);
     }
 
     /// <summary>Finalizes a draft in its own unit of work, then charges it when something is due.</summary>

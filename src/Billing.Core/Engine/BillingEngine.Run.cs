@@ -215,7 +215,10 @@ public sealed partial class BillingEngine
                 var status = SubscriptionStateMachine.Next(subscription.Status, SubscriptionTrigger.Renew);
                 renewed = renewed with { Status = status, CurrentPeriod = period, NextActionAt = period.End };
                 session.Outbox.Append(NewEvent("subscription.updated", at, "subscription", subscription.Id, customer.Id, ("current_period_start", period.Start.ToString("O", CultureInfo.InvariantCulture)), ("plan", nextPlan.Id)));
-                await CreatePeriodInvoiceAsync(session, customer, renewed, nextPlan, period, usage, BillingReason.SubscriptionCycle, at, at + _options.DraftFinalizationDelay, committed, finalizeNow: false, isNew: false, cancellationToken).ConfigureAwait(false);
+                // A draft that bills usage stays open until its usage closes (late events within the grace), then the delay.
+                var usageClosesAt = _usage.UsageClosesAt(plan, ended);
+                var finalizeAt = (usageClosesAt > at ? usageClosesAt : at) + _options.DraftFinalizationDelay;
+                await CreatePeriodInvoiceAsync(session, customer, renewed, nextPlan, period, usage, BillingReason.SubscriptionCycle, at, finalizeAt, committed, finalizeNow: false, isNew: false, cancellationToken).ConfigureAwait(false);
                 return true;
             }
 

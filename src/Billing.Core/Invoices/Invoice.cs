@@ -67,6 +67,12 @@ public sealed record Invoice
     /// <summary>The discount (zero or negative).</summary>
     public required Money Discount { get; init; }
 
+    /// <summary>
+    /// The coupon applied to this invoice, if any. Kept so that the discount is computed again when a draft's usage
+    /// lines are priced again at finalization.
+    /// </summary>
+    public Coupon? Coupon { get; init; }
+
     /// <summary>The tax (added, or contained when inclusive).</summary>
     public required Money Tax { get; init; }
 

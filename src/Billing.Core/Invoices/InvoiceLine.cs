@@ -1,4 +1,5 @@
 using Billing.Periods;
+using Billing.Pricing;
 using Billing.Proration;
 
 namespace Billing.Invoices;
@@ -41,6 +42,18 @@ public sealed record InvoiceLine
 
     /// <summary>For usage lines: the meter the usage was read from.</summary>
     public string? MeterKey { get; init; }
+
+    /// <summary>
+    /// For usage lines: the plan whose metered price produced the line. A draft's usage lines that name their plan are
+    /// priced again from the durable usage when the draft is finalized (see <see cref="Ports.IUsageChargeSource"/>).
+    /// </summary>
+    public string? PlanId { get; init; }
+
+    /// <summary>
+    /// For usage lines: how the price model turned <see cref="Quantity"/> into <see cref="Amount"/>, tier by tier
+    /// (bounds, quantity in the tier, unit or flat amount, amount). Its total is exactly <see cref="Amount"/>.
+    /// </summary>
+    public PriceBreakdown? Breakdown { get; init; }
 
     /// <summary>For tax lines: the rate that produced it.</summary>
     public TaxRate? TaxRate { get; init; }

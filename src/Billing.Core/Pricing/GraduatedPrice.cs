@@ -64,12 +64,12 @@ public sealed class GraduatedPrice : Price
             {
                 if (tier.FlatAmount != 0)
                 {
-                    components.Add(Component(PriceComponentKind.FlatFee, i, 1, tier.FlatAmount));
+                    components.Add(TierComponent(PriceComponentKind.FlatFee, i, previous + 1, tier.UpTo, 1, tier.FlatAmount));
                 }
 
                 if (units > 0)
                 {
-                    components.Add(Component(PriceComponentKind.Units, i, units, tier.UnitAmount));
+                    components.Add(TierComponent(PriceComponentKind.Units, i, previous + 1, tier.UpTo, units, tier.UnitAmount));
                 }
             }
 

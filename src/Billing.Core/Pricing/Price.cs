@@ -61,6 +61,10 @@ public abstract class Price
     private protected PriceComponent Component(PriceComponentKind kind, int tier, long quantity, long unitAmount) =>
         new(kind, tier, quantity, unitAmount, new Money(checked(quantity * unitAmount), Currency));
 
+    /// <summary>A component of a tier that covers units <paramref name="from"/> to <paramref name="upTo"/> (null: open-ended).</summary>
+    private protected PriceComponent TierComponent(PriceComponentKind kind, int tier, long from, long? upTo, long quantity, long unitAmount) =>
+        Component(kind, tier, quantity, unitAmount) with { TierFrom = from, TierUpTo = upTo };
+
     private protected static long NonNegative(long amount, string paramName) =>
         amount >= 0 ? amount : throw new ArgumentOutOfRangeException(paramName, amount, "Amounts of a price must be zero or positive minor units.");
 }

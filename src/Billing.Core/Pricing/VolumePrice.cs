@@ -53,14 +53,15 @@ public sealed class VolumePrice : Price
     {
         var index = TierIndexFor(quantity);
         var tier = _tiers[index];
+        var from = index == 0 ? 1 : _tiers[index - 1].UpTo!.Value + 1;
         if (tier.FlatAmount != 0)
         {
-            components.Add(Component(PriceComponentKind.FlatFee, index, 1, tier.FlatAmount));
+            components.Add(TierComponent(PriceComponentKind.FlatFee, index, from, tier.UpTo, 1, tier.FlatAmount));
         }
 
         if (quantity > 0)
         {
-            components.Add(Component(PriceComponentKind.Units, index, quantity, tier.UnitAmount));
+            components.Add(TierComponent(PriceComponentKind.Units, index, from, tier.UpTo, quantity, tier.UnitAmount));
         }
     }
 }

@@ -9,6 +9,12 @@ public sealed class MeteringOptions
     public TimeSpan DedupWindow { get; set; } = TimeSpan.FromDays(35);
 
     /// <summary>How long after a period ends its events are still accepted (default 24 hours; 0 to 35 days).</summary>
+    /// <remarks>
+    /// Every value is safe: the engine keeps the renewal invoice billing a period's usage a draft until the grace has
+    /// passed (plus <see cref="BillingOptions.DraftFinalizationDelay"/>) and prices its usage again at finalization, and
+    /// an event for a period whose invoice was finalized anyway is rejected as <c>period_closed</c>. A longer grace
+    /// delays the collection of renewals of plans with metered prices by as much.
+    /// </remarks>
     public TimeSpan LateEventGrace { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>How far in the future a timestamp may be (default 5 minutes; 0 to 1 hour), for clock skew.</summary>

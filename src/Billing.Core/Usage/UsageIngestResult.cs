@@ -4,8 +4,9 @@ namespace Billing.Usage;
 /// <remarks>
 /// Rejection reasons (machine-readable): <c>validation_error</c> (with <see cref="Field"/>), <c>customer_not_found</c>,
 /// <c>subscription_not_found</c>, <c>no_subscription_for_meter</c> (no live subscription prices the meter),
-/// <c>timestamp_too_old</c> (its period closed more than the grace window ago), <c>timestamp_in_future</c>,
-/// <c>over_limit</c> (a hard limit).
+/// <c>timestamp_too_old</c> (its period closed more than the grace window ago), <c>period_closed</c> (its period ended
+/// and the invoice billing that period's usage is already finalized), <c>timestamp_in_future</c>, <c>over_limit</c>
+/// (a hard limit).
 /// </remarks>
 public sealed record UsageIngestResult
 {

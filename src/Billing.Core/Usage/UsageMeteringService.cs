@@ -2,7 +2,9 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using Billing.Catalog;
 using Billing.Customers;
+using Billing.Engine;
 using Billing.Events;
+using Billing.Invoices;
 using Billing.Periods;
 using Billing.Ports;
 using Billing.Subscriptions;
@@ -33,6 +35,21 @@ namespace Billing.Usage;
 /// Counters are keyed per customer: two live subscriptions of one customer pricing the same meter with the same
 /// period start share a counter.
 /// </para>
+/// <para>
+/// Late events are billed, never lost: a period's usage closes <see cref="MeteringOptions.LateEventGrace"/> after it
+/// ends, and the engine keeps the renewal invoice that bills it a draft until then (plus
+/// <see cref="BillingOptions.DraftFinalizationDelay"/> as a margin for events in flight), pricing its usage lines again
+/// from the durable events when it finalizes it. So with any settings, an event accepted within the grace is on the
+/// invoice. An event for an ended period whose invoice was nevertheless finalized already (by hand, with
+/// <c>FinalizeInvoiceAsync</c>, or by an engine whose usage source was given other options) is rejected with
+/// <c>period_closed</c> and changes no counter. The one window left open is an event being accepted at the very moment
+/// a draft is finalized by hand before its usage closed; the automatic path never finalizes that early.
+/// </para>
+/// <para>
+/// A <c>usage.threshold_reached</c> event is emitted once per subscription, feature, threshold and period: the
+/// outbox's unique event id guarantees it across processes, and a bounded in-process memory of the ids already sent
+/// (pruned of periods whose usage has closed) saves most repeated outbox writes.
+/// </para>
 /// </remarks>
 public sealed class UsageMeteringService
 {
@@ -43,7 +60,9 @@ public sealed class UsageMeteringService
     private readonly IUsageEventStore _events;
     private readonly TimeProvider _time;
     private readonly MeteringOptions _options;
-    private readonly ConcurrentDictionary<string, byte> _thresholdsSent = new(StringComparer.Ordinal);
+    /// <summary>Threshold event ids already written, with when their period's usage closes (after that none can recur).</summary>
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _thresholdsSent = new(StringComparer.Ordinal);
+    private int _pruning;
 
     /// <summary>Creates the service.</summary>
     /// <param name="store">The billing store (customers, plans, subscriptions, outbox).</param>
@@ -61,6 +80,12 @@ public sealed class UsageMeteringService
         options.Validate();
         (_store, _counter, _events, _time, _options) = (store, counter, events, time, options);
     }
+
+    /// <summary>How many threshold event ids the service remembers at most before it prunes them (10,000 by default).</summary>
+    internal int MaxRememberedThresholds { get; init; } = 10_000;
+
+    /// <summary>How many threshold event ids the service remembers now.</summary>
+    internal int RememberedThresholds => _thresholdsSent.Count;
 
     /// <summary>Ingests one event.</summary>
     /// <param name="input">The event.</param>
@@ -163,8 +188,8 @@ public sealed class UsageMeteringService
 
             foreach (var counter in stale)
             {
-                var aggregation = resolved.First(r => r.Event.Counter == counter).Event.Aggregation;
-                await RebuildCounterAsync(counter, aggregation, cancellationToken).ConfigureAwait(false);
+                var e = resolved.First(r => r.Event.Counter == counter).Event;
+                await RebuildCounterAsync(counter, e.Aggregation, e.Now, cancellationToken).ConfigureAwait(false);
             }
 
             await EmitThresholdsAsync(resolved, counted, results, cancellationToken).ConfigureAwait(false);
@@ -258,17 +283,30 @@ public sealed class UsageMeteringService
     {
         ArgumentNullException.ThrowIfNull(aggregationOf);
         var counters = await _events.ListCountersAsync(periodStart, cancellationToken).ConfigureAwait(false);
+        var nows = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);
+        await using (var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false))
+        {
+            foreach (var customerId in counters.Select(c => c.CustomerId).Distinct(StringComparer.Ordinal))
+            {
+                var customer = await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false);
+                nows[customerId] = customer is null ? _time.GetUtcNow() : await NowForAsync(session, customer, _time, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
         foreach (var counter in counters)
         {
-            await RebuildCounterAsync(counter, aggregationOf(counter.MeterKey), cancellationToken).ConfigureAwait(false);
+            await RebuildCounterAsync(counter, aggregationOf(counter.MeterKey), nows[counter.CustomerId], cancellationToken).ConfigureAwait(false);
         }
 
         return counters.Count;
     }
 
-    private async Task RebuildCounterAsync(UsageCounterKey counter, MeterAggregation aggregation, CancellationToken cancellationToken)
+    /// <summary>
+    /// Rebuilds one counter; <paramref name="now"/> is the customer's "now" (its test clock, if any), so the keys stay
+    /// taken for the dedup window on the same clock the counter's later events carry.
+    /// </summary>
+    private async Task RebuildCounterAsync(UsageCounterKey counter, MeterAggregation aggregation, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var now = _time.GetUtcNow();
         var stored = await _events.ListAsync(counter, cancellationToken).ConfigureAwait(false);
         var events = stored.Select(s => new UsageCounterEvent
         {
@@ -304,7 +342,7 @@ public sealed class UsageMeteringService
                 }
 
                 var id = string.Create(CultureInfo.InvariantCulture, $"evt_thr_{target.Subscription.Id}_{feature}_{e.Counter.PeriodStart.UtcTicks}_{threshold}");
-                if (!_thresholdsSent.TryAdd(id, 0))
+                if (!_thresholdsSent.TryAdd(id, target.Period.End + _options.LateEventGrace))
                 {
                     continue;
                 }
@@ -334,6 +372,7 @@ public sealed class UsageMeteringService
             return;
         }
 
+        PruneThresholds(events[0].OccurredAt);
         foreach (var billingEvent in events)
         {
             // One event per threshold per period, even across processes: the outbox's unique event id settles races.
@@ -346,6 +385,38 @@ public sealed class UsageMeteringService
             catch (DuplicateKeyException)
             {
             }
+        }
+    }
+
+    /// <summary>
+    /// Keeps the memory of sent thresholds bounded: past <see cref="MaxRememberedThresholds"/>, forgets the ids of periods
+    /// whose usage has closed, then everything if that is not enough (the outbox's unique id still stops a repeat).
+    /// </summary>
+    private void PruneThresholds(DateTimeOffset now)
+    {
+        if (_thresholdsSent.Count <= MaxRememberedThresholds || Interlocked.Exchange(ref _pruning, 1) == 1)
+        {
+            return;
+        }
+
+        try
+        {
+            foreach (var (id, closesAt) in _thresholdsSent)
+            {
+                if (closesAt < now)
+                {
+                    _thresholdsSent.TryRemove(id, out _);
+                }
+            }
+
+            if (_thresholdsSent.Count > MaxRememberedThresholds)
+            {
+                _thresholdsSent.Clear();
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _pruning, 0);
         }
     }
 
@@ -428,6 +499,7 @@ public sealed class UsageMeteringService
     {
         private readonly Dictionary<string, (Customer? Customer, DateTimeOffset Now, IReadOnlyList<Subscription> Subscriptions)> _customers = new(StringComparer.Ordinal);
         private readonly Dictionary<string, Plan?> _plans = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, bool> _finalized = new(StringComparer.Ordinal);
 
         public async ValueTask<(Target? Target, UsageIngestResult? Rejection)> ResolveAsync(UsageEventInput input, MeteringOptions options)
         {
@@ -495,6 +567,11 @@ public sealed class UsageMeteringService
                 return (null, UsageIngestResult.Rejected(key, "timestamp_too_old", $"The event's period ended at {period.End:O}, more than {options.LateEventGrace} ago.", "timestamp"));
             }
 
+            if (period.End <= now && await InvoiceFinalizedAsync(subscription.Id, period.End).ConfigureAwait(false))
+            {
+                return (null, UsageIngestResult.Rejected(key, "period_closed", $"The invoice billing the usage of the period that ended at {period.End:O} is finalized.", "timestamp"));
+            }
+
             long? hard = null;
             var soft = new List<(string, long)>();
             foreach (var e in plan.Entitlements.Where(e => e.Kind == EntitlementKind.MeteredLimit && e.MeterKey == meter.Key))
@@ -526,6 +603,20 @@ public sealed class UsageMeteringService
             }
 
             return entry;
+        }
+
+        /// <summary>Whether the cycle invoice starting at <paramref name="periodEnd"/> (which bills the usage of the period ending there) has left draft.</summary>
+        private async ValueTask<bool> InvoiceFinalizedAsync(string subscriptionId, DateTimeOffset periodEnd)
+        {
+            var key = BillingEngine.PeriodKey(subscriptionId, periodEnd);
+            if (!_finalized.TryGetValue(key, out var finalized))
+            {
+                var invoice = await session.Invoices.GetByDedupKeyAsync(key, cancellationToken).ConfigureAwait(false);
+                finalized = invoice is not null && invoice.Status != InvoiceStatus.Draft;
+                _finalized[key] = finalized;
+            }
+
+            return finalized;
         }
 
         private async ValueTask<Plan?> PlanAsync(string planId)

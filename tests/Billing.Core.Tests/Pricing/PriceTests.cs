@@ -43,8 +43,8 @@ public sealed class PriceTests
         Assert.Equal(5800, breakdown.Total.MinorUnits);
         Assert.Equal(
             [
-                new PriceComponent(PriceComponentKind.Units, 0, 10, 500, new Billing.Money(5000, Usd)),
-                new PriceComponent(PriceComponentKind.Units, 1, 2, 400, new Billing.Money(800, Usd)),
+                new PriceComponent(PriceComponentKind.Units, 0, 10, 500, new Billing.Money(5000, Usd)) { TierFrom = 1, TierUpTo = 10 },
+                new PriceComponent(PriceComponentKind.Units, 1, 2, 400, new Billing.Money(800, Usd)) { TierFrom = 11 }, // open-ended
             ],
             breakdown.Components);
         Assert.Equal(5000, price.CalculateTotal(10).MinorUnits);
@@ -61,7 +61,7 @@ public sealed class PriceTests
         Assert.Equal(2000, price.CalculateTotal(1_000).MinorUnits);
         Assert.Equal(2000 + 500 + 2, price.CalculateTotal(1_001).MinorUnits);
         var zero = price.Calculate(0);
-        Assert.Equal(new PriceComponent(PriceComponentKind.FlatFee, 0, 1, 2000, new Billing.Money(2000, Usd)), Assert.Single(zero.Components));
+        Assert.Equal(new PriceComponent(PriceComponentKind.FlatFee, 0, 1, 2000, new Billing.Money(2000, Usd)) { TierFrom = 1, TierUpTo = 1_000 }, Assert.Single(zero.Components));
     }
 
     [Fact]
@@ -74,7 +74,7 @@ public sealed class PriceTests
         Assert.Equal(0, price.TierIndexFor(10));
         Assert.Equal(1, price.TierIndexFor(11));
         Assert.Equal(
-            [new PriceComponent(PriceComponentKind.Units, 1, 12, 400, new Billing.Money(4800, Usd))],
+            [new PriceComponent(PriceComponentKind.Units, 1, 12, 400, new Billing.Money(4800, Usd)) { TierFrom = 11 }],
             price.Calculate(12).Components);
     }
 

@@ -191,6 +191,52 @@ public sealed class UsageMeteringServiceTests
     }
 
     [Fact]
+    public async Task After_a_rebuild_a_test_clock_customers_keys_stay_taken_so_a_replay_at_the_limit_is_a_duplicate_not_over_limit()
+    {
+        // The customer's clock (2025) is far ahead of the service's clock (2020): the rebuilt keys must expire on the
+        // customer's clock, or a replay would be counted again (or refused as over the limit although it was counted).
+        var (clock, customer, _) = await SubscribeAsync(
+            new Entitlement { Feature = "api", Kind = EntitlementKind.MeteredLimit, MeterKey = "api_calls", Limit = 100, Enforcement = LimitEnforcement.Hard });
+        await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 1, 10));
+        Assert.Equal(UsageIngestStatus.Accepted, (await _metering.RecordAsync(Call(customer, "a", 60, Utc(2025, 1, 9)))).Status);
+        Assert.Equal(1, await _metering.RebuildCountersAsync(Utc(2025, 1, 1), _ => MeterAggregation.Sum));
+
+        var replay = await _metering.RecordAsync(Call(customer, "a", 60, Utc(2025, 1, 9)));
+        Assert.Equal((UsageIngestStatus.Duplicate, 60L), (replay.Status, replay.Total!.Value));
+        Assert.Equal(60, await _metering.GetTotalAsync(new UsageCounterKey(customer, "api_calls", Utc(2025, 1, 1))));
+    }
+
+    [Fact]
+    public async Task The_memory_of_sent_thresholds_stays_bounded_as_periods_roll_and_each_threshold_is_still_emitted_once()
+    {
+        var metering = new UsageMeteringService(_h.Store, _counter, _events, _h.Time, new MeteringOptions()) { MaxRememberedThresholds = 3 };
+        var (clock, customer, subscription) = await SubscribeAsync(
+            new Entitlement { Feature = "api", Kind = EntitlementKind.MeteredLimit, MeterKey = "api_calls", Limit = 30, Thresholds = [10, 20] });
+        for (var month = 1; month <= 6; month++)
+        {
+            // Day 3 of each month: the previous month's usage closed (grace 24 h), so its thresholds are forgotten.
+            await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, month, 3));
+            for (var i = 0; i < 4; i++)
+            {
+                var result = await metering.RecordAsync(Call(customer, $"m{month}-{i}", 11, Utc(2025, month, 2)));
+                Assert.Equal(UsageIngestStatus.Accepted, result.Status);
+            }
+
+            Assert.InRange(metering.RememberedThresholds, 1, 3);
+        }
+
+        // Another service (a second process, or one whose memory was cleared) crossing the same thresholds again emits nothing new.
+        var other = new UsageMeteringService(_h.Store, new InMemoryUsageCounter(), _events, _h.Time, new MeteringOptions()) { MaxRememberedThresholds = 1 };
+        await other.RecordAsync(Call(customer, "x1", 100, Utc(2025, 6, 2)));
+        Assert.InRange(other.RememberedThresholds, 0, 1);
+
+        var sent = (await _h.EventsAsync()).Where(e => e.Type == "usage.threshold_reached").Select(e => (e.ObjectId, e.Data["period_start"], e.Data["threshold"])).ToList();
+        Assert.Equal(6 * 3, sent.Count); // 10, 20 and the soft limit 30, once per month
+        Assert.Equal(sent.Count, sent.Distinct().Count());
+        Assert.All(sent, e => Assert.Equal(subscription.Id, e.ObjectId));
+    }
+
+    [Fact]
     public void Invalid_plans_and_options_are_rejected_with_the_field()
     {
         var meter = new Meter { Key = "api_calls" };

@@ -54,8 +54,8 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
             await session.CommitAsync();
         }
 
-        Assert.Equal([3, 4], await usage.MigrateAsync());
-        Assert.Equal([1, 2, 3, 4], await store.Migrator.GetAppliedVersionsAsync());
+        Assert.Equal([3, 4, 5], await usage.MigrateAsync());
+        Assert.Equal([1, 2, 3, 4, 5], await store.Migrator.GetAppliedVersionsAsync());
         Assert.Empty(await counter.MigrateAsync());
         await using (var session = await store.BeginAsync())
         {
