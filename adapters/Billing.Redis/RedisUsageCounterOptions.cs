@@ -46,4 +46,10 @@ public sealed class RedisUsageCounterOptions
     /// are split into consecutive calls so that no script blocks the server for long.
     /// </summary>
     public int MaxEventsPerScriptCall { get; set; } = 1_000;
+
+    /// <summary>
+    /// How a batch is split into script calls (default <see cref="RedisBatchMode.Auto"/>: one call per batch on a standalone
+    /// server, one per hash slot on Redis Cluster).
+    /// </summary>
+    public RedisBatchMode BatchMode { get; set; } = RedisBatchMode.Auto;
 }
