@@ -298,6 +298,14 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         return (UsageScripts.Record, keys, values);
     }
 
+    /// <summary>The script call <see cref="RecordBatchAsync"/> sends for <paramref name="events"/> on a standalone server
+    /// (at most <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> events; for the benchmark).</summary>
+    internal (string Script, RedisKey[] Keys, RedisValue[] Values) RecordBatchCommandFor(IReadOnlyList<UsageCounterEvent> events)
+    {
+        var (keys, values) = RecordCommand.Batch(_keys, events, null, 0, events.Count, _defaultRetentionMs);
+        return (UsageScripts.Record, keys, values);
+    }
+
     /// <summary>Overrides what the server is taken to be (tests): true one call per batch, false per slot.</summary>
     internal void AssumeStandalone(bool standalone) => Volatile.Write(ref _topology, standalone ? Standalone : Sharded);
 

@@ -21,9 +21,10 @@ namespace Billing.Benchmarks;
 /// <c>--customers</c> customers. It prints each rate, the ratio (2)/(1), the server's CPU per event (<c>INFO cpu</c>) and the
 /// client's, and checks after each .NET phase that the totals equal the accepted events (exactly once).</para>
 /// <para>Options: <c>--seconds 4</c> (each .NET phase), <c>--requests 500000</c> (redis-benchmark <c>-n</c>),
-/// <c>--inflight 64</c>, <c>--pipeline 1</c>, <c>--writers 16</c>, <c>--batch 100</c>, <c>--customers 8</c>,
+/// <c>--inflight 64</c>, <c>--pipeline 64</c> (1 connection: the .NET client pipelines on one; 1 gives <c>-c 64 -P 1</c>), <c>--writers 16</c>, <c>--batch 100</c>, <c>--customers 8</c>,
 /// <c>--repeat 3</c>, <c>--warmup 2</c> (seconds of untimed single and batch calls first), <c>--limit</c> (give every
-/// event a hard limit), <c>--batch-mode auto|per-slot</c> (<see cref="RedisUsageCounterOptions.BatchMode"/>).</para>
+/// event a hard limit), <c>--batch-mode auto|per-slot</c> (<see cref="RedisUsageCounterOptions.BatchMode"/>), <c>--phases rb,single,batch</c>
+/// (which phases run; <c>rbbatch</c> adds redis-benchmark sending the batch call of <c>--batch</c> events with random keys).</para>
 /// </remarks>
 internal static class RedisRun
 {
@@ -41,7 +42,7 @@ internal static class RedisRun
         catch (ArgumentException e)
         {
             Console.Error.WriteLine(e.Message);
-            Console.Error.WriteLine("usage: redis-run [--seconds 4] [--requests 500000] [--inflight 64] [--pipeline 1] [--writers 16] [--batch 100] [--customers 8] [--repeat 3] [--warmup 2] [--limit] [--batch-mode auto|per-slot]");
+            Console.Error.WriteLine("usage: redis-run [--seconds 4] [--requests 500000] [--inflight 64] [--pipeline 64] [--writers 16] [--batch 100] [--customers 8] [--repeat 3] [--warmup 2] [--limit] [--batch-mode auto|per-slot] [--phases rb,rbbatch,single,batch]");
             return 2;
         }
 
@@ -75,6 +76,28 @@ internal static class RedisRun
             .. command.Values.Select(v => (string)v!),
         ];
         Console.WriteLine("redis-benchmark " + string.Join(' ', benchmarkArgs.Select(Quote)));
+
+        // The same script with one batch call of --batch events over --customers customers, every idempotency key random.
+        var batchCustomers = Enumerable.Range(0, settings.Customers).Select(i => Invariant($"cus_rb_{i:D4}")).ToArray();
+        var batchCommand = counter.RecordBatchCommandFor([.. Enumerable.Range(0, settings.Batch).Select(i => BatchEvent(batchCustomers[i % batchCustomers.Length], Invariant($"rb{i}:__rand_int__"), settings.Limit))]);
+        var batchPipeline = Math.Max(1, settings.Writers / 4);
+        string[] batchBenchmarkArgs =
+        [
+            "-h", server.Host, "-p", server.Port.ToString(CultureInfo.InvariantCulture),
+            "-c", "4", "-P", batchPipeline.ToString(CultureInfo.InvariantCulture),
+            "-n", Math.Max(1_000, settings.Requests / settings.Batch * 4).ToString(CultureInfo.InvariantCulture),
+            "-r", "1000000000", "--csv",
+            "EVALSHA", sha, batchCommand.Keys.Length.ToString(CultureInfo.InvariantCulture),
+            .. batchCommand.Keys.Select(k => (string)k!),
+            .. batchCommand.Values.Select(v => (string)v!),
+        ];
+        if (settings.Phases.Contains("rbbatch"))
+        {
+            var file = Path.Combine(Path.GetTempPath(), "redis-run-batch-command.txt");
+            await File.WriteAllLinesAsync(file, batchBenchmarkArgs[15..]).ConfigureAwait(false);
+            Console.WriteLine(Invariant($"redis-benchmark -c 4 -P {batchPipeline} ... EVALSHA of one {settings.Batch}-event batch call (arguments, one a line: {file})"));
+        }
+
         Console.WriteLine(Invariant($"Record script: {command.Script.Length} characters, sha {sha}"));
 
         // Warm-up: JIT and connection, untimed.
@@ -88,22 +111,48 @@ internal static class RedisRun
             await server.FlushAllAsync().ConfigureAwait(false);
             var before = await SampleAsync(server).ConfigureAwait(false);
             var watch = Stopwatch.StartNew();
-            var rbRate = await RedisBenchmarkAsync(benchmarkArgs).ConfigureAwait(false);
-            var after = await SampleAsync(server).ConfigureAwait(false);
-            rows.Add(Row(round, "redis-benchmark EVALSHA", rbRate, settings.Requests, before, after, clientCpu: TimeSpan.Zero));
+            var rbRate = double.NaN;
+            if (settings.Phases.Contains("rb"))
+            {
+                rbRate = await RedisBenchmarkAsync(benchmarkArgs).ConfigureAwait(false);
+                var after = await SampleAsync(server).ConfigureAwait(false);
+                rows.Add(Row(round, "redis-benchmark EVALSHA", rbRate, settings.Requests, before, after, clientCpu: TimeSpan.Zero));
+            }
 
-            await server.FlushAllAsync().ConfigureAwait(false);
-            before = await SampleAsync(server).ConfigureAwait(false);
-            var single = await SingleAsync(counter, settings, TimeSpan.FromSeconds(settings.Seconds), tag).ConfigureAwait(false);
-            after = await SampleAsync(server).ConfigureAwait(false);
-            rows.Add(Row(round, "RecordAsync", single.Events / single.Elapsed.TotalSeconds, single.Events, before, after, single.ClientCpu));
+            if (settings.Phases.Contains("rbbatch"))
+            {
+                await server.FlushAllAsync().ConfigureAwait(false);
+                before = await SampleAsync(server).ConfigureAwait(false);
+                var calls = await RedisBenchmarkAsync(batchBenchmarkArgs).ConfigureAwait(false);
+                var after = await SampleAsync(server).ConfigureAwait(false);
+                var n = long.Parse(batchBenchmarkArgs[9], CultureInfo.InvariantCulture) * settings.Batch;
+                rows.Add(Row(round, "redis-benchmark EVALSHA batch", calls * settings.Batch, n, before, after, clientCpu: TimeSpan.Zero));
+                Console.WriteLine(Invariant($"round {round}: redis-benchmark batch calls {calls * settings.Batch:N0} events/s"));
+            }
 
-            await server.FlushAllAsync().ConfigureAwait(false);
-            before = await SampleAsync(server).ConfigureAwait(false);
-            var batch = await BatchAsync(counter, settings, TimeSpan.FromSeconds(settings.Seconds), tag).ConfigureAwait(false);
-            after = await SampleAsync(server).ConfigureAwait(false);
-            rows.Add(Row(round, "RecordBatchAsync", batch.Events / batch.Elapsed.TotalSeconds, batch.Events, before, after, batch.ClientCpu));
-            Console.WriteLine(Invariant($"round {round}: redis-benchmark {rbRate:N0}/s, RecordAsync {single.Events / single.Elapsed.TotalSeconds:N0}/s (ratio {single.Events / single.Elapsed.TotalSeconds / rbRate:0.00}), RecordBatchAsync {batch.Events / batch.Elapsed.TotalSeconds:N0} events/s; load {LoadAverage()}; {watch.Elapsed.TotalSeconds:0.0} s"));
+            var singleRate = double.NaN;
+            if (settings.Phases.Contains("single"))
+            {
+                await server.FlushAllAsync().ConfigureAwait(false);
+                before = await SampleAsync(server).ConfigureAwait(false);
+                var single = await SingleAsync(counter, settings, TimeSpan.FromSeconds(settings.Seconds), tag).ConfigureAwait(false);
+                var after = await SampleAsync(server).ConfigureAwait(false);
+                singleRate = single.Events / single.Elapsed.TotalSeconds;
+                rows.Add(Row(round, "RecordAsync", singleRate, single.Events, before, after, single.ClientCpu));
+            }
+
+            var batchRate = double.NaN;
+            if (settings.Phases.Contains("batch"))
+            {
+                await server.FlushAllAsync().ConfigureAwait(false);
+                before = await SampleAsync(server).ConfigureAwait(false);
+                var batch = await BatchAsync(counter, settings, TimeSpan.FromSeconds(settings.Seconds), tag).ConfigureAwait(false);
+                var after = await SampleAsync(server).ConfigureAwait(false);
+                batchRate = batch.Events / batch.Elapsed.TotalSeconds;
+                rows.Add(Row(round, "RecordBatchAsync", batchRate, batch.Events, before, after, batch.ClientCpu));
+            }
+
+            Console.WriteLine(Invariant($"round {round}: redis-benchmark {rbRate:N0}/s, RecordAsync {singleRate:N0}/s (ratio {singleRate / rbRate:0.00}), RecordBatchAsync {batchRate:N0} events/s; load {LoadAverage()}; {watch.Elapsed.TotalSeconds:0.0} s"));
         }
 
         Console.WriteLine();
@@ -115,9 +164,9 @@ internal static class RedisRun
             Console.WriteLine(Invariant($"| {r.Round} | {r.Phase} | {r.Rate:N0} | {r.ServerUs:0.00} | {(r.ClientUs > 0 ? r.ClientUs.ToString("0.00", CultureInfo.InvariantCulture) : "-")} | {r.Calls:0.000} |"));
         }
 
-        var rb = Median(rows.Where(r => r.Phase.StartsWith("redis-benchmark", StringComparison.Ordinal)).Select(r => r.Rate));
+        var rb = Median(rows.Where(r => r.Phase == "redis-benchmark EVALSHA").Select(r => r.Rate));
         var net = Median(rows.Where(r => r.Phase == "RecordAsync").Select(r => r.Rate));
-        var ratios = rows.Where(r => r.Phase == "RecordAsync").Select(r => r.Rate / rows.Single(b => b.Round == r.Round && b.Phase.StartsWith("redis-benchmark", StringComparison.Ordinal)).Rate).ToArray();
+        var ratios = rows.Where(r => r.Phase == "RecordAsync").Select(r => r.Rate / rows.SingleOrDefault(b => b.Round == r.Round && b.Phase == "redis-benchmark EVALSHA").Rate).ToArray();
         var batches = Median(rows.Where(r => r.Phase == "RecordBatchAsync").Select(r => r.Rate));
         Console.WriteLine();
         Console.WriteLine(Invariant($"median: redis-benchmark {rb:N0}/s, RecordAsync {net:N0}/s, ratio {Median(ratios):0.00} (rounds: {string.Join(", ", ratios.Select(x => x.ToString("0.00", CultureInfo.InvariantCulture)))}), RecordBatchAsync {batches:N0} events/s"));
@@ -307,11 +356,11 @@ internal static class RedisRun
 
     private sealed record ServerSample(double CpuSeconds, long ScriptCalls);
 
-    private sealed record Settings(int Seconds, int Requests, int InFlight, int Pipeline, int Writers, int Batch, int Customers, int Repeat, int WarmupSeconds, bool Limit, RedisBatchMode BatchMode)
+    private sealed record Settings(int Seconds, int Requests, int InFlight, int Pipeline, int Writers, int Batch, int Customers, int Repeat, int WarmupSeconds, bool Limit, RedisBatchMode BatchMode, string[] Phases)
     {
         public static Settings Parse(string[] args)
         {
-            var s = new Settings(4, 500_000, 64, 1, 16, 100, 8, 3, 2, false, RedisBatchMode.Auto);
+            var s = new Settings(4, 500_000, 64, 64, 16, 100, 8, 3, 2, false, RedisBatchMode.Auto, ["rb", "single", "batch"]);
             for (var i = 0; i < args.Length; i++)
             {
                 string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
@@ -328,6 +377,7 @@ internal static class RedisRun
                     "--repeat" => s with { Repeat = Int() },
                     "--warmup" => s with { WarmupSeconds = Int() },
                     "--limit" => s with { Limit = true },
+                    "--phases" => s with { Phases = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                     "--batch-mode" => s with
                     {
                         BatchMode = Next() switch
@@ -344,6 +394,6 @@ internal static class RedisRun
             return s.InFlight % s.Pipeline == 0 ? s : throw new ArgumentException("--inflight must be a multiple of --pipeline.");
         }
 
-        public override string ToString() => Invariant($"{Seconds} s per .NET phase, redis-benchmark -n {Requests}, {InFlight} in flight (-c {InFlight / Pipeline} -P {Pipeline}), {Writers} writers x batches of {Batch} over {Customers} customers, {Repeat} rounds, warm-up {WarmupSeconds} s, hard limit {(Limit ? "on" : "off")}, batch mode {BatchMode}");
+        public override string ToString() => Invariant($"{Seconds} s per .NET phase, redis-benchmark -n {Requests}, {InFlight} in flight (-c {InFlight / Pipeline} -P {Pipeline}), {Writers} writers x batches of {Batch} over {Customers} customers, {Repeat} rounds, warm-up {WarmupSeconds} s, hard limit {(Limit ? "on" : "off")}, batch mode {BatchMode}, phases {string.Join(',', Phases)}");
     }
 }
