@@ -47,6 +47,10 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     private readonly long _defaultRetentionMs;
     private readonly int _maxPerCall;
     private readonly RedisBatchMode _batchMode;
+    private readonly bool _coalesce;
+    private readonly Lock _queueGate = new();
+    private readonly Queue<PendingRecord> _queue = new();
+    private int _coalescedCalls;
     private readonly IConnectionMultiplexer? _ownedMultiplexer;
     private readonly RedisUsageCounterConnection? _connection;
     private IDatabase? _database;
@@ -75,6 +79,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         _defaultRetentionMs = RecordCommand.Milliseconds(options.DefaultCounterRetention);
         _maxPerCall = options.MaxEventsPerScriptCall;
         _batchMode = options.BatchMode;
+        _coalesce = options.CoalesceRecords;
         _database = multiplexer?.GetDatabase();
         _ownedMultiplexer = ownsMultiplexer ? multiplexer : null;
         _connection = connection;
@@ -109,9 +114,22 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// With <see cref="RedisUsageCounterOptions.CoalesceRecords"/> (the default) on a standalone server, concurrent calls
+    /// share script calls: at most two such calls are in flight per counter instance, and events recorded meanwhile wait
+    /// and go together, in arrival order, in the next one (at most
+    /// <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/>). Each event is still checked and applied atomically
+    /// on its own and gets the result a call of its own would give; a call that finds nothing in flight is sent at once.
+    /// Cancellation removes an event that is still waiting; once sent it may be counted.
+    /// </remarks>
     public ValueTask<UsageCounterResult> RecordAsync(UsageCounterEvent usageEvent, CancellationToken cancellationToken = default)
     {
         UsageCounterEvents.Validate(usageEvent);
+        if (_coalesce && _database is { } database && Volatile.Read(ref _disposed) == 0 && OneCallPerBatch(database))
+        {
+            return Coalesce(database, usageEvent, cancellationToken);
+        }
+
         var (keys, values) = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs);
         return RecordOneAsync(keys, values, usageEvent, cancellationToken);
     }
@@ -284,10 +302,42 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     private const int OverflowOutcome = 3;
     private const int MaxScriptAttempts = 3;
 
+    /// <summary>Coalesced script calls in flight at once per counter instance.</summary>
+    private const int MaxCoalescedCalls = 2;
+
     private enum Script
     {
         Record,
         Rebuild,
+    }
+
+    /// <summary>An event waiting for a coalesced call, and its caller's task.</summary>
+    private sealed class PendingRecord(RedisUsageCounter owner, UsageCounterEvent usageEvent) : TaskCompletionSource<UsageCounterResult>
+    {
+        public UsageCounterEvent Event { get; } = usageEvent;
+
+        /// <summary>Canceled while waiting (under the owner's queue lock).</summary>
+        public bool Canceled { get; private set; }
+
+        /// <summary>Taken for a call (under the owner's queue lock): cancellation no longer applies.</summary>
+        public bool Taken { get; set; }
+
+        public CancellationTokenRegistration Registration { get; set; }
+
+        public void CancelIfWaiting()
+        {
+            lock (owner._queueGate)
+            {
+                if (Taken)
+                {
+                    return;
+                }
+
+                Canceled = true;
+            }
+
+            TrySetCanceled();
+        }
     }
 
     /// <summary>The script call <see cref="RecordAsync"/> sends for <paramref name="usageEvent"/> (for the benchmark that
@@ -314,6 +364,175 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         var database = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         var reply = (RedisResult[])(await EvaluateAsync(database, Script.Record, keys, values, cancellationToken).ConfigureAwait(false))!;
         return reply.Length == 1 && TryDecode(reply[0], out var result) ? result : throw Overflow(usageEvent);
+    }
+
+    /// <summary>Queues an event for the next coalesced call, or sends it at once when fewer than two are in flight.</summary>
+    private ValueTask<UsageCounterResult> Coalesce(IDatabase database, in UsageCounterEvent usageEvent, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var pending = new PendingRecord(this, usageEvent);
+        if (cancellationToken.CanBeCanceled)
+        {
+            pending.Registration = cancellationToken.Register(static p => ((PendingRecord)p!).CancelIfWaiting(), pending);
+        }
+
+        List<PendingRecord>? batch = null;
+        Task<RedisResult[]>? call = null;
+        lock (_queueGate)
+        {
+            _queue.Enqueue(pending);
+            if (_coalescedCalls < MaxCoalescedCalls)
+            {
+                batch = TakeQueuedLocked();
+                if (batch.Count > 0)
+                {
+                    _coalescedCalls++;
+                    call = StartCoalesced(database, batch); // under the lock: calls reach the connection in arrival order
+                }
+            }
+        }
+
+        if (call is not null)
+        {
+            _ = RunCoalescedAsync(database, batch!, call);
+        }
+
+        return new ValueTask<UsageCounterResult>(pending.Task);
+    }
+
+    /// <summary>Takes the waiting events (at most one call's worth), skipping canceled ones; under <see cref="_queueGate"/>.</summary>
+    private List<PendingRecord> TakeQueuedLocked()
+    {
+        var batch = new List<PendingRecord>(Math.Min(_queue.Count, _maxPerCall));
+        while (batch.Count < _maxPerCall && _queue.TryDequeue(out var next))
+        {
+            if (!next.Canceled)
+            {
+                next.Taken = true;
+                batch.Add(next);
+            }
+        }
+
+        return batch;
+    }
+
+    /// <summary>
+    /// Sends coalesced calls until nothing waits: when a reply arrives the next call (the events that arrived meanwhile) is
+    /// sent before the callers of this one are completed, so the server always has work.
+    /// </summary>
+    private async Task RunCoalescedAsync(IDatabase database, List<PendingRecord> batch, Task<RedisResult[]> call)
+    {
+        while (true)
+        {
+            RedisResult[]? reply = null;
+            Exception? error = null;
+            try
+            {
+                reply = await call.ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+
+            List<PendingRecord> next;
+            Task<RedisResult[]>? nextCall = null;
+            lock (_queueGate)
+            {
+                next = TakeQueuedLocked();
+                if (next.Count == 0)
+                {
+                    _coalescedCalls--;
+                }
+                else
+                {
+                    nextCall = StartCoalesced(database, next);
+                }
+            }
+
+            CompleteCoalesced(batch, reply, error);
+            if (nextCall is null)
+            {
+                return;
+            }
+
+            batch = next;
+            call = nextCall;
+        }
+    }
+
+    private Task<RedisResult[]> StartCoalesced(IDatabase database, List<PendingRecord> batch)
+    {
+        try
+        {
+            var events = new UsageCounterEvent[batch.Count];
+            for (var i = 0; i < events.Length; i++)
+            {
+                events[i] = batch[i].Event;
+            }
+
+            var (keys, values) = events.Length == 1
+                ? RecordCommand.Single(_keys, events[0], _defaultRetentionMs)
+                : RecordCommand.Batch(_keys, events, null, 0, events.Length, _defaultRetentionMs);
+            return EvaluateArrayAsync(database, keys, values);
+        }
+        catch (Exception e)
+        {
+            return Task.FromException<RedisResult[]>(e);
+        }
+
+        static async Task<RedisResult[]> EvaluateArrayAsync(IDatabase database, RedisKey[] keys, RedisValue[] values) =>
+            (RedisResult[])(await EvaluateAsync(database, Script.Record, keys, values, CancellationToken.None).ConfigureAwait(false))!;
+    }
+
+    /// <summary>Completes each caller of a coalesced call; events the call did not apply are sent again on their own.</summary>
+    private void CompleteCoalesced(List<PendingRecord> batch, RedisResult[]? reply, Exception? error)
+    {
+        if (error is not null && IsCrossSlot(error))
+        {
+            // The server is a cluster after all: nothing ran. Send each event on its own.
+            Volatile.Write(ref _topology, Sharded);
+            reply = [];
+            error = null;
+        }
+
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var pending = batch[i];
+            pending.Registration.Dispose();
+            if (error is not null)
+            {
+                pending.TrySetException(error);
+            }
+            else if (i < reply!.Length)
+            {
+                if (TryDecode(reply[i], out var result))
+                {
+                    pending.TrySetResult(result);
+                }
+                else
+                {
+                    pending.TrySetException(Overflow(pending.Event));
+                }
+            }
+            else
+            {
+                _ = ForwardAsync(pending); // after an overflow: not applied
+            }
+        }
+    }
+
+    private async Task ForwardAsync(PendingRecord pending)
+    {
+        try
+        {
+            var (keys, values) = RecordCommand.Single(_keys, pending.Event, _defaultRetentionMs);
+            pending.TrySetResult(await RecordOneAsync(keys, values, pending.Event, CancellationToken.None).ConfigureAwait(false));
+        }
+        catch (Exception e)
+        {
+            pending.TrySetException(e);
+        }
     }
 
     /// <summary>Whether a batch goes in one call: the option allows it and the server is known to be standalone.</summary>

@@ -52,4 +52,12 @@ public sealed class RedisUsageCounterOptions
     /// server, one per hash slot on Redis Cluster).
     /// </summary>
     public RedisBatchMode BatchMode { get; set; } = RedisBatchMode.Auto;
+
+    /// <summary>
+    /// Whether concurrent <see cref="RedisUsageCounter.RecordAsync"/> calls share script calls on a standalone server (default
+    /// true): at most two such calls are in flight per counter instance and the events recorded meanwhile go together in the
+    /// next one. Every event keeps its own atomic check and its own result; this only saves round trips and server work.
+    /// Set false to send one script call per event.
+    /// </summary>
+    public bool CoalesceRecords { get; set; } = true;
 }

@@ -24,7 +24,8 @@ namespace Billing.Benchmarks;
 /// <c>--inflight 64</c>, <c>--pipeline 64</c> (1 connection: the .NET client pipelines on one; 1 gives <c>-c 64 -P 1</c>), <c>--writers 16</c>, <c>--batch 100</c>, <c>--customers 8</c>,
 /// <c>--repeat 3</c>, <c>--warmup 2</c> (seconds of untimed single and batch calls first), <c>--limit</c> (give every
 /// event a hard limit), <c>--batch-mode auto|per-slot</c> (<see cref="RedisUsageCounterOptions.BatchMode"/>), <c>--phases rb,single,batch</c>
-/// (which phases run; <c>rbbatch</c> adds redis-benchmark sending the batch call of <c>--batch</c> events with random keys).</para>
+/// (which phases run; <c>rbbatch</c> adds redis-benchmark sending the batch call of <c>--batch</c> events with random keys),
+/// <c>--no-coalesce</c> (<see cref="RedisUsageCounterOptions.CoalesceRecords"/> off: one script call per RecordAsync).</para>
 /// </remarks>
 internal static class RedisRun
 {
@@ -42,7 +43,7 @@ internal static class RedisRun
         catch (ArgumentException e)
         {
             Console.Error.WriteLine(e.Message);
-            Console.Error.WriteLine("usage: redis-run [--seconds 4] [--requests 500000] [--inflight 64] [--pipeline 64] [--writers 16] [--batch 100] [--customers 8] [--repeat 3] [--warmup 2] [--limit] [--batch-mode auto|per-slot] [--phases rb,rbbatch,single,batch]");
+            Console.Error.WriteLine("usage: redis-run [--seconds 4] [--requests 500000] [--inflight 64] [--pipeline 64] [--writers 16] [--batch 100] [--customers 8] [--repeat 3] [--warmup 2] [--limit] [--batch-mode auto|per-slot] [--phases rb,rbbatch,single,batch] [--no-coalesce]");
             return 2;
         }
 
@@ -58,6 +59,7 @@ internal static class RedisRun
         {
             ConfigurationString = server.ConfigurationString,
             BatchMode = settings.BatchMode,
+            CoalesceRecords = settings.Coalesce,
         }).ConfigureAwait(false);
         var version = Field((string)(await server.ExecuteAsync("INFO", "server").ConfigureAwait(false))!, "redis_version");
         Console.WriteLine(Invariant($"redis-server {version} on {server.EndPoint} (one server for every phase); StackExchange.Redis {typeof(StackExchange.Redis.ConnectionMultiplexer).Assembly.GetName().Version}"));
@@ -356,11 +358,11 @@ internal static class RedisRun
 
     private sealed record ServerSample(double CpuSeconds, long ScriptCalls);
 
-    private sealed record Settings(int Seconds, int Requests, int InFlight, int Pipeline, int Writers, int Batch, int Customers, int Repeat, int WarmupSeconds, bool Limit, RedisBatchMode BatchMode, string[] Phases)
+    private sealed record Settings(int Seconds, int Requests, int InFlight, int Pipeline, int Writers, int Batch, int Customers, int Repeat, int WarmupSeconds, bool Limit, RedisBatchMode BatchMode, string[] Phases, bool Coalesce)
     {
         public static Settings Parse(string[] args)
         {
-            var s = new Settings(4, 500_000, 64, 64, 16, 100, 8, 3, 2, false, RedisBatchMode.Auto, ["rb", "single", "batch"]);
+            var s = new Settings(4, 500_000, 64, 64, 16, 100, 8, 3, 2, false, RedisBatchMode.Auto, ["rb", "single", "batch"], true);
             for (var i = 0; i < args.Length; i++)
             {
                 string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
@@ -377,6 +379,7 @@ internal static class RedisRun
                     "--repeat" => s with { Repeat = Int() },
                     "--warmup" => s with { WarmupSeconds = Int() },
                     "--limit" => s with { Limit = true },
+                    "--no-coalesce" => s with { Coalesce = false },
                     "--phases" => s with { Phases = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                     "--batch-mode" => s with
                     {
@@ -394,6 +397,6 @@ internal static class RedisRun
             return s.InFlight % s.Pipeline == 0 ? s : throw new ArgumentException("--inflight must be a multiple of --pipeline.");
         }
 
-        public override string ToString() => Invariant($"{Seconds} s per .NET phase, redis-benchmark -n {Requests}, {InFlight} in flight (-c {InFlight / Pipeline} -P {Pipeline}), {Writers} writers x batches of {Batch} over {Customers} customers, {Repeat} rounds, warm-up {WarmupSeconds} s, hard limit {(Limit ? "on" : "off")}, batch mode {BatchMode}, phases {string.Join(',', Phases)}");
+        public override string ToString() => Invariant($"{Seconds} s per .NET phase, redis-benchmark -n {Requests}, {InFlight} in flight (-c {InFlight / Pipeline} -P {Pipeline}), {Writers} writers x batches of {Batch} over {Customers} customers, {Repeat} rounds, warm-up {WarmupSeconds} s, hard limit {(Limit ? "on" : "off")}, batch mode {BatchMode}, phases {string.Join(',', Phases)}, RecordAsync calls {(Coalesce ? "coalesced" : "one script call each")}");
     }
 }

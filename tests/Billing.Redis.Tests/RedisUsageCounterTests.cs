@@ -209,6 +209,56 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task Concurrent_single_calls_share_script_calls_and_get_their_own_results()
+    {
+        var c = NewCustomer();
+        var limit = Key(c, "limited");
+        var before = await ScriptCallsAsync();
+        var calls = Enumerable.Range(0, 2_000).Select(i => i % 4 == 3
+            ? Counter.RecordAsync(Event(c, $"e{i - 3}", 7)).AsTask() // a duplicate of an event sent just before
+            : Counter.RecordAsync(Event(c, $"e{i}", 1 + (i % 3)) with { Counter = i % 2 == 0 ? Key(c) : limit, HardLimit = i % 2 == 0 ? null : 500 }).AsTask()).ToArray();
+        var results = await Task.WhenAll(calls);
+
+        var scriptCalls = await ScriptCallsAsync() - before;
+        Assert.InRange(scriptCalls, 1, 1_000); // coalesced: far fewer calls than events
+        Assert.All(results.Where((_, i) => i % 4 == 3), r => Assert.Equal(UsageOutcome.Duplicate, r.Outcome));
+        var accepted = results.Where((_, i) => i % 4 != 3).ToArray();
+        Assert.Equal(
+            Enumerable.Range(0, 2_000).Where(i => i % 4 != 3 && i % 2 == 0).Sum(i => 1 + (i % 3)),
+            await Counter.GetTotalAsync(Key(c)));
+        var limited = await Counter.GetTotalAsync(limit);
+        Assert.InRange(limited, 498, 500); // raced up to the limit, never past it
+        Assert.Equal(limited, Enumerable.Range(0, 2_000).Where(i => i % 4 != 3 && i % 2 == 1 && results[i].Outcome == UsageOutcome.Accepted).Sum(i => 1 + (i % 3)));
+        Assert.All(results.Where((r, i) => i % 4 == 3), r => Assert.NotEqual(0, r.Total));
+        Assert.Contains(accepted, r => r.Outcome == UsageOutcome.OverLimit);
+
+        // Cancellation: calls canceled while they wait are not counted; the rest are.
+        using var cts = new CancellationTokenSource();
+        var d = NewCustomer();
+        var waiting = Enumerable.Range(0, 500).Select(i => Counter.RecordAsync(Event(d, $"w{i}", 1), i % 2 == 0 ? cts.Token : default).AsTask()).ToArray();
+        await cts.CancelAsync();
+        var outcomes = await Task.WhenAll(waiting.Select(async t =>
+        {
+            try
+            {
+                return (await t).Outcome == UsageOutcome.Accepted ? 1 : 0;
+            }
+            catch (OperationCanceledException)
+            {
+                return 0;
+            }
+        }));
+        Assert.Equal(outcomes.Sum(), await Counter.GetTotalAsync(Key(d)));
+        Assert.True(outcomes.Where((_, i) => i % 2 == 1).All(o => o == 1));
+
+        // Switched off: one script call per event.
+        await using var plain = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions { ConfigurationString = Server.ConfigurationString, CoalesceRecords = false });
+        before = await ScriptCallsAsync();
+        await Task.WhenAll(Enumerable.Range(0, 100).Select(i => plain.RecordAsync(Event(d, $"p{i}", 1)).AsTask()));
+        Assert.Equal(100, await ScriptCallsAsync() - before);
+    }
+
+    [Fact]
     public async Task Per_slot_mode_sends_one_call_per_customer_slot_with_the_same_results()
     {
         await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
