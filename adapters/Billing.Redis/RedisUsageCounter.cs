@@ -21,18 +21,23 @@ namespace Billing.Redis;
 /// </para>
 /// <para>
 /// <b>Keys and Redis Cluster.</b> Every key of a customer carries the customer as its hash tag
-/// (<c>billing:{cus_123}:…</c>), so they share one slot. A script call may only touch keys of one slot on a cluster, so
-/// <see cref="RecordBatchAsync"/> groups a batch by customer and sends one script call per customer (split into calls of
-/// at most <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> events, sent one after the other), the groups
-/// concurrently; the results are put back in the batch's order. Events of different customers share no key, so the
-/// results are those of recording the batch in order. A batch is not atomic as a whole: when one call fails (the
-/// connection drops), the calls of other customers may have been applied.
+/// (<c>billing:{cus_123}:…</c>), so they share one slot. On a standalone server <see cref="RecordBatchAsync"/> sends the
+/// whole batch as one script call (consecutive calls of at most <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/>
+/// events); a script call may only touch keys of one slot on a cluster, so there the batch is grouped by hash slot, one call
+/// per slot, the groups concurrently, the results put back in the batch's order. Events of different customers share no
+/// key, so the results are those of recording the batch in order. <see cref="RedisUsageCounterOptions.BatchMode"/> says
+/// how the server is recognized. A batch is atomic per script call, not as a whole.
 /// </para>
 /// <para>
-/// <b>Client.</b> StackExchange.Redis, asynchronous calls only, scripts sent with
-/// <c>ScriptEvaluateAsync(string, …)</c> (EVALSHA once the script is loaded), and sent again after a <c>NOSCRIPT</c>
-/// reply (script cache flushed, server restarted, failover), which the 1.x client does not do by itself for asynchronous
-/// calls. Cancellation is checked before a call is sent; a call already sent may still be applied.
+/// <b>Client.</b> StackExchange.Redis, asynchronous calls only. Scripts are sent with EVALSHA by their SHA1 (no lookup of
+/// the script text per call) and sent again by their text after a <c>NOSCRIPT</c> reply (script cache flushed, server
+/// restarted, failover), which the 1.x client does not do by itself for asynchronous calls. Concurrent
+/// <see cref="RecordAsync"/> calls share script calls (<see cref="RedisUsageCounterOptions.CoalesceRecords"/>).
+/// Cancellation is checked before a call is sent; a call already sent may still be applied.
+/// </para>
+/// <para>
+/// <b>Cost.</b> Per event the script makes one Redis call (<c>SET … NX PX … GET</c>); per counter and script call one read,
+/// one write and one expiry (see <see cref="UsageScripts"/>).
 /// </para>
 /// <para>
 /// <b>Not the only copy.</b> Counters live in memory on the server: after a flush, a restart without persistence or an

@@ -52,6 +52,7 @@ internal static class UsageScripts
     private const string Helpers = """
         local MAXI = '9223372036854775807'
         local BIG = 1e15
+        local type, tonumber, format = type, tonumber, string.format
 
         -- Decimal text as a Lua number when it has at most 15 digits (exact), else the text itself.
         local function num(s)
@@ -60,7 +61,7 @@ internal static class UsageScripts
         end
 
         local function text(x)
-          if type(x) == 'number' then return string.format('%.0f', x) end
+          if type(x) == 'number' then return format('%.0f', x) end
           return x
         end
 
@@ -119,7 +120,7 @@ internal static class UsageScripts
           if type(a) == 'number' and type(b) == 'number' then
             local r = a + b
             if r < BIG then return r end
-            return string.format('%.0f', r)
+            return format('%.0f', r)
           end
           return addstr(text(a), text(b))
         end
@@ -195,7 +196,12 @@ internal static class UsageScripts
           end
           local c, ts, kh, uv, later
           if agg == 's' then
-            c = add(t, num(q))
+            if type(t) == 'number' and #q <= 15 then
+              c = t + tonumber(q)
+              if c >= BIG then c = format('%.0f', c) end
+            else
+              c = add(t, num(q))
+            end
           elseif agg == 'c' then
             c = add(t, 1)
           elseif agg == 'm' then
@@ -219,8 +225,13 @@ internal static class UsageScripts
           else
             error('unknown aggregation ' .. tostring(agg))
           end
-          local lim = plim[pi]
-          if fits(c) and (not lim or cmp(c, lim) <= 0) then
+          local lim, ok = plim[pi], false
+          if type(c) == 'number' then
+            ok = not lim or type(lim) ~= 'number' or c <= lim
+          else
+            ok = fits(c) and (not lim or cmp(c, lim) <= 0)
+          end
+          if ok then
             local ikey, dedup, original = KEYS[i], pdedup[pi], nil
             if dedup == '0' then
               original = redis.call('GET', ikey)
@@ -246,7 +257,7 @@ internal static class UsageScripts
               end
               if not ret[ci] then order[#order + 1] = ci end
               ret[ci] = pret[pi]
-              out[i] = reply(0, c)
+              if type(c) == 'number' then out[i] = 4 * c else out[i] = '0' .. c end
             end
           else
             local original = redis.call('GET', KEYS[i])
