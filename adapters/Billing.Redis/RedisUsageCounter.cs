@@ -21,18 +21,23 @@ namespace Billing.Redis;
 /// </para>
 /// <para>
 /// <b>Keys and Redis Cluster.</b> Every key of a customer carries the customer as its hash tag
-/// (<c>billing:{cus_123}:…</c>), so they share one slot. A script call may only touch keys of one slot on a cluster, so
-/// <see cref="RecordBatchAsync"/> groups a batch by customer and sends one script call per customer (split into calls of
-/// at most <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> events, sent one after the other), the groups
-/// concurrently; the results are put back in the batch's order. Events of different customers share no key, so the
-/// results are those of recording the batch in order. A batch is not atomic as a whole: when one call fails (the
-/// connection drops), the calls of other customers may have been applied.
+/// (<c>billing:{cus_123}:…</c>), so they share one slot. On a standalone server <see cref="RecordBatchAsync"/> sends the
+/// whole batch as one script call (consecutive calls of at most <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/>
+/// events); a script call may only touch keys of one slot on a cluster, so there the batch is grouped by hash slot, one call
+/// per slot, the groups concurrently, the results put back in the batch's order. Events of different customers share no
+/// key, so the results are those of recording the batch in order. <see cref="RedisUsageCounterOptions.BatchMode"/> says
+/// how the server is recognized. A batch is atomic per script call, not as a whole.
 /// </para>
 /// <para>
-/// <b>Client.</b> StackExchange.Redis, asynchronous calls only, scripts sent with
-/// <c>ScriptEvaluateAsync(string, …)</c> (EVALSHA once the script is loaded), and sent again after a <c>NOSCRIPT</c>
-/// reply (script cache flushed, server restarted, failover), which the 1.x client does not do by itself for asynchronous
-/// calls. Cancellation is checked before a call is sent; a call already sent may still be applied.
+/// <b>Client.</b> StackExchange.Redis, asynchronous calls only. Scripts are sent with EVALSHA by their SHA1 (no lookup of
+/// the script text per call) and sent again by their text after a <c>NOSCRIPT</c> reply (script cache flushed, server
+/// restarted, failover), which the 1.x client does not do by itself for asynchronous calls. Concurrent
+/// <see cref="RecordAsync"/> calls share script calls (<see cref="RedisUsageCounterOptions.CoalesceRecords"/>).
+/// Cancellation is checked before a call is sent; a call already sent may still be applied.
+/// </para>
+/// <para>
+/// <b>Cost.</b> Per event the script makes one Redis call (<c>SET … NX PX … GET</c>); per counter and script call one read,
+/// one write and one expiry (see <see cref="UsageScripts"/>).
 /// </para>
 /// <para>
 /// <b>Not the only copy.</b> Counters live in memory on the server: after a flush, a restart without persistence or an
@@ -41,12 +46,20 @@ namespace Billing.Redis;
 /// </remarks>
 public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDisposable
 {
+    private const int Unknown = 0, Standalone = 1, Sharded = 2;
+
     private readonly RedisKeys _keys;
-    private readonly string _defaultRetention;
+    private readonly long _defaultRetentionMs;
     private readonly int _maxPerCall;
+    private readonly RedisBatchMode _batchMode;
+    private readonly bool _coalesce;
+    private readonly Lock _queueGate = new();
+    private readonly Queue<PendingRecord> _queue = new();
+    private int _coalescedCalls;
     private readonly IConnectionMultiplexer? _ownedMultiplexer;
     private readonly RedisUsageCounterConnection? _connection;
     private IDatabase? _database;
+    private int _topology;
     private int _disposed;
 
     /// <summary>Creates counters on a multiplexer the caller owns (and disposes).</summary>
@@ -68,8 +81,10 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     {
         RedisUsageCounterOptionsValidator.ThrowIfInvalid(options, requireConnection: false);
         _keys = new RedisKeys(options.KeyPrefix);
-        _defaultRetention = Milliseconds(options.DefaultCounterRetention);
+        _defaultRetentionMs = RecordCommand.Milliseconds(options.DefaultCounterRetention);
         _maxPerCall = options.MaxEventsPerScriptCall;
+        _batchMode = options.BatchMode;
+        _coalesce = options.CoalesceRecords;
         _database = multiplexer?.GetDatabase();
         _ownedMultiplexer = ownsMultiplexer ? multiplexer : null;
         _connection = connection;
@@ -104,26 +119,38 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     }
 
     /// <inheritdoc />
-    public async ValueTask<UsageCounterResult> RecordAsync(UsageCounterEvent usageEvent, CancellationToken cancellationToken = default)
+    /// <remarks>
+    /// With <see cref="RedisUsageCounterOptions.CoalesceRecords"/> (the default) on a standalone server, concurrent calls
+    /// share script calls: at most two such calls are in flight per counter instance, and events recorded meanwhile wait
+    /// and go together, in arrival order, in the next one (at most
+    /// <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/>). Each event is still checked and applied atomically
+    /// on its own and gets the result a call of its own would give; a call that finds nothing in flight is sent at once.
+    /// Cancellation removes an event that is still waiting; once sent it may be counted.
+    /// </remarks>
+    public ValueTask<UsageCounterResult> RecordAsync(UsageCounterEvent usageEvent, CancellationToken cancellationToken = default)
     {
         UsageCounterEvents.Validate(usageEvent);
-        var database = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        var customer = _keys.Customer(usageEvent.Counter.CustomerId);
-        var counter = RedisKeys.Counter(customer, usageEvent.Counter);
-        RedisKey[] keys = [RedisKeys.Idempotency(customer, usageEvent.IdempotencyKey), counter, RedisKeys.UniqueSet(customer, usageEvent.Counter)];
-        var values = new RedisValue[1 + UsageScripts.RecordArgumentsPerEvent];
-        values[0] = "1";
-        WriteRecordArguments(values, 1, 2, usageEvent);
-        var reply = await EvaluateAsync(database, UsageScripts.Record, keys, values, cancellationToken).ConfigureAwait(false);
-        return TryReadResult(reply, 0, out var result) ? result : throw Overflow(usageEvent);
+        if (_coalesce && _database is { } database && Volatile.Read(ref _disposed) == 0 && OneCallPerBatch(database))
+        {
+            return Coalesce(database, usageEvent, cancellationToken);
+        }
+
+        var (keys, values) = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs);
+        return RecordOneAsync(keys, values, usageEvent, cancellationToken);
     }
 
     /// <inheritdoc />
     /// <remarks>
-    /// Every event is validated before anything is sent. The batch is grouped by customer; each group is one script call
-    /// (or several of at most <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> events, in order), and the groups
-    /// run concurrently. On an overflow the other events of the batch have been applied up to the overflowing one of its
-    /// customer, and <see cref="OverflowException"/> is thrown.
+    /// <para>Every event is validated before anything is sent. On a standalone server (see
+    /// <see cref="RedisUsageCounterOptions.BatchMode"/>) the whole batch is one script call, whatever its customers (several
+    /// consecutive calls when it has more than <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> events). On
+    /// Redis Cluster it is grouped by hash slot: one call per slot (split the same way), the groups concurrently, the results
+    /// put back in the batch's order. Events of different customers share no key, so the results are those of recording the
+    /// batch in order either way.</para>
+    /// <para>A batch is atomic per script call, not as a whole: when a call fails (the connection drops), earlier calls (other
+    /// slots, earlier chunks) may have been applied. On an overflow the events before the overflowing one in its call (for
+    /// a standalone server: in the batch) have been applied, those after it in that call have not, and
+    /// <see cref="OverflowException"/> is thrown.</para>
     /// </remarks>
     public async ValueTask<IReadOnlyList<UsageCounterResult>> RecordBatchAsync(IReadOnlyList<UsageCounterEvent> events, CancellationToken cancellationToken = default)
     {
@@ -133,44 +160,35 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
             return [];
         }
 
-        var sameCustomer = true;
-        var firstCustomer = events[0].Counter.CustomerId;
         for (var i = 0; i < events.Count; i++)
         {
             UsageCounterEvents.Validate(events[i]);
-            _ = AggregationCode(events[i].Aggregation); // an unknown aggregation fails before anything is sent
-            sameCustomer &= string.Equals(events[i].Counter.CustomerId, firstCustomer, StringComparison.Ordinal);
+            _ = RecordCommand.Code(events[i].Aggregation); // an unknown aggregation fails before anything is sent
         }
 
         var database = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         var results = new UsageCounterResult[events.Count];
-        int? overflow;
-        if (sameCustomer)
+        int? overflow = null;
+        var done = 0;
+        if (OneCallPerBatch(database))
         {
-            overflow = await RecordGroupAsync(database, events, null, results, cancellationToken).ConfigureAwait(false);
-        }
-        else
-        {
-            var groups = new Dictionary<string, List<int>>(StringComparer.Ordinal);
-            for (var i = 0; i < events.Count; i++)
+            try
             {
-                var customerId = events[i].Counter.CustomerId;
-                if (!groups.TryGetValue(customerId, out var group))
+                for (; done < events.Count && overflow is null; done += _maxPerCall)
                 {
-                    groups.Add(customerId, group = []);
+                    overflow = await RecordCallAsync(database, events, null, done, Math.Min(_maxPerCall, events.Count - done), results, cancellationToken).ConfigureAwait(false);
                 }
-
-                group.Add(i);
             }
-
-            var tasks = new Task<int?>[groups.Count];
-            var n = 0;
-            foreach (var group in groups.Values)
+            catch (Exception e) when (IsCrossSlot(e))
             {
-                tasks[n++] = RecordGroupAsync(database, events, group, results, cancellationToken);
+                // The server is a cluster after all: the call did not run. Send the rest split by slot.
+                Volatile.Write(ref _topology, Sharded);
             }
+        }
 
-            overflow = (await Task.WhenAll(tasks).ConfigureAwait(false)).FirstOrDefault(o => o is not null);
+        if (done < events.Count && overflow is null)
+        {
+            overflow = await RecordBySlotAsync(database, events, done, results, cancellationToken).ConfigureAwait(false);
         }
 
         return overflow is { } at ? throw Overflow(events[at]) : results;
@@ -200,7 +218,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         ArgumentException.ThrowIfNullOrEmpty(counter.CustomerId, nameof(counter));
         ArgumentException.ThrowIfNullOrEmpty(counter.MeterKey, nameof(counter));
         ArgumentNullException.ThrowIfNull(events);
-        var code = AggregationCode(aggregation);
+        var code = RecordCommand.Code(aggregation);
         var customer = _keys.Customer(counter.CustomerId);
         var counterKey = RedisKeys.Counter(customer, counter);
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -236,24 +254,24 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
             var values = new RedisValue[3 + (count * UsageScripts.RebuildArgumentsPerEvent)];
             keys[0] = counterKey;
             keys[1] = uniqueSet;
-            values[0] = start == 0 ? "1" : "0";
+            values[0] = start == 0 ? 1 : 0;
             values[1] = code;
-            values[2] = count.ToString(CultureInfo.InvariantCulture);
+            values[2] = count;
             for (var i = 0; i < count; i++)
             {
                 var e = unique[start + i];
                 keys[2 + i] = RedisKeys.Idempotency(customer, e.IdempotencyKey);
                 var a = 3 + (i * UsageScripts.RebuildArgumentsPerEvent);
-                values[a] = Number(e.Quantity);
-                values[a + 1] = aggregation == MeterAggregation.Last ? Number(e.Timestamp.UtcTicks) : string.Empty;
-                values[a + 2] = aggregation == MeterAggregation.Last ? OrdinalSortKey(e.IdempotencyKey) : string.Empty;
-                values[a + 3] = aggregation == MeterAggregation.UniqueCount ? e.UniqueValue : string.Empty;
-                values[a + 4] = Milliseconds(e.DedupWindow);
-                values[a + 5] = Retention(e);
+                values[a] = e.Quantity;
+                values[a + 1] = aggregation == MeterAggregation.Last ? e.Timestamp.UtcTicks : RedisValue.EmptyString;
+                values[a + 2] = aggregation == MeterAggregation.Last ? RecordCommand.OrdinalSortKey(e.IdempotencyKey) : RedisValue.EmptyString;
+                values[a + 3] = aggregation == MeterAggregation.UniqueCount ? e.UniqueValue : RedisValue.EmptyString;
+                values[a + 4] = RecordCommand.Milliseconds(e.DedupWindow);
+                values[a + 5] = RecordCommand.Retention(e, _defaultRetentionMs);
             }
 
-            var reply = await EvaluateAsync(database, UsageScripts.Rebuild, keys, values, cancellationToken).ConfigureAwait(false);
-            if (!TryReadResult(reply, 0, out var result))
+            var reply = (RedisResult[])(await EvaluateAsync(database, Script.Rebuild, keys, values, cancellationToken).ConfigureAwait(false))!;
+            if (reply.Length != 1 || !TryDecode(reply[0], out var result))
             {
                 throw new OverflowException($"Rebuilding the counter '{counter.MeterKey}' of '{counter.CustomerId}' passed {long.MaxValue}.");
             }
@@ -289,108 +307,442 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     private const int OverflowOutcome = 3;
     private const int MaxScriptAttempts = 3;
 
-    /// <summary>Records the events of one customer (all of <paramref name="events"/>, or those at <paramref name="indices"/>).</summary>
-    /// <returns>The index of the event that overflowed, or null.</returns>
-    private async Task<int?> RecordGroupAsync(IDatabase database, IReadOnlyList<UsageCounterEvent> events, List<int>? indices, UsageCounterResult[] results, CancellationToken cancellationToken)
+    /// <summary>Coalesced script calls in flight at once per counter instance.</summary>
+    private const int MaxCoalescedCalls = 2;
+
+    private enum Script
     {
-        var length = indices?.Count ?? events.Count;
-        var customer = _keys.Customer(events[indices is null ? 0 : indices[0]].Counter.CustomerId);
-        for (var start = 0; start < length; start += _maxPerCall)
+        Record,
+        Rebuild,
+    }
+
+    /// <summary>An event waiting for a coalesced call, and its caller's task.</summary>
+    private sealed class PendingRecord(RedisUsageCounter owner, UsageCounterEvent usageEvent) : TaskCompletionSource<UsageCounterResult>
+    {
+        public UsageCounterEvent Event { get; } = usageEvent;
+
+        /// <summary>Canceled while waiting (under the owner's queue lock).</summary>
+        public bool Canceled { get; private set; }
+
+        /// <summary>Taken for a call (under the owner's queue lock): cancellation no longer applies.</summary>
+        public bool Taken { get; set; }
+
+        public CancellationTokenRegistration Registration { get; set; }
+
+        public void CancelIfWaiting()
         {
-            var count = Math.Min(_maxPerCall, length - start);
-            var keys = new List<RedisKey>(count + 2);
-            var counters = new Dictionary<UsageCounterKey, int>();
-            var values = new RedisValue[1 + (count * UsageScripts.RecordArgumentsPerEvent)];
-            values[0] = count.ToString(CultureInfo.InvariantCulture);
-            for (var i = 0; i < count; i++)
+            lock (owner._queueGate)
             {
-                keys.Add(RedisKeys.Idempotency(customer, events[At(start + i)].IdempotencyKey));
-            }
-
-            for (var i = 0; i < count; i++)
-            {
-                var e = events[At(start + i)];
-                if (!counters.TryGetValue(e.Counter, out var counterIndex)) // DateTimeOffset equality compares instants
+                if (Taken)
                 {
-                    counterIndex = keys.Count + 1; // Lua indexes from 1
-                    counters.Add(e.Counter, counterIndex);
-                    keys.Add(RedisKeys.Counter(customer, e.Counter));
-                    keys.Add(RedisKeys.UniqueSet(customer, e.Counter));
+                    return;
                 }
 
-                WriteRecordArguments(values, 1 + (i * UsageScripts.RecordArgumentsPerEvent), counterIndex, e);
+                Canceled = true;
             }
 
-            var reply = await EvaluateAsync(database, UsageScripts.Record, [.. keys], values, cancellationToken).ConfigureAwait(false);
-            var pairs = reply.Length / 2;
-            for (var i = 0; i < pairs; i++)
+            TrySetCanceled();
+        }
+    }
+
+    /// <summary>The script call <see cref="RecordAsync"/> sends for <paramref name="usageEvent"/> (for the benchmark that
+    /// replays it with <c>redis-benchmark</c>).</summary>
+    internal (string Script, RedisKey[] Keys, RedisValue[] Values) RecordCommandFor(in UsageCounterEvent usageEvent)
+    {
+        var (keys, values) = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs);
+        return (UsageScripts.Record, keys, values);
+    }
+
+    /// <summary>The script call <see cref="RecordBatchAsync"/> sends for <paramref name="events"/> on a standalone server
+    /// (at most <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> events; for the benchmark).</summary>
+    internal (string Script, RedisKey[] Keys, RedisValue[] Values) RecordBatchCommandFor(IReadOnlyList<UsageCounterEvent> events)
+    {
+        var (keys, values) = RecordCommand.Batch(_keys, events, null, 0, events.Count, _defaultRetentionMs);
+        return (UsageScripts.Record, keys, values);
+    }
+
+    /// <summary>Overrides what the server is taken to be (tests): true one call per batch, false per slot.</summary>
+    internal void AssumeStandalone(bool standalone) => Volatile.Write(ref _topology, standalone ? Standalone : Sharded);
+
+    private async ValueTask<UsageCounterResult> RecordOneAsync(RedisKey[] keys, RedisValue[] values, UsageCounterEvent usageEvent, CancellationToken cancellationToken)
+    {
+        var database = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var reply = (RedisResult[])(await EvaluateAsync(database, Script.Record, keys, values, cancellationToken).ConfigureAwait(false))!;
+        return reply.Length == 1 && TryDecode(reply[0], out var result) ? result : throw Overflow(usageEvent);
+    }
+
+    /// <summary>Queues an event for the next coalesced call, or sends it at once when fewer than two are in flight.</summary>
+    private ValueTask<UsageCounterResult> Coalesce(IDatabase database, in UsageCounterEvent usageEvent, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var pending = new PendingRecord(this, usageEvent);
+        if (cancellationToken.CanBeCanceled)
+        {
+            pending.Registration = cancellationToken.Register(static p => ((PendingRecord)p!).CancelIfWaiting(), pending);
+        }
+
+        List<PendingRecord>? batch = null;
+        Task<RedisResult[]>? call = null;
+        lock (_queueGate)
+        {
+            _queue.Enqueue(pending);
+            if (_coalescedCalls < MaxCoalescedCalls)
             {
-                if (!TryReadResult(reply, i, out results[At(start + i)]))
+                batch = TakeQueuedLocked();
+                if (batch.Count > 0)
                 {
-                    return At(start + i);
+                    _coalescedCalls++;
+                    call = StartCoalesced(database, batch); // under the lock: calls reach the connection in arrival order
                 }
+            }
+        }
+
+        if (call is not null)
+        {
+            _ = RunCoalescedAsync(database, batch!, call);
+        }
+
+        return new ValueTask<UsageCounterResult>(pending.Task);
+    }
+
+    /// <summary>Takes the waiting events (at most one call's worth), skipping canceled ones; under <see cref="_queueGate"/>.</summary>
+    private List<PendingRecord> TakeQueuedLocked()
+    {
+        var batch = new List<PendingRecord>(Math.Min(_queue.Count, _maxPerCall));
+        while (batch.Count < _maxPerCall && _queue.TryDequeue(out var next))
+        {
+            if (!next.Canceled)
+            {
+                next.Taken = true;
+                batch.Add(next);
+            }
+        }
+
+        return batch;
+    }
+
+    /// <summary>
+    /// Sends coalesced calls until nothing waits: when a reply arrives the next call (the events that arrived meanwhile) is
+    /// sent before the callers of this one are completed, so the server always has work.
+    /// </summary>
+    private async Task RunCoalescedAsync(IDatabase database, List<PendingRecord> batch, Task<RedisResult[]> call)
+    {
+        while (true)
+        {
+            RedisResult[]? reply = null;
+            Exception? error = null;
+            try
+            {
+                reply = await call.ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+
+            List<PendingRecord> next;
+            Task<RedisResult[]>? nextCall = null;
+            lock (_queueGate)
+            {
+                next = TakeQueuedLocked();
+                if (next.Count == 0)
+                {
+                    _coalescedCalls--;
+                }
+                else
+                {
+                    nextCall = StartCoalesced(database, next);
+                }
+            }
+
+            CompleteCoalesced(batch, reply, error);
+            if (nextCall is null)
+            {
+                return;
+            }
+
+            batch = next;
+            call = nextCall;
+        }
+    }
+
+    private Task<RedisResult[]> StartCoalesced(IDatabase database, List<PendingRecord> batch)
+    {
+        try
+        {
+            var events = new UsageCounterEvent[batch.Count];
+            for (var i = 0; i < events.Length; i++)
+            {
+                events[i] = batch[i].Event;
+            }
+
+            var (keys, values) = events.Length == 1
+                ? RecordCommand.Single(_keys, events[0], _defaultRetentionMs)
+                : RecordCommand.Batch(_keys, events, null, 0, events.Length, _defaultRetentionMs);
+            return EvaluateArrayAsync(database, keys, values);
+        }
+        catch (Exception e)
+        {
+            return Task.FromException<RedisResult[]>(e);
+        }
+
+        static async Task<RedisResult[]> EvaluateArrayAsync(IDatabase database, RedisKey[] keys, RedisValue[] values) =>
+            (RedisResult[])(await EvaluateAsync(database, Script.Record, keys, values, CancellationToken.None).ConfigureAwait(false))!;
+    }
+
+    /// <summary>Completes each caller of a coalesced call; events the call did not apply are sent again on their own.</summary>
+    private void CompleteCoalesced(List<PendingRecord> batch, RedisResult[]? reply, Exception? error)
+    {
+        if (error is not null && IsCrossSlot(error))
+        {
+            // The server is a cluster after all: nothing ran. Send each event on its own.
+            Volatile.Write(ref _topology, Sharded);
+            reply = [];
+            error = null;
+        }
+
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var pending = batch[i];
+            pending.Registration.Dispose();
+            if (error is not null)
+            {
+                pending.TrySetException(error);
+            }
+            else if (i < reply!.Length)
+            {
+                if (TryDecode(reply[i], out var result))
+                {
+                    pending.TrySetResult(result);
+                }
+                else
+                {
+                    pending.TrySetException(Overflow(pending.Event));
+                }
+            }
+            else
+            {
+                _ = ForwardAsync(pending); // after an overflow: not applied
+            }
+        }
+    }
+
+    private async Task ForwardAsync(PendingRecord pending)
+    {
+        try
+        {
+            var (keys, values) = RecordCommand.Single(_keys, pending.Event, _defaultRetentionMs);
+            pending.TrySetResult(await RecordOneAsync(keys, values, pending.Event, CancellationToken.None).ConfigureAwait(false));
+        }
+        catch (Exception e)
+        {
+            pending.TrySetException(e);
+        }
+    }
+
+    /// <summary>Whether a batch goes in one call: the option allows it and the server is known to be standalone.</summary>
+    private bool OneCallPerBatch(IDatabase database)
+    {
+        if (_batchMode == RedisBatchMode.PerSlot)
+        {
+            return false;
+        }
+
+        var topology = Volatile.Read(ref _topology);
+        if (topology == Unknown)
+        {
+            topology = DetectTopology(database.Multiplexer);
+            if (topology != Unknown)
+            {
+                Interlocked.CompareExchange(ref _topology, topology, Unknown);
+            }
+        }
+
+        return topology == Standalone;
+    }
+
+    /// <summary>Standalone when every connected data server says so; sharded when one is a cluster node or a proxy;
+    /// unknown while none is connected.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1859", Justification = "The interface is what 2.x returns too.")]
+    private static int DetectTopology(IConnectionMultiplexer multiplexer)
+    {
+        var connected = false;
+        foreach (var endPoint in multiplexer.GetEndPoints())
+        {
+            var server = multiplexer.GetServer(endPoint);
+            if (!server.IsConnected || server.ServerType == ServerType.Sentinel)
+            {
+                continue;
+            }
+
+            if (server.ServerType != ServerType.Standalone)
+            {
+                return Sharded;
+            }
+
+            connected = true;
+        }
+
+        return connected ? Standalone : Unknown;
+    }
+
+    /// <summary>The server (<c>CROSSSLOT</c>) or the client (it knows the cluster's slots) refused a call across slots; it did not run.</summary>
+    private static bool IsCrossSlot(Exception e) =>
+        (e is RedisServerException && e.Message.StartsWith("CROSSSLOT", StringComparison.Ordinal))
+        || (e is RedisCommandException && e.Message.Contains("must involve a single slot", StringComparison.Ordinal));
+
+    /// <summary>Records the events from <paramref name="from"/> on grouped by hash slot, the groups concurrently.</summary>
+    private async Task<int?> RecordBySlotAsync(IDatabase database, IReadOnlyList<UsageCounterEvent> events, int from, UsageCounterResult[] results, CancellationToken cancellationToken)
+    {
+        var multiplexer = database.Multiplexer;
+        var slots = new Dictionary<string, int>(StringComparer.Ordinal);
+        var groups = new Dictionary<int, List<int>>();
+        for (var i = from; i < events.Count; i++)
+        {
+            var customerId = events[i].Counter.CustomerId;
+            if (!slots.TryGetValue(customerId, out var slot))
+            {
+                slot = multiplexer.HashSlot(_keys.Customer(customerId));
+                slots.Add(customerId, slot);
+            }
+
+            if (!groups.TryGetValue(slot, out var group))
+            {
+                groups.Add(slot, group = []);
+            }
+
+            group.Add(i);
+        }
+
+        var tasks = new Task<int?>[groups.Count];
+        var n = 0;
+        foreach (var group in groups.Values)
+        {
+            tasks[n++] = RecordGroupAsync(database, events, group, results, cancellationToken);
+        }
+
+        int? overflow = null;
+        foreach (var at in await Task.WhenAll(tasks).ConfigureAwait(false))
+        {
+            if (at is { } i && (overflow is null || i < overflow))
+            {
+                overflow = i;
+            }
+        }
+
+        return overflow;
+    }
+
+    /// <summary>Records the events at <paramref name="indices"/> (one slot) in calls of at most the configured size.</summary>
+    private async Task<int?> RecordGroupAsync(IDatabase database, IReadOnlyList<UsageCounterEvent> events, List<int> indices, UsageCounterResult[] results, CancellationToken cancellationToken)
+    {
+        for (var start = 0; start < indices.Count; start += _maxPerCall)
+        {
+            if (await RecordCallAsync(database, events, indices, start, Math.Min(_maxPerCall, indices.Count - start), results, cancellationToken).ConfigureAwait(false) is { } overflow)
+            {
+                return overflow;
             }
         }
 
         return null;
-
-        int At(int position) => indices is null ? position : indices[position];
     }
 
-    private void WriteRecordArguments(RedisValue[] values, int at, int counterIndex, in UsageCounterEvent e)
+    /// <summary>One script call; returns the batch index of the event that overflowed, or null.</summary>
+    private async Task<int?> RecordCallAsync(IDatabase database, IReadOnlyList<UsageCounterEvent> events, List<int>? indices, int start, int count, UsageCounterResult[] results, CancellationToken cancellationToken)
     {
-        var aggregation = e.Aggregation;
-        values[at] = counterIndex.ToString(CultureInfo.InvariantCulture);
-        values[at + 1] = AggregationCode(aggregation);
-        values[at + 2] = Number(e.Quantity);
-        values[at + 3] = aggregation == MeterAggregation.Last ? Number(e.Timestamp.UtcTicks) : string.Empty;
-        values[at + 4] = aggregation == MeterAggregation.Last ? OrdinalSortKey(e.IdempotencyKey) : string.Empty;
-        values[at + 5] = aggregation == MeterAggregation.UniqueCount ? e.UniqueValue : string.Empty;
-        values[at + 6] = e.HardLimit is { } limit ? Number(limit) : string.Empty;
-        values[at + 7] = Milliseconds(e.DedupWindow);
-        values[at + 8] = Retention(e);
+        var (keys, values) = RecordCommand.Batch(_keys, events, indices, start, count, _defaultRetentionMs);
+        var reply = (RedisResult[])(await EvaluateAsync(database, Script.Record, keys, values, cancellationToken).ConfigureAwait(false))!;
+        if (reply.Length > count)
+        {
+            throw new InvalidOperationException($"The usage script returned {reply.Length} results for {count} events.");
+        }
+
+        for (var i = 0; i < reply.Length; i++)
+        {
+            var at = indices is null ? start + i : indices[start + i];
+            if (!TryDecode(reply[i], out results[at]))
+            {
+                return at;
+            }
+        }
+
+        return reply.Length == count
+            ? null
+            : throw new InvalidOperationException($"The usage script returned {reply.Length} results for {count} events without an overflow.");
     }
 
     /// <summary>
-    /// Runs a script with EVALSHA (the client loads it first where it does not know it loaded), and again after a
-    /// <c>NOSCRIPT</c> reply.
+    /// Runs a script with EVALSHA by its SHA1, and after a <c>NOSCRIPT</c> reply (script cache flushed, server restarted,
+    /// failover) sends it again by its text, which loads it.
     /// </summary>
     /// <remarks>
-    /// StackExchange.Redis 1.2.6 recovers from <c>NOSCRIPT</c> (script cache flushed, failover to a replica that never saw
-    /// the script) only in its synchronous <c>ScriptEvaluate</c>: the asynchronous form forgets the script and fails the
-    /// call. Sending it again is safe: a <c>NOSCRIPT</c> reply means the script did not run, and the client now loads it
-    /// first. (2.x re-sends by itself; this loop then never repeats.)
+    /// The SHA1 overload sends EVALSHA without looking the script text up in the client's script cache (the text overload
+    /// hashes the whole script on every call). StackExchange.Redis 1.2.6 recovers from <c>NOSCRIPT</c> by itself only in its
+    /// synchronous text overload; here the call is sent again with the text overload, which loads the script first (or
+    /// forgets its cached SHA after another <c>NOSCRIPT</c>, so the next attempt loads it). Sending again is safe: a
+    /// <c>NOSCRIPT</c> reply means the script did not run.
     /// </remarks>
-    private static async Task<RedisResult[]> EvaluateAsync(IDatabase database, string script, RedisKey[] keys, RedisValue[] values, CancellationToken cancellationToken)
+    private static async Task<RedisResult> EvaluateAsync(IDatabase database, Script script, RedisKey[] keys, RedisValue[] values, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
+        var call = database.ScriptEvaluateAsync(script == Script.Record ? UsageScripts.RecordSha1 : UsageScripts.RebuildSha1, keys, values);
+        try
+        {
+            return await (cancellationToken.CanBeCanceled ? call.WaitAsync(cancellationToken) : call).ConfigureAwait(false);
+        }
+        catch (RedisServerException e) when (IsNoScript(e))
+        {
+            // The script did not run.
+        }
+
+        var text = script == Script.Record ? UsageScripts.Record : UsageScripts.Rebuild;
         for (var attempt = 1; ; attempt++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var call = database.ScriptEvaluateAsync(script, keys, values);
+            call = database.ScriptEvaluateAsync(text, keys, values);
             try
             {
-                var reply = await (cancellationToken.CanBeCanceled ? call.WaitAsync(cancellationToken) : call).ConfigureAwait(false);
-                return (RedisResult[])reply!;
+                return await (cancellationToken.CanBeCanceled ? call.WaitAsync(cancellationToken) : call).ConfigureAwait(false);
             }
-            catch (RedisServerException e) when (attempt < MaxScriptAttempts && e.Message.StartsWith("NOSCRIPT", StringComparison.Ordinal))
+            catch (RedisServerException e) when (attempt < MaxScriptAttempts && IsNoScript(e))
             {
-                // The script did not run; the client has dropped its cached SHA and loads the script with the next call.
+                // The client has dropped its cached SHA and loads the script with the next call.
             }
         }
     }
 
-    /// <summary>Reads the (outcome, total) pair at <paramref name="pair"/>; false for an overflow.</summary>
-    private static bool TryReadResult(RedisResult[] reply, int pair, out UsageCounterResult result)
+    private static bool IsNoScript(RedisServerException e) => e.Message.StartsWith("NOSCRIPT", StringComparison.Ordinal);
+
+    /// <summary>Reads one event's result (see <see cref="UsageScripts"/>); false for an overflow.</summary>
+    private static bool TryDecode(RedisResult element, out UsageCounterResult result)
     {
-        var outcome = (int)reply[2 * pair];
-        var total = ParseTotal((string?)reply[(2 * pair) + 1]);
+        var value = (RedisValue)element;
+        int outcome;
+        long total;
+        if (value.IsInteger)
+        {
+            var code = (long)value;
+            outcome = (int)(code & 3);
+            total = code >> 2;
+        }
+        else
+        {
+            var text = (string?)value;
+            if (string.IsNullOrEmpty(text) || text[0] is < '0' or > '3')
+            {
+                throw new InvalidOperationException($"The usage script returned '{text}' where an event result was expected.");
+            }
+
+            outcome = text[0] - '0';
+            total = ParseTotal(text[1..]);
+        }
+
         result = outcome switch
         {
             0 => new UsageCounterResult(UsageOutcome.Accepted, total),
             1 => new UsageCounterResult(UsageOutcome.Duplicate, total),
             2 => new UsageCounterResult(UsageOutcome.OverLimit, total),
-            OverflowOutcome => default,
-            _ => throw new InvalidOperationException($"The usage script returned the unknown outcome {outcome}."),
+            _ => default,
         };
         return outcome != OverflowOutcome;
     }
@@ -414,34 +766,4 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
             return _database = multiplexer.GetDatabase();
         }
     }
-
-    private string Retention(in UsageCounterEvent e) => e.CounterRetention > TimeSpan.Zero ? Milliseconds(e.CounterRetention) : _defaultRetention;
-
-    private static string AggregationCode(MeterAggregation aggregation) => aggregation switch
-    {
-        MeterAggregation.Sum => UsageScripts.Sum,
-        MeterAggregation.Count => UsageScripts.Count,
-        MeterAggregation.Max => UsageScripts.Max,
-        MeterAggregation.Last => UsageScripts.Last,
-        MeterAggregation.UniqueCount => UsageScripts.UniqueCount,
-        _ => throw new ArgumentOutOfRangeException(nameof(aggregation), aggregation, "Unknown aggregation."),
-    };
-
-    private static string Number(long value) => value.ToString(CultureInfo.InvariantCulture);
-
-    /// <summary>Whole milliseconds, rounded up (a positive window never becomes 0, which would not take the key).</summary>
-    private static string Milliseconds(TimeSpan span)
-    {
-        var ms = Math.DivRem(span.Ticks, TimeSpan.TicksPerMillisecond, out var rest);
-        return Number(rest > 0 ? ms + 1 : ms);
-    }
-
-    /// <summary>The key's UTF-16 code units as 4 lowercase hex digits each: byte order = <see cref="string.CompareOrdinal(string, string)"/>.</summary>
-    private static string OrdinalSortKey(string key) => string.Create(key.Length * 4, key, static (span, k) =>
-    {
-        for (var i = 0; i < k.Length; i++)
-        {
-            ((int)k[i]).TryFormat(span.Slice(i * 4, 4), out _, "x4", CultureInfo.InvariantCulture);
-        }
-    });
 }

@@ -46,4 +46,18 @@ public sealed class RedisUsageCounterOptions
     /// are split into consecutive calls so that no script blocks the server for long.
     /// </summary>
     public int MaxEventsPerScriptCall { get; set; } = 1_000;
+
+    /// <summary>
+    /// How a batch is split into script calls (default <see cref="RedisBatchMode.Auto"/>: one call per batch on a standalone
+    /// server, one per hash slot on Redis Cluster).
+    /// </summary>
+    public RedisBatchMode BatchMode { get; set; } = RedisBatchMode.Auto;
+
+    /// <summary>
+    /// Whether concurrent <see cref="RedisUsageCounter.RecordAsync"/> calls share script calls on a standalone server (default
+    /// true): at most two such calls are in flight per counter instance and the events recorded meanwhile go together in the
+    /// next one. Every event keeps its own atomic check and its own result; this only saves round trips and server work.
+    /// Set false to send one script call per event.
+    /// </summary>
+    public bool CoalesceRecords { get; set; } = true;
 }

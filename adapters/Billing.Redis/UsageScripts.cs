@@ -1,18 +1,22 @@
+using System.Security.Cryptography;
+using System.Text;
+
 namespace Billing.Redis;
 
 /// <summary>
 /// The Lua scripts. Each applies events exactly as <see cref="Usage.UsageCounterState"/> does, atomically (Redis runs a
-/// script alone), and only touches keys passed in <c>KEYS</c>, all of one customer, so they run on Redis Cluster.
+/// script alone), and only touches keys passed in <c>KEYS</c>.
 /// </summary>
 /// <remarks>
 /// <para>
 /// <b>Exact numbers.</b> Lua numbers are doubles, exact only up to 2^53, and Redis turns integer replies into Lua numbers.
-/// So every number travels as a decimal string (quantities, limits, totals, UTC ticks), totals are read as strings from the
-/// hash, and the scripts compare and add them as decimal strings: by length first and then in chunks of at most 15 digits
-/// (exact as doubles), adding digit by digit when an operand has more than 15 digits. Stored sums are incremented with
-/// <c>HINCRBY</c> (exact 64-bit on the server); a sum past <see cref="long.MaxValue"/> is detected before anything is
-/// written and reported as outcome 3 (an <see cref="OverflowException"/> in .NET). Hard limits are therefore exact over the
-/// whole <see cref="long"/> range.
+/// So numbers travel as decimal text (quantities, limits, totals, UTC ticks) and totals are read as text from the hash. A
+/// value below 10^15 (at most 15 digits) is turned into a Lua number and added, compared and written as one: exact, since
+/// a sum of two such values stays below 2^53. A value of 16 digits or more stays text and is compared and added as decimal
+/// text (by length, then in chunks of at most 15 digits; digit by digit for additions), so limits and totals are exact over
+/// the whole <see cref="long"/> range; a sum past <see cref="long.MaxValue"/> is detected before anything is written for the
+/// event and reported as outcome 3 (an <see cref="OverflowException"/> in .NET). Numbers passed to <c>redis.call</c> are
+/// written by Redis as <c>%.17g</c>, i.e. as plain digits below 10^17.
 /// </para>
 /// <para>
 /// <b>Ordering of <see cref="Usage.MeterAggregation.Last"/>.</b> Ties on the timestamp are broken by
@@ -20,25 +24,49 @@ namespace Billing.Redis;
 /// passes each key's code units as 4 lowercase hex digits, whose byte order is that order, and the script compares
 /// bytes one by one (Lua's <c>&lt;</c> on strings uses the server's locale collation, so it is never used).
 /// </para>
-/// <para><b>Results.</b> A flat array of (outcome, total) pairs: 0 accepted, 1 duplicate, 2 over the limit, 3 overflow
-/// (the script stops there); totals are decimal strings.</para>
+/// <para>
+/// <b>Cost.</b> Per event the Record script makes one call: <c>SET key total NX PX window GET</c> (Redis 7.0 and later;
+/// <c>GET</c> then <c>SET … PX</c> before 7.0) takes the idempotency key and returns the original total of a duplicate in one
+/// step. Per counter and call: one <c>HGET</c> (<c>HMGET</c> for Last) when it is first used, and one <c>HSET</c> of the final
+/// state plus a <c>PEXPIRE</c> at the end. UniqueCount adds a <c>SISMEMBER</c> per event and a <c>SADD</c> per new value. An
+/// event that cannot be accepted (over the limit, overflow) only reads its key.
+/// </para>
+/// <para><b>Results.</b> One element per event, in order: the integer <c>outcome + 4 × total</c> when the total is below
+/// 10^15, otherwise the text of the outcome digit followed by the total's digits. Outcomes: 0 accepted, 1 duplicate,
+/// 2 over the limit, 3 overflow (the script stops there: the reply is shorter than the events).</para>
 /// </remarks>
 internal static class UsageScripts
 {
     /// <summary>The aggregation codes the scripts understand.</summary>
     public const string Sum = "s", Count = "c", Max = "m", Last = "l", UniqueCount = "u";
 
-    /// <summary>Arguments per event of <see cref="Record"/>.</summary>
-    public const int RecordArgumentsPerEvent = 9;
+    /// <summary>Arguments per profile of <see cref="Record"/>: counter hash index, aggregation, limit, dedup ms, retention ms.</summary>
+    public const int RecordArgumentsPerProfile = 5;
 
     /// <summary>Arguments per event of <see cref="Rebuild"/>.</summary>
     public const int RebuildArgumentsPerEvent = 6;
 
+    /// <summary>Totals below this are encoded as one integer (<c>outcome + 4 × total</c>).</summary>
+    public const long CompactLimit = 1_000_000_000_000_000;
+
     private const string Helpers = """
         local MAXI = '9223372036854775807'
+        local BIG = 1e15
+        local type, tonumber, format = type, tonumber, string.format
 
-        -- Compares two non-negative canonical decimal strings: -1, 0 or 1.
-        local function cmp(a, b)
+        -- Decimal text as a Lua number when it has at most 15 digits (exact), else the text itself.
+        local function num(s)
+          if #s <= 15 then return tonumber(s) end
+          return s
+        end
+
+        local function text(x)
+          if type(x) == 'number' then return format('%.0f', x) end
+          return x
+        end
+
+        -- Compares two non-negative canonical decimal texts: -1, 0 or 1.
+        local function cmpstr(a, b)
           local la, lb = #a, #b
           if la ~= lb then
             if la < lb then return -1 else return 1 end
@@ -55,11 +83,21 @@ internal static class UsageScripts
           if x == y then return 0 elseif x < y then return -1 else return 1 end
         end
 
-        -- Adds two non-negative canonical decimal strings exactly.
-        local function add(a, b)
-          if #a <= 15 and #b <= 15 then
-            return string.format('%.0f', tonumber(a) + tonumber(b))
+        -- Compares two values of num(): a number is always below a text (which has 16 digits or more).
+        local function cmp(a, b)
+          local na, nb = type(a) == 'number', type(b) == 'number'
+          if na and nb then
+            if a == b then return 0 elseif a < b then return -1 else return 1 end
+          elseif na then
+            return -1
+          elseif nb then
+            return 1
           end
+          return cmpstr(a, b)
+        end
+
+        -- Adds two non-negative canonical decimal texts exactly.
+        local function addstr(a, b)
           local digits, carry, i, j = {}, 0, #a, #b
           while i > 0 or j > 0 or carry > 0 do
             local d = carry
@@ -77,8 +115,18 @@ internal static class UsageScripts
           return table.concat(digits)
         end
 
-        local function fits(s)
-          return #s < 19 or (#s == 19 and cmp(s, MAXI) <= 0)
+        -- Adds two values of num(); the result is a value of num() again.
+        local function add(a, b)
+          if type(a) == 'number' and type(b) == 'number' then
+            local r = a + b
+            if r < BIG then return r end
+            return format('%.0f', r)
+          end
+          return addstr(text(a), text(b))
+        end
+
+        local function fits(x)
+          return type(x) == 'number' or #x < 19 or (#x == 19 and cmpstr(x, MAXI) <= 0)
         end
 
         -- Byte-wise comparison (independent of the server's locale).
@@ -94,103 +142,144 @@ internal static class UsageScripts
           if la < lb then return -1 else return 1 end
         end
 
-        local function load(ckey)
-          local h = redis.call('HMGET', ckey, 'total', 'last_ts', 'last_key')
-          return { total = h[1] or '0', ts = h[2], key = h[3] }
-        end
-
-        -- The total after the event (UsageCounterState.Peek) and whether the event changes the Last/UniqueCount state.
-        local function peek(s, agg, q, ts, kh, ukey, uv)
-          if agg == 's' then
-            return add(s.total, q), true
-          elseif agg == 'c' then
-            return add(s.total, '1'), true
-          elseif agg == 'm' then
-            if cmp(q, s.total) > 0 then return q, true else return s.total, true end
-          elseif agg == 'l' then
-            local later = not s.ts
-            if not later then
-              local c = cmp(ts, s.ts)
-              later = c > 0 or (c == 0 and bytecmp(kh, s.key) > 0)
-            end
-            if later then return q, true else return s.total, false end
-          elseif agg == 'u' then
-            if redis.call('SISMEMBER', ukey, uv) == 1 then return s.total, false else return add(s.total, '1'), true end
-          end
-          error('unknown aggregation ' .. tostring(agg))
-        end
-
-        -- Writes the event (UsageCounterState.Apply); the total is exact because HINCRBY is 64-bit on the server.
-        local function apply(s, ckey, ukey, agg, q, candidate, changes, ts, kh, uv)
-          if agg == 's' then
-            redis.call('HINCRBY', ckey, 'total', q)
-          elseif agg == 'c' then
-            redis.call('HINCRBY', ckey, 'total', 1)
-          elseif agg == 'm' then
-            redis.call('HSET', ckey, 'total', candidate)
-          elseif agg == 'l' then
-            if changes then
-              redis.call('HSET', ckey, 'total', candidate, 'last_ts', ts, 'last_key', kh)
-              s.ts = ts
-              s.key = kh
-            end
-          elseif changes then
-            redis.call('SADD', ukey, uv)
-            redis.call('HINCRBY', ckey, 'total', 1)
-          end
-          s.total = candidate
+        local function reply(outcome, total)
+          if type(total) == 'number' then return outcome + 4 * total end
+          return outcome .. total
         end
 
         """;
 
     /// <summary>
-    /// Records events of one customer in order. <c>KEYS</c>: the events' idempotency keys (1..n), then per distinct
-    /// counter its hash and its unique set. <c>ARGV[1]</c>: n; then per event: the index of its counter hash in
-    /// <c>KEYS</c> (the set follows it), aggregation, quantity, UTC ticks (Last), ordinal key (Last), unique value
-    /// (UniqueCount), hard limit (empty for none), dedup window ms (0: the key is not kept), counter retention ms.
+    /// Records events in order. <c>KEYS</c>: the events' idempotency keys (1..n), then per counter its hash, followed by its
+    /// set of unique values when a UniqueCount event uses it. <c>ARGV</c>: n, the number of profiles p, then per profile
+    /// (<see cref="RecordArgumentsPerProfile"/>): the index of the counter hash in <c>KEYS</c>, aggregation, hard limit (empty
+    /// for none), dedup window ms (0: the key is not kept), counter retention ms; then per event: its profile (1..p, only
+    /// when p &gt; 1), quantity, UTC ticks and ordinal key (Last only), unique value (UniqueCount only).
     /// </summary>
     public const string Record = Helpers + """
-        local n = tonumber(ARGV[1])
-        local out, states, expiries, sets = {}, {}, {}, {}
+        local n, p = tonumber(ARGV[1]), tonumber(ARGV[2])
+        local nxget = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
+        local pc, pagg, plim, pdedup, pret = {}, {}, {}, {}, {}
+        local a = 2
+        for j = 1, p do
+          pc[j] = tonumber(ARGV[a + 1])
+          pagg[j] = ARGV[a + 2]
+          local l = ARGV[a + 3]
+          if l == '' then plim[j] = false else plim[j] = num(l) end
+          pdedup[j] = ARGV[a + 4]
+          pret[j] = ARGV[a + 5]
+          a = a + 5
+        end
+        local totals, stamps, skeys, changed, sets, ret, order, out = {}, {}, {}, {}, {}, {}, {}, {}
+        local pi = 1
         for i = 1, n do
-          local a = 1 + (i - 1) * 9
-          local ikey = KEYS[i]
-          local original = redis.call('GET', ikey)
-          if original then
-            out[#out + 1] = 1
-            out[#out + 1] = original
-          else
-            local ci = tonumber(ARGV[a + 1])
-            local agg, q, ts, kh, uv = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-            local limit, dedup = ARGV[a + 7], ARGV[a + 8]
-            local ckey, ukey = KEYS[ci], KEYS[ci + 1]
-            local s = states[ci]
-            if not s then
-              s = load(ckey)
-              states[ci] = s
+          if p > 1 then
+            a = a + 1
+            pi = tonumber(ARGV[a])
+          end
+          a = a + 1
+          local q = ARGV[a]
+          local ci, agg = pc[pi], pagg[pi]
+          local t = totals[ci]
+          if agg == 'l' and stamps[ci] == nil then
+            local h = redis.call('HMGET', KEYS[ci], 'total', 'last_ts', 'last_key')
+            if t == nil then
+              if h[1] then t = num(h[1]) else t = 0 end
+              totals[ci] = t
             end
-            local candidate, changes = peek(s, agg, q, ts, kh, ukey, uv)
-            if not fits(candidate) then
-              out[#out + 1] = 3
-              out[#out + 1] = s.total
-              break
-            elseif limit ~= '' and cmp(candidate, limit) > 0 then
-              out[#out + 1] = 2
-              out[#out + 1] = s.total
+            stamps[ci] = h[2] or false
+            skeys[ci] = h[3]
+          elseif t == nil then
+            local h = redis.call('HGET', KEYS[ci], 'total')
+            if h then t = num(h) else t = 0 end
+            totals[ci] = t
+          end
+          local c, ts, kh, uv, later
+          if agg == 's' then
+            if type(t) == 'number' and #q <= 15 then
+              c = t + tonumber(q)
+              if c >= BIG then c = format('%.0f', c) end
             else
-              apply(s, ckey, ukey, agg, q, candidate, changes, ts, kh, uv)
-              if dedup ~= '0' then
-                redis.call('SET', ikey, candidate, 'PX', dedup)
+              c = add(t, num(q))
+            end
+          elseif agg == 'c' then
+            c = add(t, 1)
+          elseif agg == 'm' then
+            c = num(q)
+            if cmp(c, t) <= 0 then c = t end
+          elseif agg == 'l' then
+            ts, kh = ARGV[a + 1], ARGV[a + 2]
+            a = a + 2
+            local lts = stamps[ci]
+            later = not lts
+            if not later then
+              local d = cmpstr(ts, lts)
+              later = d > 0 or (d == 0 and bytecmp(kh, skeys[ci]) > 0)
+            end
+            if later then c = num(q) else c = t end
+          elseif agg == 'u' then
+            a = a + 1
+            uv = ARGV[a]
+            later = redis.call('SISMEMBER', KEYS[ci + 1], uv) == 0
+            if later then c = add(t, 1) else c = t end
+          else
+            error('unknown aggregation ' .. tostring(agg))
+          end
+          local lim, ok = plim[pi], false
+          if type(c) == 'number' then
+            ok = not lim or type(lim) ~= 'number' or c <= lim
+          else
+            ok = fits(c) and (not lim or cmp(c, lim) <= 0)
+          end
+          if ok then
+            local ikey, dedup, original = KEYS[i], pdedup[pi], nil
+            if dedup == '0' then
+              original = redis.call('GET', ikey)
+            elseif nxget then
+              original = redis.call('SET', ikey, c, 'NX', 'PX', dedup, 'GET')
+            else
+              original = redis.call('GET', ikey)
+              if not original then redis.call('SET', ikey, c, 'PX', dedup) end
+            end
+            if original then
+              out[i] = reply(1, num(original))
+            else
+              totals[ci] = c
+              if agg == 'l' then
+                if later then
+                  stamps[ci] = ts
+                  skeys[ci] = kh
+                  changed[ci] = true
+                end
+              elseif agg == 'u' then
+                if later then redis.call('SADD', KEYS[ci + 1], uv) end
+                sets[ci] = true
               end
-              expiries[ci] = ARGV[a + 9]
-              if agg == 'u' then sets[ci] = true end
-              out[#out + 1] = 0
-              out[#out + 1] = candidate
+              if not ret[ci] then order[#order + 1] = ci end
+              ret[ci] = pret[pi]
+              if type(c) == 'number' then out[i] = 4 * c else out[i] = '0' .. c end
+            end
+          else
+            local original = redis.call('GET', KEYS[i])
+            if original then
+              out[i] = reply(1, num(original))
+            elseif fits(c) then
+              out[i] = reply(2, t)
+            else
+              out[i] = reply(3, t)
+              break
             end
           end
         end
-        for ci, ms in pairs(expiries) do
-          redis.call('PEXPIRE', KEYS[ci], ms)
+        for k = 1, #order do
+          local ci = order[k]
+          local ckey, ms = KEYS[ci], ret[ci]
+          if changed[ci] then
+            redis.call('HSET', ckey, 'total', totals[ci], 'last_ts', stamps[ci], 'last_key', skeys[ci])
+          else
+            redis.call('HSET', ckey, 'total', totals[ci])
+          end
+          redis.call('PEXPIRE', ckey, ms)
           if sets[ci] then redis.call('PEXPIRE', KEYS[ci + 1], ms) end
         end
         return out
@@ -200,7 +289,8 @@ internal static class UsageScripts
     /// Applies a chunk of a rebuild: no duplicate or limit checks, every key taken again with its own window.
     /// <c>KEYS</c>: the counter hash, its unique set, then the events' idempotency keys. <c>ARGV</c>: reset (1: delete the
     /// counter first), aggregation, n; then per event: quantity, UTC ticks, ordinal key, unique value, dedup window ms,
-    /// counter retention ms. Returns (0, total), or (3, total) on overflow.
+    /// counter retention ms. Returns one element as <see cref="Record"/> does: outcome 0 with the total, or 3 with the total
+    /// before the overflowing event (the events before it are applied).
     /// </summary>
     public const string Rebuild = Helpers + """
         local ckey, ukey = KEYS[1], KEYS[2]
@@ -208,27 +298,69 @@ internal static class UsageScripts
           redis.call('DEL', ckey, ukey)
         end
         local agg, n = ARGV[2], tonumber(ARGV[3])
-        local s = load(ckey)
-        local retention = nil
+        local h = redis.call('HMGET', ckey, 'total', 'last_ts', 'last_key')
+        local t, lts, lkh, changed, retention, result = 0, h[2] or false, h[3], false, nil, nil
+        if h[1] then t = num(h[1]) end
         for i = 1, n do
           local a = 3 + (i - 1) * 6
           local q, ts, kh, uv, dedup = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-          local candidate, changes = peek(s, agg, q, ts, kh, ukey, uv)
-          if not fits(candidate) then
-            return { 3, s.total }
+          local c, add_value = t, false
+          if agg == 's' then
+            c = add(t, num(q))
+          elseif agg == 'c' then
+            c = add(t, 1)
+          elseif agg == 'm' then
+            c = num(q)
+            if cmp(c, t) <= 0 then c = t end
+          elseif agg == 'l' then
+            local later = not lts
+            if not later then
+              local d = cmpstr(ts, lts)
+              later = d > 0 or (d == 0 and bytecmp(kh, lkh) > 0)
+            end
+            if later then
+              c = num(q)
+              lts, lkh, changed = ts, kh, true
+            end
+          elseif agg == 'u' then
+            if redis.call('SISMEMBER', ukey, uv) == 0 then
+              c = add(t, 1)
+              add_value = true
+            end
+          else
+            error('unknown aggregation ' .. tostring(agg))
           end
-          apply(s, ckey, ukey, agg, q, candidate, changes, ts, kh, uv)
+          if not fits(c) then
+            result = { reply(3, t) }
+            break
+          end
+          if add_value then redis.call('SADD', ukey, uv) end
+          t = c
           if dedup ~= '0' then
-            redis.call('SET', KEYS[2 + i], candidate, 'PX', dedup)
+            redis.call('SET', KEYS[2 + i], c, 'PX', dedup)
           else
             redis.call('DEL', KEYS[2 + i])
           end
           retention = ARGV[a + 6]
         end
         if retention then
+          if changed then
+            redis.call('HSET', ckey, 'total', t, 'last_ts', lts, 'last_key', lkh)
+          else
+            redis.call('HSET', ckey, 'total', t)
+          end
           redis.call('PEXPIRE', ckey, retention)
           redis.call('PEXPIRE', ukey, retention)
         end
-        return { 0, s.total }
+        return result or { reply(0, t) }
         """;
+
+#pragma warning disable CA5350 // Redis names cached scripts by their SHA1; no security depends on it.
+
+    /// <summary>The SHA1 of <see cref="Record"/> (what EVALSHA names).</summary>
+    public static readonly byte[] RecordSha1 = SHA1.HashData(Encoding.UTF8.GetBytes(Record));
+
+    /// <summary>The SHA1 of <see cref="Rebuild"/>.</summary>
+    public static readonly byte[] RebuildSha1 = SHA1.HashData(Encoding.UTF8.GetBytes(Rebuild));
+#pragma warning restore CA5350
 }

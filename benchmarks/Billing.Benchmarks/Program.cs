@@ -7,6 +7,11 @@ if (args is ["store-run", ..])
     return Billing.Benchmarks.StoreRunBenchmark.Run(args[1..]);
 }
 
+if (args is ["redis-run", ..])
+{
+    return Billing.Benchmarks.RedisRun.Run(args[1..]);
+}
+
 var config = ManualConfig.Create(DefaultConfig.Instance)
     .AddDiagnoser(MemoryDiagnoser.Default);
 

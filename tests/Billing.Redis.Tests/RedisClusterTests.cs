@@ -54,6 +54,23 @@ public sealed class RedisClusterTests(RedisClusterTests.ClusterFixture fixture) 
     }
 
     [Fact]
+    public async Task A_counter_that_takes_the_cluster_for_a_standalone_server_sends_the_batch_again_by_slot()
+    {
+        await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions { ConfigurationString = fixture.Server.ConfigurationString });
+        counter.AssumeStandalone(true);
+        var customers = Enumerable.Range(0, 5).Select(_ => NewCustomer()).ToArray();
+        var batch = Enumerable.Range(0, 50).Select(i => Event(customers[i % 5], $"x{i % 40}", i)).ToArray();
+        var reference = new InMemoryUsageCounter();
+
+        Assert.Equal(await reference.RecordBatchAsync(batch), await counter.RecordBatchAsync(batch));
+        Assert.Equal(await reference.RecordBatchAsync(batch), await counter.RecordBatchAsync(batch)); // now known: by slot at once
+        foreach (var c in customers)
+        {
+            Assert.Equal(await reference.GetTotalAsync(Key(c)), await counter.GetTotalAsync(Key(c)));
+        }
+    }
+
+    [Fact]
     public async Task Every_key_of_a_customer_is_in_the_slot_of_its_hash_tag()
     {
         string[] customers = [NewCustomer(), "}odd{", "cus_{x}"];

@@ -176,28 +176,165 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, long.MaxValue), await Counter.RecordAsync(Event(c, "k4", 0))); // applied before the overflow
         Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, long.MaxValue), await Counter.RecordAsync(Event(c, "k5", 0))); // never reached
         await Assert.ThrowsAsync<OverflowException>(async () => await Counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "k1", long.MaxValue), Event(c, "k2", 1)]));
+
+        // One call carries every customer of a batch: the events before the overflowing one are applied, those after not.
+        var other = NewCustomer();
+        await Assert.ThrowsAsync<OverflowException>(async () => await Counter.RecordBatchAsync([Event(other, "o1", 1), Event(c, "k6", 1), Event(other, "o2", 1)]));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 1), await Counter.RecordAsync(Event(other, "o1", 1)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 2), await Counter.RecordAsync(Event(other, "o2", 1)));
     }
 
     [Fact]
-    public async Task A_batch_is_one_script_call_per_customer_and_keeps_its_order()
+    public async Task A_batch_is_one_script_call_on_a_standalone_server_and_keeps_its_order()
     {
         string[] customers = [NewCustomer(), NewCustomer(), NewCustomer()];
         UsageCounterEvent[] events =
         [
             .. Enumerable.Range(0, 30).Select(i => Event(customers[i % 3], $"e{i / 2}", i) with { HardLimit = 100 }),
             Event(customers[0], "e0", 99), // a duplicate within the batch
+            Event(customers[1], "other-limit", 5) with { HardLimit = 20 }, // a second profile of a counter
+            Event(customers[2], "unique", 1) with { Counter = Key(customers[2], "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "u" },
         ];
         var before = await ScriptCallsAsync();
 
         var results = await Counter.RecordBatchAsync(events);
 
-        Assert.Equal(3, await ScriptCallsAsync() - before);
+        Assert.Equal(1, await ScriptCallsAsync() - before);
         var expected = new InMemoryUsageCounter();
         Assert.Equal(await expected.RecordBatchAsync(events), results);
         foreach (var c in customers)
         {
             Assert.Equal(await expected.GetTotalAsync(Key(c)), await Counter.GetTotalAsync(Key(c)));
         }
+    }
+
+    [Fact]
+    public async Task Concurrent_single_calls_share_script_calls_and_get_their_own_results()
+    {
+        var c = NewCustomer();
+        var limit = Key(c, "limited");
+        var before = await ScriptCallsAsync();
+        var calls = Enumerable.Range(0, 2_000).Select(i => i % 4 == 3
+            ? Counter.RecordAsync(Event(c, $"e{i - 3}", 7)).AsTask() // a duplicate of an event sent just before
+            : Counter.RecordAsync(Event(c, $"e{i}", 1 + (i % 3)) with { Counter = i % 2 == 0 ? Key(c) : limit, HardLimit = i % 2 == 0 ? null : 500 }).AsTask()).ToArray();
+        var results = await Task.WhenAll(calls);
+
+        var scriptCalls = await ScriptCallsAsync() - before;
+        Assert.InRange(scriptCalls, 1, 1_000); // coalesced: far fewer calls than events
+        Assert.All(results.Where((_, i) => i % 4 == 3), r => Assert.Equal(UsageOutcome.Duplicate, r.Outcome));
+        var accepted = results.Where((_, i) => i % 4 != 3).ToArray();
+        Assert.Equal(
+            Enumerable.Range(0, 2_000).Where(i => i % 4 != 3 && i % 2 == 0).Sum(i => 1 + (i % 3)),
+            await Counter.GetTotalAsync(Key(c)));
+        var limited = await Counter.GetTotalAsync(limit);
+        Assert.InRange(limited, 498, 500); // raced up to the limit, never past it
+        Assert.Equal(limited, Enumerable.Range(0, 2_000).Where(i => i % 4 != 3 && i % 2 == 1 && results[i].Outcome == UsageOutcome.Accepted).Sum(i => 1 + (i % 3)));
+        Assert.All(results.Where((r, i) => i % 4 == 3), r => Assert.NotEqual(0, r.Total));
+        Assert.Contains(accepted, r => r.Outcome == UsageOutcome.OverLimit);
+
+        // Cancellation: calls canceled while they wait are not counted; the rest are.
+        using var cts = new CancellationTokenSource();
+        var d = NewCustomer();
+        var waiting = Enumerable.Range(0, 500).Select(i => Counter.RecordAsync(Event(d, $"w{i}", 1), i % 2 == 0 ? cts.Token : default).AsTask()).ToArray();
+        await cts.CancelAsync();
+        var outcomes = await Task.WhenAll(waiting.Select(async t =>
+        {
+            try
+            {
+                return (await t).Outcome == UsageOutcome.Accepted ? 1 : 0;
+            }
+            catch (OperationCanceledException)
+            {
+                return 0;
+            }
+        }));
+        Assert.Equal(outcomes.Sum(), await Counter.GetTotalAsync(Key(d)));
+        Assert.True(outcomes.Where((_, i) => i % 2 == 1).All(o => o == 1));
+
+        // Switched off: one script call per event.
+        await using var plain = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions { ConfigurationString = Server.ConfigurationString, CoalesceRecords = false });
+        before = await ScriptCallsAsync();
+        await Task.WhenAll(Enumerable.Range(0, 100).Select(i => plain.RecordAsync(Event(d, $"p{i}", 1)).AsTask()));
+        Assert.Equal(100, await ScriptCallsAsync() - before);
+    }
+
+    [Fact]
+    public async Task Per_slot_mode_sends_one_call_per_customer_slot_with_the_same_results()
+    {
+        await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
+        {
+            ConfigurationString = Server.ConfigurationString,
+            BatchMode = RedisBatchMode.PerSlot,
+        });
+        string[] customers = [NewCustomer(), NewCustomer(), NewCustomer()];
+        UsageCounterEvent[] events =
+        [
+            .. Enumerable.Range(0, 30).Select(i => Event(customers[i % 3], $"e{i / 2}", i) with { HardLimit = 100 }),
+            Event(customers[0], "e0", 99),
+        ];
+        var before = await ScriptCallsAsync();
+
+        var results = await counter.RecordBatchAsync(events);
+
+        Assert.Equal(3, await ScriptCallsAsync() - before);
+        var expected = new InMemoryUsageCounter();
+        Assert.Equal(await expected.RecordBatchAsync(events), results);
+    }
+
+    [Fact]
+    public async Task Totals_around_10_to_the_15_and_2_to_the_53_match_the_in_memory_reference()
+    {
+        // Values below 10^15 are Lua numbers in the script, larger ones decimal text: every crossing must be exact.
+        long[] quantities = [0, 1, 2, 999_999_999_999_998, 999_999_999_999_999, 1_000_000_000_000_000, 1_000_000_000_000_001, (1L << 53) - 1, 1L << 53, (1L << 53) + 1, 99_999_999_999_999_999];
+        long[] limits = [999_999_999_999_999, 1_000_000_000_000_000, 1_000_000_000_000_001, 1L << 53, (1L << 53) + 1, 500_000_000_000_000_000, long.MaxValue];
+        var random = new Random(1_000_000_007);
+        var reference = new InMemoryUsageCounter();
+        var customers = Enumerable.Range(0, 3).Select(_ => NewCustomer()).ToArray();
+        var meters = new[] { MeterAggregation.Sum, MeterAggregation.Max, MeterAggregation.Last, MeterAggregation.Count };
+        var sent = new List<UsageCounterEvent>();
+        var next = 0;
+        UsageCounterEvent NewEvent()
+        {
+            if (sent.Count > 0 && random.Next(6) == 0)
+            {
+                return sent[random.Next(sent.Count)]; // a duplicate: its original (large) total comes back
+            }
+
+            var c = customers[random.Next(customers.Length)];
+            var aggregation = meters[random.Next(meters.Length)];
+            var e = Event(c, "b" + (next++).ToString(CultureInfo.InvariantCulture), random.Next(8) == 0 ? quantities[^1] : quantities[random.Next(quantities.Length - 1)]) with
+            {
+                Counter = Key(c, "m_" + aggregation),
+                Aggregation = aggregation,
+                Timestamp = PeriodStart.AddTicks(random.Next(0, 3)),
+                HardLimit = random.Next(3) == 0 ? limits[random.Next(limits.Length)] : null,
+            };
+            sent.Add(e);
+            return e;
+        }
+
+        for (var step = 0; step < 60; step++)
+        {
+            var batch = Enumerable.Range(0, random.Next(1, 20)).Select(_ => NewEvent()).ToArray();
+            if (batch.Length == 1)
+            {
+                Assert.Equal(await reference.RecordAsync(batch[0]), await Counter.RecordAsync(batch[0]));
+            }
+            else
+            {
+                Assert.Equal(await reference.RecordBatchAsync(batch), await Counter.RecordBatchAsync(batch));
+            }
+        }
+
+        foreach (var c in customers)
+        {
+            foreach (var aggregation in meters)
+            {
+                Assert.Equal(await reference.GetTotalAsync(Key(c, "m_" + aggregation)), await Counter.GetTotalAsync(Key(c, "m_" + aggregation)));
+            }
+        }
+
+        Assert.Contains(sent, e => e.Quantity == quantities[^1]);
     }
 
     [Fact]
