@@ -1,0 +1,29 @@
+using Billing.SampleHost.Composition;
+using Billing.SampleHost.Endpoints;
+using Billing.SampleHost.Http;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddSampleHost();
+
+var app = builder.Build();
+app.UseMiddleware<RequestIdMiddleware>();
+app.UseMiddleware<ErrorHandlingMiddleware>();
+app.UseAuthentication();
+app.UseAuthorization();
+
+app.MapOpenApi();
+app.MapHealth();
+var v1 = app.MapGroup("/v1")
+    .ProducesProblem(StatusCodes.Status400BadRequest)
+    .ProducesProblem(StatusCodes.Status401Unauthorized)
+    .ProducesProblem(StatusCodes.Status403Forbidden)
+    .ProducesProblem(StatusCodes.Status404NotFound)
+    .ProducesProblem(StatusCodes.Status409Conflict);
+v1.MapPlans();
+v1.MapCustomers();
+v1.MapApiKeys();
+
+await app.RunAsync().ConfigureAwait(false);
+
+/// <summary>The entry point (public for <c>WebApplicationFactory&lt;Program&gt;</c>).</summary>
+public partial class Program;
