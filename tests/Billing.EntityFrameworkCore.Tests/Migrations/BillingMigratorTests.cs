@@ -16,7 +16,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     /// <summary>Creates the test class.</summary>
     public BillingMigratorTests(Database database) => _database = database;
 
-    /// <summary>The package knows its migrations in order, and the latest is the usage events migration.</summary>
+    /// <summary>The package knows its migrations in order, and the latest is the usage events index migration.</summary>
     [Fact]
     public void Migrations_are_numbered_from_1_without_gaps()
     {
@@ -24,6 +24,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
         Assert.Equal(BillingMigrator.Migrations.Count, BillingMigrator.LatestVersion);
         Assert.Equal("0002_work_claims", BillingMigrator.Migrations[1].Name);
         Assert.Equal("0003_usage_events", BillingMigrator.Migrations[2].Name);
+        Assert.Equal("0004_usage_events_one_counter_index", BillingMigrator.Migrations[3].Name);
     }
 
     /// <summary>An empty PostgreSQL schema gets every migration once; a second call applies nothing.</summary>
@@ -32,9 +33,9 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     {
         var store = EntityFrameworkBillingStore.ForPostgreSql(await _database.ConnectionString.Value, "mig_empty");
         Assert.Empty(await store.Migrator.GetAppliedVersionsAsync());
-        Assert.Equal([1, 2, 3], await store.MigrateAsync());
+        Assert.Equal([1, 2, 3, 4], await store.MigrateAsync());
         Assert.Empty(await store.MigrateAsync());
-        Assert.Equal([1, 2, 3], await store.Migrator.GetAppliedVersionsAsync());
+        Assert.Equal([1, 2, 3, 4], await store.Migrator.GetAppliedVersionsAsync());
         await using var session = await store.BeginAsync();
         Assert.Null(await session.Customers.GetAsync("cus_none"));
     }
@@ -45,9 +46,9 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     {
         var store = EntityFrameworkBillingStore.ForSqlite(TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile()));
         Assert.Empty(await store.Migrator.GetAppliedVersionsAsync());
-        Assert.Equal([1, 2, 3], await store.MigrateAsync());
+        Assert.Equal([1, 2, 3, 4], await store.MigrateAsync());
         Assert.Empty(await store.MigrateAsync());
-        Assert.Equal([1, 2, 3], await store.Migrator.GetAppliedVersionsAsync());
+        Assert.Equal([1, 2, 3, 4], await store.Migrator.GetAppliedVersionsAsync());
     }
 
     /// <summary>
@@ -67,7 +68,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
             await command.ExecuteNonQueryAsync();
         }
 
-        Assert.Equal([2, 3], await store.MigrateAsync());
+        Assert.Equal([2, 3, 4], await store.MigrateAsync());
         await AssertOldRowIsUsableAsync(store);
     }
 
@@ -90,7 +91,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
             await command.ExecuteNonQueryAsync();
         }
 
-        Assert.Equal([2, 3], await store.MigrateAsync());
+        Assert.Equal([2, 3, 4], await store.MigrateAsync());
         await AssertOldRowIsUsableAsync(store);
     }
 
@@ -101,7 +102,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
         var cs = await _database.ConnectionString.Value;
         var results = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() =>
             new BillingMigrator(new DbContextOptionsBuilder().UseNpgsql(cs).Options, "mig_race").MigrateAsync())));
-        Assert.Equal([1, 2, 3], results.SelectMany(r => r).Order());
+        Assert.Equal([1, 2, 3, 4], results.SelectMany(r => r).Order());
         Assert.Single(results, r => r.Count > 0);
     }
 
