@@ -7,6 +7,11 @@ if (args is ["store-run", ..])
     return Billing.Benchmarks.StoreRunBenchmark.Run(args[1..]);
 }
 
+if (args is ["usage-append-run", ..])
+{
+    return Billing.Benchmarks.UsageAppendRunBenchmark.Run(args[1..]);
+}
+
 var config = ManualConfig.Create(DefaultConfig.Instance)
     .AddDiagnoser(MemoryDiagnoser.Default);
 
