@@ -24,7 +24,7 @@ namespace Billing.Benchmarks;
 /// <c>--duplicates 0</c> (the share of events, 0 to 0.9, that repeat the key of another event of the run, with other
 /// content: in the same batch or another), <c>--single</c> (one event per call), <c>--callers 64</c> (single mode, a
 /// list), <c>--coalesce true|false|both</c> (single mode, default both), <c>--max-batch 1000</c> and
-/// <c>--max-flushes 2</c> (the <see cref="BatchingUsageEventStoreOptions"/> in single mode), <c>--repeat 3</c>,
+/// <c>--max-flushes 1</c> (the <see cref="BatchingUsageEventStoreOptions"/> in single mode), <c>--repeat 3</c>,
 /// <c>--warmup 50000</c> and <c>--warmup-rounds 3</c> (untimed runs first: the JIT settles after a few hundred thousand
 /// events), <c>--customers 100</c>, <c>--properties 2</c> (properties per
 /// event), <c>--postgres "Host=...;Database=..."</c> (an existing server; default: a private
@@ -49,7 +49,7 @@ internal static class UsageAppendRunBenchmark
         catch (ArgumentException e)
         {
             Console.Error.WriteLine(e.Message);
-            Console.Error.WriteLine("usage: usage-append-run [--events 100000] [--batch-size 1000[,...]] [--writers 1,4] [--duplicates 0] [--single] [--callers 64[,...]] [--coalesce true|false|both] [--max-batch 1000] [--max-flushes 2] [--repeat 3] [--warmup 50000] [--warmup-rounds 3] [--after-migrate \"SQL\"] [--customers 100] [--properties 2] [--postgres \"connection string\"] [--durable true|false] [--pg name=value]... [--keep]");
+            Console.Error.WriteLine("usage: usage-append-run [--events 100000] [--batch-size 1000[,...]] [--writers 1,4] [--duplicates 0] [--single] [--callers 64[,...]] [--coalesce true|false|both] [--max-batch 1000] [--max-flushes 1] [--repeat 3] [--warmup 50000] [--warmup-rounds 3] [--after-migrate \"SQL\"] [--customers 100] [--properties 2] [--postgres \"connection string\"] [--durable true|false] [--pg name=value]... [--keep]");
             return 2;
         }
 
@@ -442,7 +442,7 @@ internal static class UsageAppendRunBenchmark
     {
         public static Settings Parse(string[] args)
         {
-            var settings = new Settings(100_000, [1_000], [1, 4], 0, false, [64], [true, false], 1_000, 2, 3, 50_000, 3, 100, 2, null, true, [], false);
+            var settings = new Settings(100_000, [1_000], [1, 4], 0, false, [64], [true, false], 1_000, 1, 3, 50_000, 3, 100, 2, null, true, [], false);
             for (var i = 0; i < args.Length; i++)
             {
                 string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
