@@ -12,6 +12,11 @@ if (args is ["redis-run", ..])
     return Billing.Benchmarks.RedisRun.Run(args[1..]);
 }
 
+if (args is ["usage-append-run", ..])
+{
+    return Billing.Benchmarks.UsageAppendRunBenchmark.Run(args[1..]);
+}
+
 var config = ManualConfig.Create(DefaultConfig.Instance)
     .AddDiagnoser(MemoryDiagnoser.Default);
 

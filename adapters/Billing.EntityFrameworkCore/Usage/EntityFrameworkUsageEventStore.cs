@@ -20,7 +20,10 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// ON CONFLICT DO NOTHING RETURNING</c>, on SQLite one transaction of a prepared <c>INSERT … ON CONFLICT DO
 /// NOTHING</c> per event (SQLite serializes writers; this process's writers take turns per database file). The
 /// database's unique key decides: an event whose key is stored already, by an earlier or a concurrent append, is
-/// reported as not stored and changes nothing. Keys repeated inside a batch: the first event of the key wins.
+/// reported as not stored and changes nothing. Keys repeated inside a batch: the first event of the key wins. Rows
+/// are sent in ordinal key order (concurrent batches take each other's keys in one order), and each append writes the
+/// row, its primary key entry and one entry of the counter index (migration 4); measure with the
+/// <c>usage-append-run</c> mode of the benchmark console.
 /// </para>
 /// <para>
 /// Shared with <see cref="EntityFrameworkUsageCounter"/>: an event the durable counter recorded (the metering
@@ -129,24 +132,8 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             return results;
         }
 
-        // The first event of each key goes to the database; later events of the same key in the batch are not stored.
-        var firsts = new Dictionary<(string CustomerId, string Key), int>(events.Count);
-        var send = new List<StoredUsageEvent>(events.Count);
-        for (var i = 0; i < events.Count; i++)
-        {
-            var e = InMemoryUsageEventStore.Validate(events[i]);
-            if (firsts.TryAdd((e.Counter.CustomerId, e.IdempotencyKey), i))
-            {
-                send.Add(e);
-            }
-        }
-
-        // Rows go in key order, so concurrent batches wait for each other's keys in one order and never deadlock.
-        send.Sort(static (a, b) =>
-        {
-            var byCustomer = string.CompareOrdinal(a.Counter.CustomerId, b.Counter.CustomerId);
-            return byCustomer != 0 ? byCustomer : string.CompareOrdinal(a.IdempotencyKey, b.IdempotencyKey);
-        });
+        // The first event of each key goes to the database, in key order; later events of the same key are not stored.
+        var batch = UsageAppendBatch.Create(events);
         try
         {
             if (_db.IsPostgreSql)
@@ -155,7 +142,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
                 {
                     try
                     {
-                        await AppendPostgreSqlAsync(send, firsts, results, cancellationToken).ConfigureAwait(false);
+                        await AppendPostgreSqlAsync(batch, results, cancellationToken).ConfigureAwait(false);
                         break;
                     }
                     catch (PostgresException e) when (attempt < 5 && UsageDatabase.IsRetryable(e))
@@ -167,7 +154,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             }
             else
             {
-                await AppendSqliteAsync(send, firsts, results, cancellationToken).ConfigureAwait(false);
+                await AppendSqliteAsync(batch, results, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (Exception e) when (UsageDatabase.Translate(e) is { } translated)
@@ -260,7 +247,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         }
     }
 
-    private async Task AppendPostgreSqlAsync(List<StoredUsageEvent> send, Dictionary<(string, string), int> firsts, bool[] results, CancellationToken cancellationToken)
+    private async Task AppendPostgreSqlAsync(UsageAppendBatch send, bool[] results, CancellationToken cancellationToken)
     {
         var n = send.Count;
         var customers = new string[n];
@@ -301,13 +288,14 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         command.Parameters.Add(UsageDatabase.ArrayParameter("properties", NpgsqlDbType.Jsonb, properties));
         command.Parameters.Add(UsageDatabase.ArrayParameter("received_at", NpgsqlDbType.TimestampTz, received));
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var cursor = 0;
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            results[firsts[(reader.GetString(0), reader.GetString(1))]] = true;
+            results[send.PositionOf(reader.GetString(0), reader.GetString(1), ref cursor)] = true;
         }
     }
 
-    private async Task AppendSqliteAsync(List<StoredUsageEvent> send, Dictionary<(string, string), int> firsts, bool[] results, CancellationToken cancellationToken)
+    private async Task AppendSqliteAsync(UsageAppendBatch send, bool[] results, CancellationToken cancellationToken)
     {
         using var turn = await _db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
         await using var connection = await _db.OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
@@ -347,7 +335,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         {
             if (inserted[i])
             {
-                results[firsts[(send[i].Counter.CustomerId, send[i].IdempotencyKey)]] = true;
+                results[send.PositionAt(i)] = true;
             }
         }
     }

@@ -54,8 +54,8 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
             await session.CommitAsync();
         }
 
-        Assert.Equal([3, 4, 5], await usage.MigrateAsync());
-        Assert.Equal([1, 2, 3, 4, 5], await store.Migrator.GetAppliedVersionsAsync());
+        Assert.Equal([3, 4, 5, 6], await usage.MigrateAsync());
+        Assert.Equal([1, 2, 3, 4, 5, 6], await store.Migrator.GetAppliedVersionsAsync());
         Assert.Empty(await counter.MigrateAsync());
         await using (var session = await store.BeginAsync())
         {
@@ -67,6 +67,91 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
         Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 6), await counter.RecordAsync(Counted(key, "e2", 6)));
         Assert.Equal(10, await usage.AggregateAsync(key, MeterAggregation.Sum));
         Assert.Equal([key], await usage.ListCountersAsync(PeriodStart));
+    }
+
+    /// <summary>
+    /// A database at version 3 with usage events migrates to version 4: the two counter and period indexes become one
+    /// (period_start, customer_id, meter_key) index, and the events read back exactly as before (list order, every
+    /// aggregate, the counters of each period), also for events appended after the migration.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Providers))]
+    public async Task A_database_at_version_3_with_usage_events_migrates_to_one_counter_index(BillingDatabaseProvider provider)
+    {
+        var pg = provider == BillingDatabaseProvider.PostgreSql;
+        var schema = string.Create(CultureInfo.InvariantCulture, $"usage_v3_{Interlocked.Increment(ref _schemas)}");
+        var cs = pg ? await _database.ConnectionString.Value : TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile());
+        var usage = pg ? EntityFrameworkUsageEventStore.ForPostgreSql(cs, schema) : EntityFrameworkUsageEventStore.ForSqlite(cs);
+        Assert.Equal([1, 2, 3], await usage.Migrator.MigrateAsync(targetVersion: 3));
+        Assert.Equal(["ix_usage_events_counter", "ix_usage_events_period", "ix_usage_events_unique_value", "pk_usage_events"], (await UsageEventIndexesAsync(pg, cs, schema)).Keys);
+
+        var customer = NewCustomer();
+        var march = new UsageCounterKey(customer, "api_calls", PeriodStart);
+        var april = march with { PeriodStart = PeriodStart.AddMonths(1) };
+        var users = march with { MeterKey = "users" };
+        StoredUsageEvent At(UsageCounterKey key, string id, long quantity, int minute, string? user = null) =>
+            Stored(key, id, quantity) with { Timestamp = key.PeriodStart.AddMinutes(minute), UniqueValue = user };
+        Assert.Equal([true, true, true, true, true, true], await usage.AppendAsync(
+            [At(march, "b", 7, 10), At(march, "a", 3, 10), At(march, "c", 1, 5), At(april, "d", 4, 1), At(users, "u1", 1, 1, "ada"), At(users, "u2", 1, 2, "bob")]));
+
+        Assert.Equal([4, 5, 6], await usage.MigrateAsync());
+        var indexes = await UsageEventIndexesAsync(pg, cs, schema);
+        Assert.Equal(["ix_usage_events_counter", "ix_usage_events_unique_value", "pk_usage_events"], indexes.Keys);
+        Assert.Equal(["period_start", "customer_id", "meter_key"], indexes["ix_usage_events_counter"]);
+
+        Assert.Equal([true, false], await usage.AppendAsync([At(march, "e", 2, 10), At(march, "a", 50, 1)]));
+        Assert.Equal(["c", "a", "b", "e"], (await usage.ListAsync(march)).Select(e => e.IdempotencyKey));
+        Assert.Equal(13, await usage.AggregateAsync(march, MeterAggregation.Sum));
+        Assert.Equal(4, await usage.AggregateAsync(march, MeterAggregation.Count));
+        Assert.Equal(7, await usage.AggregateAsync(march, MeterAggregation.Max));
+        Assert.Equal(2, await usage.AggregateAsync(march, MeterAggregation.Last)); // "e" is the ordinal-largest key at minute 10
+        Assert.Equal(2, await usage.AggregateAsync(users, MeterAggregation.UniqueCount));
+        Assert.Equal(["api_calls", "users"], (await usage.ListCountersAsync(PeriodStart)).Where(k => k.CustomerId == customer).Select(k => k.MeterKey));
+        Assert.Equal([april], (await usage.ListCountersAsync(april.PeriodStart)).Where(k => k.CustomerId == customer));
+    }
+
+    /// <summary>
+    /// On PostgreSQL the one counter index serves every read of the usage events: a counter's list and aggregates
+    /// (equality on its three columns) and the counters of a period (its leading column), with sequential scans
+    /// turned off so that the small test table cannot hide a missing index.
+    /// </summary>
+    [Fact]
+    public async Task The_counter_index_serves_the_counter_and_period_reads_on_PostgreSql()
+    {
+        var (cs, schema) = await NewPostgresSchemaAsync();
+        var usage = EntityFrameworkUsageEventStore.ForPostgreSql(cs, schema);
+        var key = new UsageCounterKey(NewCustomer(), "api_calls", PeriodStart);
+        await usage.AppendAsync([.. Enumerable.Range(0, 50).Select(i => Stored(key, string.Create(CultureInfo.InvariantCulture, $"k{i}"), i))]);
+        var database = UsageDatabase.From(new DbContextOptionsBuilder().UseNpgsql(cs).Options, schema);
+        string[] reads =
+        [
+            $"SELECT {UsageDatabase.EventColumns} FROM {schema}.usage_events AS e WHERE e.customer_id = @customer AND e.meter_key = @meter AND e.period_start = @period ORDER BY e.timestamp, e.idempotency_key COLLATE \"C\"",
+            $"SELECT DISTINCT e.customer_id, e.meter_key FROM {schema}.usage_events AS e WHERE e.period_start = @period ORDER BY e.customer_id, e.meter_key",
+            .. Enum.GetValues<MeterAggregation>().Select(database.AggregateSql),
+        ];
+        await using var connection = new NpgsqlConnection(cs);
+        await connection.OpenAsync();
+        await using (var off = new NpgsqlCommand("SET enable_seqscan = off", connection))
+        {
+            await off.ExecuteNonQueryAsync();
+        }
+
+        foreach (var read in reads)
+        {
+            await using var explain = new NpgsqlCommand("EXPLAIN " + read, connection);
+            UsageDatabase.AddCounterParameters(explain, key);
+            var plan = new System.Text.StringBuilder();
+            await using (var reader = await explain.ExecuteReaderAsync())
+            {
+                while (await reader.ReadAsync())
+                {
+                    plan.AppendLine(reader.GetString(0));
+                }
+            }
+
+            Assert.Contains("ix_usage_events_counter", plan.ToString(), StringComparison.Ordinal);
+            Assert.DoesNotContain("Seq Scan", plan.ToString(), StringComparison.Ordinal);
+        }
     }
 
     /// <summary>A plan's metered prices and entitlements (migration 3 columns) round-trip through the billing store.</summary>
@@ -404,6 +489,69 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
     {
         var (_, usage, _) = await NewAsync(BillingDatabaseProvider.PostgreSql);
         return (await _database.ConnectionString.Value, usage.Schema!);
+    }
+
+    /// <summary>The indexes on usage_events, by name, with their columns in order.</summary>
+    private static async Task<SortedDictionary<string, string[]>> UsageEventIndexesAsync(bool postgreSql, string connectionString, string schema)
+    {
+        var indexes = new SortedDictionary<string, string[]>(StringComparer.Ordinal);
+        if (postgreSql)
+        {
+            await using var connection = new NpgsqlConnection(connectionString);
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand(
+                """
+                SELECT i.relname, array_agg(a.attname::text ORDER BY k.ordinality)
+                FROM pg_index x
+                JOIN pg_class i ON i.oid = x.indexrelid
+                JOIN pg_class t ON t.oid = x.indrelid
+                JOIN pg_namespace n ON n.oid = t.relnamespace
+                CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ordinality)
+                JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+                WHERE n.nspname = @schema AND t.relname = 'usage_events'
+                GROUP BY i.relname
+                """,
+                connection);
+            command.Parameters.AddWithValue("schema", schema);
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                indexes[reader.GetString(0)] = reader.GetFieldValue<string[]>(1);
+            }
+
+            return indexes;
+        }
+
+        await using var lite = new Microsoft.Data.Sqlite.SqliteConnection(connectionString);
+        await lite.OpenAsync();
+        var names = new List<string>();
+        await using (var list = lite.CreateCommand())
+        {
+            // The primary key's automatic index is sqlite_autoindex_usage_events_1; it is reported as pk_usage_events.
+            list.CommandText = "SELECT name FROM pragma_index_list('usage_events')";
+            await using var reader = await list.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                names.Add(reader.GetString(0));
+            }
+        }
+
+        foreach (var name in names)
+        {
+            await using var info = lite.CreateCommand();
+            info.CommandText = "SELECT name FROM pragma_index_info(@name) ORDER BY seqno";
+            info.Parameters.AddWithValue("@name", name);
+            var columns = new List<string>();
+            await using var reader = await info.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                columns.Add(reader.GetString(0));
+            }
+
+            indexes[name.StartsWith("sqlite_autoindex_usage_events", StringComparison.Ordinal) ? "pk_usage_events" : name] = [.. columns];
+        }
+
+        return indexes;
     }
 
     private static string NewCustomer() => "cus_" + Guid.NewGuid().ToString("N")[..16];
