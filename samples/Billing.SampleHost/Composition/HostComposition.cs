@@ -96,6 +96,7 @@ internal static class HostComposition
 
         services.AddSingleton(new HostFeatures(settings.TestClocks.Enabled ?? builder.Environment.IsDevelopment(), settings.BootstrapApiKey));
         services.AddSingleton<ResourceLister>();
+        services.AddSingleton<Idempotency.IdempotencyStore>();
         services.AddSingleton(new BootstrapKeyOutput(Console.Out));
         services.AddSingleton<ApiKeyBootstrapper>();
         services.AddApiKeyAuthentication();
@@ -165,6 +166,7 @@ internal sealed partial class StartupTasks(IServiceProvider services, HostFeatur
         }
 
         await services.GetRequiredService<ApiKeyStore>().EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
+        await services.GetRequiredService<Idempotency.IdempotencyStore>().EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
         await services.GetRequiredService<ApiKeyBootstrapper>().RunAsync(features.BootstrapApiKey, cancellationToken).ConfigureAwait(false);
     }
 
