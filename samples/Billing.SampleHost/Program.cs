@@ -24,6 +24,7 @@ var v1 = app.MapGroup("/v1")
     .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
 v1.MapPlans();
 v1.MapCustomers();
+v1.MapSubscriptions();
 v1.MapApiKeys();
 
 await app.RunAsync().ConfigureAwait(false);

@@ -128,6 +128,8 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
         return field switch
         {
             "timeZoneId" => "timeZone",
+            "plan" => "planId",
+            "customer" => "customerId",
             _ => field.StartsWith("timeZone", StringComparison.Ordinal) ? "timeZone" : field,
         };
     }
