@@ -25,6 +25,7 @@ var v1 = app.MapGroup("/v1")
 v1.MapPlans();
 v1.MapCustomers();
 v1.MapSubscriptions();
+v1.MapInvoices();
 v1.MapApiKeys();
 
 await app.RunAsync().ConfigureAwait(false);
