@@ -26,6 +26,7 @@ v1.MapPlans();
 v1.MapCustomers();
 v1.MapSubscriptions();
 v1.MapInvoices();
+v1.MapUsage();
 v1.MapApiKeys();
 
 await app.RunAsync().ConfigureAwait(false);

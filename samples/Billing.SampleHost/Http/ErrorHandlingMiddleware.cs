@@ -130,6 +130,7 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
             "timeZoneId" => "timeZone",
             "plan" => "planId",
             "customer" => "customerId",
+            "subscription" => "subscriptionId",
             _ => field.StartsWith("timeZone", StringComparison.Ordinal) ? "timeZone" : field,
         };
     }
