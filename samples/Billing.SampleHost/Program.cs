@@ -27,6 +27,7 @@ v1.MapCustomers();
 v1.MapSubscriptions();
 v1.MapInvoices();
 v1.MapUsage();
+v1.MapTestClocks();
 v1.MapApiKeys();
 
 await app.RunAsync().ConfigureAwait(false);
