@@ -66,6 +66,13 @@ public sealed class CrossCuttingTests(SampleHostFactory host) : IClassFixture<Sa
             ("/v1/customers", "post"), ("/v1/customers", "get"), ("/v1/customers/{id}", "get"), ("/v1/customers/{id}", "patch"),
             ("/v1/customers/{id}/credit_balance_adjustments", "post"),
             ("/v1/api_keys", "post"), ("/v1/api_keys", "get"), ("/v1/api_keys/{id}", "get"), ("/v1/api_keys/{id}/revoke", "post"),
+            ("/v1/subscriptions", "post"), ("/v1/subscriptions", "get"), ("/v1/subscriptions/{id}", "get"), ("/v1/subscriptions/{id}/cancel", "post"),
+            ("/v1/subscriptions/{id}/reactivate", "post"), ("/v1/subscriptions/{id}/pause", "post"), ("/v1/subscriptions/{id}/resume", "post"),
+            ("/v1/subscriptions/{id}/change", "post"), ("/v1/subscriptions/{id}/change_preview", "post"),
+            ("/v1/invoices", "get"), ("/v1/invoices/upcoming", "get"), ("/v1/invoices/{id}", "get"), ("/v1/invoices/{id}/finalize", "post"),
+            ("/v1/invoices/{id}/pay", "post"), ("/v1/invoices/{id}/void", "post"), ("/v1/invoices/{id}/mark_uncollectible", "post"),
+            ("/v1/usage", "post"), ("/v1/usage/batch", "post"), ("/v1/usage/summary", "get"), ("/v1/customers/{id}/entitlements/{feature}", "get"),
+            ("/v1/test_clocks", "post"), ("/v1/test_clocks/{id}", "get"), ("/v1/test_clocks/{id}/customers", "get"), ("/v1/test_clocks/{id}/advance", "post"),
             ("/health/live", "get"), ("/health/ready", "get"),
         };
         foreach (var (path, method) in expected)
@@ -74,7 +81,11 @@ public sealed class CrossCuttingTests(SampleHostFactory host) : IClassFixture<Sa
             Assert.True(item.TryGetProperty(method, out _), $"{method} {path} is missing");
         }
 
-        Assert.True(document.GetProperty("components").GetProperty("schemas").TryGetProperty("CreatePlanRequest", out _));
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        foreach (var schema in new[] { "CreatePlanRequest", "CreateSubscriptionRequest", "ChangeSubscriptionRequest", "InvoiceDto", "UsageEventRequest", "UsageBatchRequest", "CreateTestClockRequest" })
+        {
+            Assert.True(schemas.TryGetProperty(schema, out _), $"schema {schema} is missing");
+        }
     }
 }
 

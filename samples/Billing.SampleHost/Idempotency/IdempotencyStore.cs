@@ -53,8 +53,8 @@ internal sealed class IdempotencyStore(HostDatabase database)
                 api_key_id TEXT NOT NULL,
                 idempotency_key TEXT NOT NULL,
                 request_hash TEXT NOT NULL,
-                completed INTEGER NOT NULL,
-                status INTEGER NULL,
+                completed BIGINT NOT NULL,
+                status BIGINT NULL,
                 content_type TEXT NULL,
                 location TEXT NULL,
                 body {blob} NULL,
@@ -75,11 +75,12 @@ internal sealed class IdempotencyStore(HostDatabase database)
             try
             {
                 await connection.ExecuteAsync(
-                    $"INSERT INTO {T} (api_key_id, idempotency_key, request_hash, completed, created_at, expires_at) VALUES (@k, @i, @h, 0, @now, @expires)",
+                    $"INSERT INTO {T} (api_key_id, idempotency_key, request_hash, completed, created_at, expires_at) VALUES (@k, @i, @h, @zero, @now, @expires)",
                     cancellationToken,
                     ("k", apiKeyId),
                     ("i", key),
                     ("h", requestHash),
+                    ("zero", 0L),
                     ("now", now.ToUnixTimeMilliseconds()),
                     ("expires", (now + Lifetime).ToUnixTimeMilliseconds())).ConfigureAwait(false);
                 return new IdempotencyClaim.Claimed();
@@ -144,9 +145,10 @@ internal sealed class IdempotencyStore(HostDatabase database)
     {
         await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
         await connection.ExecuteAsync(
-            $"UPDATE {T} SET completed = 1, status = @status, content_type = @type, location = @location, body = @body WHERE api_key_id = @k AND idempotency_key = @i",
+            $"UPDATE {T} SET completed = @one, status = @status, content_type = @type, location = @location, body = @body WHERE api_key_id = @k AND idempotency_key = @i",
             cancellationToken,
-            ("status", response.Status),
+            ("one", 1L),
+            ("status", (long)response.Status),
             ("type", response.ContentType),
             ("location", response.Location),
             ("body", response.Body),
@@ -158,7 +160,7 @@ internal sealed class IdempotencyStore(HostDatabase database)
     public async Task ReleaseAsync(string apiKeyId, string key, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
-        await connection.ExecuteAsync($"DELETE FROM {T} WHERE api_key_id = @k AND idempotency_key = @i AND completed = 0", cancellationToken, ("k", apiKeyId), ("i", key)).ConfigureAwait(false);
+        await connection.ExecuteAsync($"DELETE FROM {T} WHERE api_key_id = @k AND idempotency_key = @i AND completed = @zero", cancellationToken, ("k", apiKeyId), ("i", key), ("zero", 0L)).ConfigureAwait(false);
     }
 
     /// <summary>Deletes expired rows (a housekeeping step; expired rows are ignored anyway).</summary>
