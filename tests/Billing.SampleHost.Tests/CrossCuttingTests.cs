@@ -81,6 +81,11 @@ public sealed class CrossCuttingTests(SampleHostFactory host) : IClassFixture<Sa
             Assert.True(item.TryGetProperty(method, out _), $"{method} {path} is missing");
         }
 
+        var createSubscription = paths.GetProperty("/v1/subscriptions").GetProperty("post");
+        Assert.Contains(createSubscription.GetProperty("parameters").EnumerateArray(), p => p.GetProperty("name").GetString() == "Idempotency-Key" && p.GetProperty("in").GetString() == "header");
+        Assert.False(paths.GetProperty("/v1/subscriptions").GetProperty("get").TryGetProperty("parameters", out var listParameters)
+            && listParameters.EnumerateArray().Any(p => p.GetProperty("name").GetString() == "Idempotency-Key"));
+
         var schemas = document.GetProperty("components").GetProperty("schemas");
         foreach (var schema in new[] { "CreatePlanRequest", "CreateSubscriptionRequest", "ChangeSubscriptionRequest", "InvoiceDto", "UsageEventRequest", "UsageBatchRequest", "CreateTestClockRequest" })
         {
@@ -114,6 +119,21 @@ public sealed class InternalErrorTests(BrokenStoreHostFactory host) : IClassFixt
         Assert.DoesNotContain(" at ", response.Body, StringComparison.Ordinal);
         Assert.DoesNotContain(".cs:line", response.Body, StringComparison.Ordinal);
         Assert.Equal(response.Headers.GetValues("X-Request-Id").Single(), problem.GetProperty("requestId").GetString());
+
+        // A 500 is not kept for the Idempotency-Key: the retry runs again (and fails again here), it is no replay.
+        async Task<HttpResponseMessage> PostWithKey()
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/plans") { Content = new StringContent("""{"name":"P","currency":"USD","price":{"model":"flat","amount":1},"interval":{"unit":"month"}}""", System.Text.Encoding.UTF8, "application/json") };
+            request.Headers.Add("Idempotency-Key", "broken-1");
+            return await host.Client().SendAsync(request);
+        }
+
+        using var firstTry = await PostWithKey();
+        using var secondTry = await PostWithKey();
+        Assert.Equal(HttpStatusCode.InternalServerError, firstTry.StatusCode);
+        Assert.Equal(HttpStatusCode.InternalServerError, secondTry.StatusCode);
+        Assert.False(secondTry.Headers.Contains("Idempotent-Replayed"));
+        Assert.NotEqual(firstTry.Headers.GetValues("X-Request-Id").Single(), secondTry.Headers.GetValues("X-Request-Id").Single());
 
         var read = await host.Client().Get("/v1/plans/plan_x");
         read.Problem(HttpStatusCode.InternalServerError, "internal_error");
