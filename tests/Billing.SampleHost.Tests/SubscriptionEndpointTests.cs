@@ -80,6 +80,32 @@ public sealed class SubscriptionEndpointTests(SampleHostFactory host) : IClassFi
     }
 
     [Fact]
+    public async Task A_coupon_discounts_the_first_invoices()
+    {
+        var client = host.Client();
+        var (plan, customer) = await PlanAndCustomer(client, amount: 3000);
+        var sub = (await client.Post("/v1/subscriptions", new { customerId = customer, planId = plan, coupon = new { id = "WELCOME", percentOff = 250000, duration = "repeating", durationInPeriods = 3 } }))
+            .Ok(HttpStatusCode.Created).Data;
+        var discount = sub.GetProperty("discount");
+        Assert.Equal("WELCOME", discount.GetProperty("couponId").GetString());
+        Assert.Equal("repeating", discount.GetProperty("duration").GetString());
+        Assert.Equal(2, discount.GetProperty("periodsRemaining").GetInt32());
+        var invoice = (await client.Get($"/v1/invoices/{sub.GetProperty("latestInvoiceId").GetString()}")).Ok().Data;
+        Assert.Equal(-750, invoice.GetProperty("discount").GetInt64()); // discounts are negative amounts, like their lines
+        Assert.Equal(2250, invoice.GetProperty("total").GetInt64());
+
+        var flat = (await client.Post("/v1/subscriptions", new { customerId = customer, planId = plan, coupon = new { id = "TENOFF", amountOff = 1000, currency = "USD", duration = "forever" } })).Ok(HttpStatusCode.Created).Data;
+        Assert.Equal(2000, (await client.Get($"/v1/invoices/{flat.GetProperty("latestInvoiceId").GetString()}")).Ok().Data.GetProperty("total").GetInt64());
+
+        (await client.Post("/v1/subscriptions", new { customerId = customer, planId = plan, coupon = new { id = "X", percentOff = 10, amountOff = 10, currency = "USD" } })).ValidationError("coupon.percentOff");
+        (await client.Post("/v1/subscriptions", new { customerId = customer, planId = plan, coupon = new { id = "X", percentOff = 2_000_000 } })).ValidationError("coupon.percentOff");
+        (await client.Post("/v1/subscriptions", new { customerId = customer, planId = plan, coupon = new { id = "X", amountOff = 10 } })).ValidationError("coupon.currency");
+        (await client.Post("/v1/subscriptions", new { customerId = customer, planId = plan, coupon = new { id = "X", percentOff = 10, duration = "repeating" } })).ValidationError("coupon.durationInPeriods");
+        (await client.Post("/v1/subscriptions", new { customerId = customer, planId = plan, coupon = new { id = "X", percentOff = 10, duration = "sometimes" } })).ValidationError("coupon.duration");
+        (await client.Post("/v1/subscriptions", new { customerId = customer, planId = plan, coupon = new { id = "X", amountOff = 10, currency = "EUR" } })).ValidationError("coupon");
+    }
+
+    [Fact]
     public async Task Create_refuses_an_archived_plan_or_another_currency_naming_planId()
     {
         var client = host.Client();

@@ -55,7 +55,8 @@ internal sealed record InvoiceLineDto(
         l.TaxRate is { } t ? new TaxRateDto(t.Name, t.PartsPerMillion, t.Inclusive) : null);
 }
 
-/// <summary>An invoice with its lines; every amount is minor units of <c>currency</c>, <c>total</c> is the exact sum
+/// <summary>An invoice with its lines; every amount is minor units of <c>currency</c> (<c>discount</c> and credits are
+/// negative), <c>total</c> is the exact sum
 /// of the lines (inclusive tax lines are informational).</summary>
 internal sealed record InvoiceDto(
     string Id,

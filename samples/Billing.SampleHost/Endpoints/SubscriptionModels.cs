@@ -1,4 +1,5 @@
 using Billing.Engine;
+using Billing.Invoices;
 using Billing.Periods;
 using Billing.Proration;
 using Billing.SampleHost.Http;
@@ -20,6 +21,8 @@ internal sealed class CreateSubscriptionRequest
 
     public string? PaymentMethod { get; init; }
 
+    public CouponInput? Coupon { get; init; }
+
     public NewSubscription ToNewSubscription()
     {
         var errors = new FieldErrors();
@@ -28,9 +31,61 @@ internal sealed class CreateSubscriptionRequest
         SubscriptionMapping.Quantity(errors, Quantity);
         errors.Check(TrialDays is null or (>= 0 and <= 730), "trialDays", "trialDays is 0 to 730.");
         CustomerMapping.PaymentMethod(errors, PaymentMethod);
+        var coupon = Coupon is null ? null : Coupon.ToCoupon(errors);
         errors.ThrowIfAny();
-        return new NewSubscription(CustomerId!, PlanId!) { Quantity = Quantity ?? 1, TrialDays = TrialDays, PaymentMethod = PaymentMethod };
+        return new NewSubscription(CustomerId!, PlanId!) { Quantity = Quantity ?? 1, TrialDays = TrialDays, PaymentMethod = PaymentMethod, Coupon = coupon };
     }
+}
+
+/// <summary>A discount from the first invoice: <c>id</c>; <c>percentOff</c> in parts per million (1–1,000,000;
+/// 250000 is 25%) or <c>amountOff</c> in minor units of <c>currency</c>; <c>duration</c> once, repeating (with
+/// <c>durationInPeriods</c>) or forever.</summary>
+internal sealed class CouponInput
+{
+    public string? Id { get; init; }
+
+    public long? PercentOff { get; init; }
+
+    public long? AmountOff { get; init; }
+
+    public string? Currency { get; init; }
+
+    public string? Duration { get; init; }
+
+    public int? DurationInPeriods { get; init; }
+
+    public Coupon? ToCoupon(FieldErrors errors)
+    {
+        var ok = errors.Check(Id is { Length: >= 1 and <= 100 } && !string.IsNullOrWhiteSpace(Id), "coupon.id", "id has 1 to 100 characters.");
+        ok &= errors.Check((PercentOff is null) != (AmountOff is null), "coupon.percentOff", "Give percentOff or amountOff (not both).");
+        ok &= errors.Check(PercentOff is null or (>= 1 and <= 1_000_000), "coupon.percentOff", "percentOff is 1 to 1,000,000 parts per million (250000 is 25%).");
+        ok &= errors.Check(AmountOff is null or >= 1, "coupon.amountOff", "amountOff is a whole number of minor units, 1 or more.");
+        Currency? currency = null;
+        if (AmountOff is not null)
+        {
+            currency = Validation.Currency(errors, "coupon.currency", Currency);
+            ok &= currency is not null;
+        }
+
+        var duration = CouponDuration.Once;
+        ok &= errors.Check(Duration is null || PlanMapping.TryEnum(Duration, out duration), "coupon.duration", "duration is once, repeating or forever.");
+        ok &= errors.Check((duration == CouponDuration.Repeating) == (DurationInPeriods is not null) && DurationInPeriods is null or (>= 1 and <= 1000), "coupon.durationInPeriods", "durationInPeriods (1 to 1000) goes with duration repeating, and only with it.");
+        if (!ok)
+        {
+            return null;
+        }
+
+        return PercentOff is { } ppm
+            ? global::Billing.Invoices.Coupon.PercentOff(Id!, ppm, duration, DurationInPeriods)
+            : global::Billing.Invoices.Coupon.AmountOffEach(Id!, new Money(AmountOff!.Value, currency!), duration, DurationInPeriods);
+    }
+}
+
+/// <summary>A subscription's coupon and how many invoices it still applies to (null: forever).</summary>
+internal sealed record DiscountDto(string CouponId, long? PercentOff, long? AmountOff, string Duration, int? PeriodsRemaining)
+{
+    public static DiscountDto? From(AppliedDiscount? d) => d is null ? null : new(
+        d.Coupon.Id, d.Coupon.PercentOffPartsPerMillion, d.Coupon.AmountOff?.MinorUnits, PlanMapping.Snake(d.Coupon.Duration.ToString()), d.PeriodsRemaining);
 }
 
 /// <summary>POST /v1/subscriptions/{id}/cancel (body optional): <c>atPeriodEnd</c> (default false: now) and, when
@@ -113,6 +168,7 @@ internal sealed record SubscriptionDto(
     DateTimeOffset? CanceledAt,
     DateTimeOffset? PausedAt,
     PendingChangeDto? PendingChange,
+    DiscountDto? Discount,
     string? PaymentMethod,
     string? LatestInvoiceId,
     string? TestClockId,
@@ -131,6 +187,7 @@ internal sealed record SubscriptionDto(
         s.CanceledAt,
         s.PausedAt,
         s.PendingChange is { } p ? new PendingChangeDto(p.PlanId, p.Quantity) : null,
+        DiscountDto.From(s.Discount),
         s.PaymentMethod,
         s.LatestInvoiceId,
         s.TestClockId,
