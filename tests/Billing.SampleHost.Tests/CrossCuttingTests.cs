@@ -69,7 +69,7 @@ public sealed class CrossCuttingTests(SampleHostFactory host) : IClassFixture<Sa
             ("/v1/subscriptions", "post"), ("/v1/subscriptions", "get"), ("/v1/subscriptions/{id}", "get"), ("/v1/subscriptions/{id}/cancel", "post"),
             ("/v1/subscriptions/{id}/reactivate", "post"), ("/v1/subscriptions/{id}/pause", "post"), ("/v1/subscriptions/{id}/resume", "post"),
             ("/v1/subscriptions/{id}/change", "post"), ("/v1/subscriptions/{id}/change_preview", "post"),
-            ("/v1/invoices", "get"), ("/v1/invoices/upcoming", "get"), ("/v1/invoices/{id}", "get"), ("/v1/invoices/{id}/finalize", "post"),
+            ("/v1/invoices", "get"), ("/v1/invoices/upcoming", "get"), ("/v1/invoices/{id}", "get"), ("/v1/invoices/{id}/payments", "get"), ("/v1/invoices/{id}/finalize", "post"),
             ("/v1/invoices/{id}/pay", "post"), ("/v1/invoices/{id}/void", "post"), ("/v1/invoices/{id}/mark_uncollectible", "post"),
             ("/v1/usage", "post"), ("/v1/usage/batch", "post"), ("/v1/usage/summary", "get"), ("/v1/customers/{id}/entitlements/{feature}", "get"),
             ("/v1/test_clocks", "post"), ("/v1/test_clocks/{id}", "get"), ("/v1/test_clocks/{id}/customers", "get"), ("/v1/test_clocks/{id}/advance", "post"),

@@ -106,6 +106,13 @@ public sealed class InvoiceEndpointTests(SampleHostFactory host) : IClassFixture
         Assert.Equal("paid", paid.GetProperty("status").GetString());
         Assert.Equal(2000, paid.GetProperty("amountPaid").GetInt64());
         Assert.Equal("active", (await client.Get($"/v1/subscriptions/{sub.GetProperty("id").GetString()}")).Ok().Data.GetProperty("status").GetString());
+
+        var payments = (await client.Get($"{path}/payments")).Ok().Data;
+        Assert.Equal([1, 2, 3], payments.EnumerateArray().Select(p => p.GetProperty("attempt").GetInt32()));
+        Assert.Equal(["declined", "declined", "succeeded"], payments.EnumerateArray().Select(p => p.GetProperty("outcome").GetString()));
+        Assert.Equal("pm_card_visa", payments[2].GetProperty("paymentMethod").GetString());
+        Assert.Equal(2000, payments[2].GetProperty("amount").GetInt64());
+        (await client.Get("/v1/invoices/in_missing/payments")).Problem(HttpStatusCode.NotFound, "not_found");
     }
 
     [Fact]

@@ -46,6 +46,13 @@ internal static class InvoiceEndpoints
             TypedResults.Ok(new DataEnvelope<InvoiceDto>(InvoiceDto.From(await engine.GetInvoiceAsync(id, ct).ConfigureAwait(false)))))
             .RequireAuthorization(Scopes.Read).WithName("GetInvoice").WithSummary("Get an invoice with its lines");
 
+        invoices.MapGet("/{id}/payments", async (string id, BillingEngine engine, CancellationToken ct) =>
+        {
+            _ = await engine.GetInvoiceAsync(id, ct).ConfigureAwait(false);
+            var payments = await engine.ListPaymentsAsync(id, ct).ConfigureAwait(false);
+            return TypedResults.Ok(new ListEnvelope<PaymentDto>([.. payments.Select(PaymentDto.From)], false));
+        }).RequireAuthorization(Scopes.Read).WithName("ListInvoicePayments").WithSummary("List an invoice's payment attempts, by attempt");
+
         invoices.MapPost("/{id}/finalize", async (string id, BillingEngine engine, CancellationToken ct) =>
             TypedResults.Ok(new DataEnvelope<InvoiceDto>(InvoiceDto.From(await engine.FinalizeInvoiceAsync(id, ct).ConfigureAwait(false)))))
             .RequireAuthorization(Scopes.Write).WithName("FinalizeInvoice")

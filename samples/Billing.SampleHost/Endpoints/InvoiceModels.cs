@@ -138,3 +138,44 @@ internal sealed record UpcomingInvoiceDto(
         c.AmountDue.MinorUnits,
         c.CreditBalanceAfter.MinorUnits);
 }
+
+/// <summary>One payment attempt of an invoice: <c>outcome</c> succeeded, requires_action (with
+/// <c>clientSecret</c>), declined (with <c>declineType</c> hard/soft and <c>declineCode</c>) or failed_retryable.</summary>
+internal sealed record PaymentDto(
+    string Id,
+    string Object,
+    string InvoiceId,
+    string CustomerId,
+    int Attempt,
+    long Amount,
+    string Currency,
+    string PaymentMethod,
+    string Status,
+    string? Outcome,
+    string? DeclineType,
+    string? DeclineCode,
+    string? Message,
+    string? ClientSecret,
+    string? GatewayPaymentId,
+    long AmountRefunded,
+    DateTimeOffset CreatedAt)
+{
+    public static PaymentDto From(Billing.Payments.Payment p) => new(
+        p.Id,
+        "payment",
+        p.InvoiceId,
+        p.CustomerId,
+        p.Attempt,
+        p.Amount.MinorUnits,
+        p.Amount.Currency.Code,
+        p.PaymentMethod,
+        PlanMapping.Snake(p.Status.ToString()),
+        p.Result is { } r ? PlanMapping.Snake(r.Outcome.ToString()) : null,
+        p.Result?.DeclineType is { } d ? PlanMapping.Snake(d.ToString()) : null,
+        p.Result?.DeclineCode,
+        p.Result?.Message,
+        p.Result?.ClientSecret,
+        p.GatewayPaymentId,
+        p.AmountRefunded.MinorUnits,
+        p.CreatedAt);
+}
