@@ -1,6 +1,7 @@
 using Billing.SampleHost.Composition;
 using Billing.SampleHost.Endpoints;
 using Billing.SampleHost.Http;
+using Billing.SampleHost.Idempotency;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddSampleHost();
@@ -10,6 +11,7 @@ app.UseMiddleware<RequestIdMiddleware>();
 app.UseMiddleware<ErrorHandlingMiddleware>();
 app.UseAuthentication();
 app.UseAuthorization();
+app.UseMiddleware<IdempotencyMiddleware>();
 
 app.MapOpenApi();
 app.MapHealth();
@@ -18,9 +20,14 @@ var v1 = app.MapGroup("/v1")
     .ProducesProblem(StatusCodes.Status401Unauthorized)
     .ProducesProblem(StatusCodes.Status403Forbidden)
     .ProducesProblem(StatusCodes.Status404NotFound)
-    .ProducesProblem(StatusCodes.Status409Conflict);
+    .ProducesProblem(StatusCodes.Status409Conflict)
+    .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
 v1.MapPlans();
 v1.MapCustomers();
+v1.MapSubscriptions();
+v1.MapInvoices();
+v1.MapUsage();
+v1.MapTestClocks();
 v1.MapApiKeys();
 
 await app.RunAsync().ConfigureAwait(false);

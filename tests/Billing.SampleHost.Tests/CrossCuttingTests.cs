@@ -66,6 +66,13 @@ public sealed class CrossCuttingTests(SampleHostFactory host) : IClassFixture<Sa
             ("/v1/customers", "post"), ("/v1/customers", "get"), ("/v1/customers/{id}", "get"), ("/v1/customers/{id}", "patch"),
             ("/v1/customers/{id}/credit_balance_adjustments", "post"),
             ("/v1/api_keys", "post"), ("/v1/api_keys", "get"), ("/v1/api_keys/{id}", "get"), ("/v1/api_keys/{id}/revoke", "post"),
+            ("/v1/subscriptions", "post"), ("/v1/subscriptions", "get"), ("/v1/subscriptions/{id}", "get"), ("/v1/subscriptions/{id}/cancel", "post"),
+            ("/v1/subscriptions/{id}/reactivate", "post"), ("/v1/subscriptions/{id}/pause", "post"), ("/v1/subscriptions/{id}/resume", "post"),
+            ("/v1/subscriptions/{id}/change", "post"), ("/v1/subscriptions/{id}/change_preview", "post"),
+            ("/v1/invoices", "get"), ("/v1/invoices/upcoming", "get"), ("/v1/invoices/{id}", "get"), ("/v1/invoices/{id}/payments", "get"), ("/v1/invoices/{id}/finalize", "post"),
+            ("/v1/invoices/{id}/pay", "post"), ("/v1/invoices/{id}/void", "post"), ("/v1/invoices/{id}/mark_uncollectible", "post"),
+            ("/v1/usage", "post"), ("/v1/usage/batch", "post"), ("/v1/usage/summary", "get"), ("/v1/customers/{id}/entitlements/{feature}", "get"),
+            ("/v1/test_clocks", "post"), ("/v1/test_clocks/{id}", "get"), ("/v1/test_clocks/{id}/customers", "get"), ("/v1/test_clocks/{id}/advance", "post"),
             ("/health/live", "get"), ("/health/ready", "get"),
         };
         foreach (var (path, method) in expected)
@@ -74,7 +81,16 @@ public sealed class CrossCuttingTests(SampleHostFactory host) : IClassFixture<Sa
             Assert.True(item.TryGetProperty(method, out _), $"{method} {path} is missing");
         }
 
-        Assert.True(document.GetProperty("components").GetProperty("schemas").TryGetProperty("CreatePlanRequest", out _));
+        var createSubscription = paths.GetProperty("/v1/subscriptions").GetProperty("post");
+        Assert.Contains(createSubscription.GetProperty("parameters").EnumerateArray(), p => p.GetProperty("name").GetString() == "Idempotency-Key" && p.GetProperty("in").GetString() == "header");
+        Assert.False(paths.GetProperty("/v1/subscriptions").GetProperty("get").TryGetProperty("parameters", out var listParameters)
+            && listParameters.EnumerateArray().Any(p => p.GetProperty("name").GetString() == "Idempotency-Key"));
+
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        foreach (var schema in new[] { "CreatePlanRequest", "CreateSubscriptionRequest", "ChangeSubscriptionRequest", "InvoiceDto", "UsageEventRequest", "UsageBatchRequest", "CreateTestClockRequest" })
+        {
+            Assert.True(schemas.TryGetProperty(schema, out _), $"schema {schema} is missing");
+        }
     }
 }
 
@@ -103,6 +119,21 @@ public sealed class InternalErrorTests(BrokenStoreHostFactory host) : IClassFixt
         Assert.DoesNotContain(" at ", response.Body, StringComparison.Ordinal);
         Assert.DoesNotContain(".cs:line", response.Body, StringComparison.Ordinal);
         Assert.Equal(response.Headers.GetValues("X-Request-Id").Single(), problem.GetProperty("requestId").GetString());
+
+        // A 500 is not kept for the Idempotency-Key: the retry runs again (and fails again here), it is no replay.
+        async Task<HttpResponseMessage> PostWithKey()
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/plans") { Content = new StringContent("""{"name":"P","currency":"USD","price":{"model":"flat","amount":1},"interval":{"unit":"month"}}""", System.Text.Encoding.UTF8, "application/json") };
+            request.Headers.Add("Idempotency-Key", "broken-1");
+            return await host.Client().SendAsync(request);
+        }
+
+        using var firstTry = await PostWithKey();
+        using var secondTry = await PostWithKey();
+        Assert.Equal(HttpStatusCode.InternalServerError, firstTry.StatusCode);
+        Assert.Equal(HttpStatusCode.InternalServerError, secondTry.StatusCode);
+        Assert.False(secondTry.Headers.Contains("Idempotent-Replayed"));
+        Assert.NotEqual(firstTry.Headers.GetValues("X-Request-Id").Single(), secondTry.Headers.GetValues("X-Request-Id").Single());
 
         var read = await host.Client().Get("/v1/plans/plan_x");
         read.Problem(HttpStatusCode.InternalServerError, "internal_error");

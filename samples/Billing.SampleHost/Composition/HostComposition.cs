@@ -96,6 +96,7 @@ internal static class HostComposition
 
         services.AddSingleton(new HostFeatures(settings.TestClocks.Enabled ?? builder.Environment.IsDevelopment(), settings.BootstrapApiKey));
         services.AddSingleton<ResourceLister>();
+        services.AddSingleton<Idempotency.IdempotencyStore>();
         services.AddSingleton(new BootstrapKeyOutput(Console.Out));
         services.AddSingleton<ApiKeyBootstrapper>();
         services.AddApiKeyAuthentication();
@@ -110,7 +111,24 @@ internal static class HostComposition
 
         // Unreadable bodies throw (and become problems) in every environment, not only in Development.
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
-        services.AddOpenApi();
+        services.AddOpenApi(o => o.AddOperationTransformer((operation, context, _) =>
+        {
+            // Every POST takes an optional Idempotency-Key (see IdempotencyMiddleware).
+            if (string.Equals(context.Description.HttpMethod, "POST", StringComparison.OrdinalIgnoreCase))
+            {
+                operation.Parameters ??= [];
+                operation.Parameters.Add(new Microsoft.OpenApi.OpenApiParameter
+                {
+                    Name = Idempotency.IdempotencyMiddleware.Header,
+                    In = Microsoft.OpenApi.ParameterLocation.Header,
+                    Required = false,
+                    Description = "Makes a retry safe: the first answer is replayed for 24 hours to the same key, path and body (per API key).",
+                    Schema = new Microsoft.OpenApi.OpenApiSchema { Type = Microsoft.OpenApi.JsonSchemaType.String, MinLength = 1, MaxLength = Idempotency.IdempotencyMiddleware.MaxKeyLength },
+                });
+            }
+
+            return Task.CompletedTask;
+        }));
         return builder;
     }
 
@@ -165,6 +183,7 @@ internal sealed partial class StartupTasks(IServiceProvider services, HostFeatur
         }
 
         await services.GetRequiredService<ApiKeyStore>().EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
+        await services.GetRequiredService<Idempotency.IdempotencyStore>().EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
         await services.GetRequiredService<ApiKeyBootstrapper>().RunAsync(features.BootstrapApiKey, cancellationToken).ConfigureAwait(false);
     }
 

@@ -1,12 +1,14 @@
 using Billing.Catalog;
 using Billing.Customers;
+using Billing.Invoices;
 using Billing.Ports;
 using Billing.SampleHost.Http;
+using Billing.Subscriptions;
 
 namespace Billing.SampleHost.Data;
 
 /// <summary>
-/// Lists plans and customers, newest first, with a cursor. The library's stores have no list operations yet, so the
+/// Lists plans, customers, subscriptions and invoices, newest first, with a cursor. The library's stores have no list operations yet, so the
 /// host reads the page of ids from the EF Core adapter's tables (<c>plans</c>, <c>customers</c>: id and
 /// <c>created_at</c>) and loads each object through the billing store.
 /// </summary>
@@ -44,7 +46,41 @@ internal sealed class ResourceLister(HostDatabase database, IBillingStore store)
         return (items, hasMore);
     }
 
-    private async Task<(IReadOnlyList<string> Ids, bool HasMore)> ListIdsAsync(string table, Page page, CancellationToken cancellationToken)
+    public async Task<(IReadOnlyList<Subscription> Items, bool HasMore)> ListSubscriptionsAsync(Page page, string? customerId, string? status, CancellationToken cancellationToken)
+    {
+        var (ids, hasMore) = await ListIdsAsync("subscriptions", page, cancellationToken, ("customer_id", customerId), ("status", status)).ConfigureAwait(false);
+        await using var session = await store.BeginAsync(cancellationToken).ConfigureAwait(false);
+        var items = new List<Subscription>(ids.Count);
+        foreach (var id in ids)
+        {
+            if (await session.Subscriptions.GetAsync(id, cancellationToken).ConfigureAwait(false) is { } subscription)
+            {
+                items.Add(subscription);
+            }
+        }
+
+        return (items, hasMore);
+    }
+
+    public async Task<(IReadOnlyList<Invoice> Items, bool HasMore)> ListInvoicesAsync(Page page, string? customerId, string? subscriptionId, string? status, CancellationToken cancellationToken)
+    {
+        var (ids, hasMore) = await ListIdsAsync("invoices", page, cancellationToken, ("customer_id", customerId), ("subscription_id", subscriptionId), ("status", status)).ConfigureAwait(false);
+        await using var session = await store.BeginAsync(cancellationToken).ConfigureAwait(false);
+        var items = new List<Invoice>(ids.Count);
+        foreach (var id in ids)
+        {
+            if (await session.Invoices.GetAsync(id, cancellationToken).ConfigureAwait(false) is { } invoice)
+            {
+                items.Add(invoice);
+            }
+        }
+
+        return (items, hasMore);
+    }
+
+    /// <summary>A page of ids, newest first; <paramref name="filters"/> are (column, value) pairs, a null value is no
+    /// filter. Column names are host constants.</summary>
+    private async Task<(IReadOnlyList<string> Ids, bool HasMore)> ListIdsAsync(string table, Page page, CancellationToken cancellationToken, params (string Column, string? Value)[] filters)
     {
         var t = database.Table(table);
         await using var connection = await database.OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -57,12 +93,25 @@ internal sealed class ResourceLister(HostDatabase database, IBillingStore store)
             }
         }
 
-        await using var command = page.StartingAfter is null
-            ? connection.Command($"SELECT id FROM {t} ORDER BY created_at DESC, id DESC LIMIT @take", ("take", page.Limit + 1))
-            : connection.Command(
-                $"SELECT id FROM {t} WHERE created_at < (SELECT created_at FROM {t} WHERE id = @after) OR (created_at = (SELECT created_at FROM {t} WHERE id = @after) AND id < @after) ORDER BY created_at DESC, id DESC LIMIT @take",
-                ("take", page.Limit + 1),
-                ("after", page.StartingAfter));
+        var parameters = new List<(string Name, object? Value)> { ("take", page.Limit + 1) };
+        var where = new List<string>();
+        foreach (var (column, value) in filters)
+        {
+            if (value is not null)
+            {
+                where.Add($"{column} = @f_{column}");
+                parameters.Add(($"f_{column}", value));
+            }
+        }
+
+        if (page.StartingAfter is not null)
+        {
+            where.Add($"(created_at < (SELECT created_at FROM {t} WHERE id = @after) OR (created_at = (SELECT created_at FROM {t} WHERE id = @after) AND id < @after))");
+            parameters.Add(("after", page.StartingAfter));
+        }
+
+        var filter = where.Count == 0 ? string.Empty : " WHERE " + string.Join(" AND ", where);
+        await using var command = connection.Command($"SELECT id FROM {t}{filter} ORDER BY created_at DESC, id DESC LIMIT @take", [.. parameters]);
         var ids = new List<string>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

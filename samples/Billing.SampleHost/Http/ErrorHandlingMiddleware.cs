@@ -47,6 +47,18 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
 
     private Task WriteAsync(HttpContext context, Exception exception)
     {
+        if (WriteClientErrorAsync(context, exception) is { } written)
+        {
+            return written;
+        }
+
+        LogUnhandled(logger, exception, context.TraceIdentifier, context.Request.Method, context.Request.Path.Value);
+        return Problems.WriteAsync(context, 500, ErrorCodes.InternalError, "The server failed to handle the request; nothing was changed. Quote the request id when asking for help.");
+    }
+
+    /// <summary>Writes the problem for an exception that is the client's doing (4xx); null for anything else.</summary>
+    internal static Task? WriteClientErrorAsync(HttpContext context, Exception exception)
+    {
         switch (exception)
         {
             case RequestValidationException e:
@@ -65,8 +77,7 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
             case BadHttpRequestException e:
                 return WriteBadRequestAsync(context, e);
             default:
-                LogUnhandled(logger, exception, context.TraceIdentifier, context.Request.Method, context.Request.Path.Value);
-                return Problems.WriteAsync(context, 500, ErrorCodes.InternalError, "The server failed to handle the request; nothing was changed. Quote the request id when asking for help.");
+                return null;
         }
     }
 
@@ -117,6 +128,9 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
         return field switch
         {
             "timeZoneId" => "timeZone",
+            "plan" => "planId",
+            "customer" => "customerId",
+            "subscription" => "subscriptionId",
             _ => field.StartsWith("timeZone", StringComparison.Ordinal) ? "timeZone" : field,
         };
     }

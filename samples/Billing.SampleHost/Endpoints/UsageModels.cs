@@ -1,0 +1,144 @@
+using Billing.Ports;
+using Billing.SampleHost.Http;
+using Billing.Usage;
+
+namespace Billing.SampleHost.Endpoints;
+
+/// <summary>A usage event: <c>customerId</c> and/or <c>subscriptionId</c>, <c>meter</c>, <c>quantity</c> (≥ 0,
+/// default 1), <c>timestamp</c> (default: now on the customer's clock), <c>idempotencyKey</c> (1–255 characters,
+/// unique per customer), <c>properties</c>.</summary>
+internal sealed class UsageEventRequest
+{
+    public string? CustomerId { get; init; }
+
+    public string? SubscriptionId { get; init; }
+
+    public string? Meter { get; init; }
+
+    public long? Quantity { get; init; }
+
+    public DateTimeOffset? Timestamp { get; init; }
+
+    public string? IdempotencyKey { get; init; }
+
+    public Dictionary<string, string>? Properties { get; init; }
+
+    /// <summary>The host's checks (the engine checks the rest and names the field too).</summary>
+    public void Check(FieldErrors errors, string prefix)
+    {
+        errors.Check(IdempotencyKey is { Length: >= 1 and <= UsageCounterEvents.MaxIdempotencyKeyLength }, prefix + "idempotencyKey", $"idempotencyKey is required: 1 to {UsageCounterEvents.MaxIdempotencyKeyLength} characters.");
+        errors.Check(CustomerId is not null || SubscriptionId is not null, prefix + "customerId", "Give customerId, subscriptionId or both.");
+        errors.Check(CustomerId is null || Validation.Id(CustomerId), prefix + "customerId", "customerId is a customer id.");
+        errors.Check(SubscriptionId is null || Validation.Id(SubscriptionId), prefix + "subscriptionId", "subscriptionId is a subscription id.");
+        errors.Check(Billing.Usage.Meter.IsValidKey(Meter), prefix + "meter", $"meter is required: 1 to {Billing.Usage.Meter.MaxKeyLength} characters a-z, 0-9, '_', '-', '.'.");
+        errors.Check(Quantity is null or >= 0, prefix + "quantity", "quantity is a whole number, 0 or more.");
+        errors.Check(
+            Properties is null || (Properties.Count <= UsageEventInput.MaxProperties && Properties.All(p => p.Key.Length is >= 1 and <= UsageEventInput.MaxPropertyLength && p.Value is not null && p.Value.Length <= UsageEventInput.MaxPropertyLength)),
+            prefix + "properties",
+            $"At most {UsageEventInput.MaxProperties} properties; keys and values are strings of up to {UsageEventInput.MaxPropertyLength} characters.");
+    }
+
+    public UsageEventInput ToInput(DateTimeOffset now) => new()
+    {
+        CustomerId = CustomerId,
+        SubscriptionId = SubscriptionId,
+        MeterKey = Meter!,
+        Quantity = Quantity ?? 1,
+        Timestamp = Timestamp ?? now,
+        IdempotencyKey = IdempotencyKey!,
+        Properties = Properties,
+    };
+}
+
+/// <summary>POST /v1/usage/batch: <c>events</c>, 1 to the batch limit.</summary>
+internal sealed class UsageBatchRequest
+{
+    public List<UsageEventRequest?>? Events { get; init; }
+}
+
+/// <summary>What happened to one event: <c>accepted</c>, <c>duplicate</c> (its idempotency key was seen: counted
+/// once) or <c>rejected</c> (with <c>reason</c>, <c>message</c> and the <c>field</c>).</summary>
+internal sealed record UsageResultDto(
+    string Object,
+    int Index,
+    string IdempotencyKey,
+    string Status,
+    string? Reason,
+    string? Message,
+    string? Field,
+    string? SubscriptionId,
+    string? Meter,
+    DateTimeOffset? PeriodStart,
+    long? Total)
+{
+    public static UsageResultDto From(int index, UsageIngestResult r) => new(
+        "usage_result",
+        index,
+        r.IdempotencyKey,
+        PlanMapping.Snake(r.Status.ToString()),
+        r.Reason,
+        r.Message,
+        r.Field is null ? null : ErrorHandlingMiddleware.JsonField(r.Field),
+        r.SubscriptionId,
+        r.Counter?.MeterKey,
+        r.Counter?.PeriodStart,
+        r.Total);
+}
+
+internal sealed record MeterUsageDto(string Meter, string Aggregation, long Total, long CounterTotal);
+
+/// <summary>Usage of a subscription's meters in one period: <c>total</c> is the durable aggregate invoices are
+/// priced from, <c>counterTotal</c> the live counter (limits are enforced on it).</summary>
+internal sealed record UsageSummaryDto(string Object, string SubscriptionId, string CustomerId, DateTimeOffset PeriodStart, DateTimeOffset? PeriodEnd, IReadOnlyList<MeterUsageDto> Meters);
+
+internal sealed record EntitlementDecisionDto(string Object, string CustomerId, string Feature, bool Entitled, string? Reason, string? Kind, long? Limit, long? Used, long? Remaining, string? SubscriptionId)
+{
+    public static EntitlementDecisionDto From(string customerId, EntitlementDecision d) => new(
+        "entitlement_check", customerId, d.Feature, d.Entitled, d.Reason, d.Kind is { } k ? PlanMapping.Snake(k.ToString()) : null, d.Limit, d.Used, d.Remaining, d.SubscriptionId);
+}
+
+/// <summary>"Now" for an event without a timestamp: the time of the customer's test clock, else the host's clock.
+/// Caches per customer and subscription within one request.</summary>
+internal sealed class UsageClock(IBillingStore store, TimeProvider time)
+{
+    private readonly Dictionary<string, DateTimeOffset> _customers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTimeOffset> _subscriptions = new(StringComparer.Ordinal);
+
+    public async ValueTask<DateTimeOffset> NowAsync(string? customerId, string? subscriptionId, CancellationToken cancellationToken)
+    {
+        if (subscriptionId is not null && _subscriptions.TryGetValue(subscriptionId, out var cached))
+        {
+            return cached;
+        }
+
+        if (subscriptionId is null && customerId is not null && _customers.TryGetValue(customerId, out cached))
+        {
+            return cached;
+        }
+
+        await using var session = await store.BeginAsync(cancellationToken).ConfigureAwait(false);
+        string? clockId = null;
+        if (subscriptionId is not null)
+        {
+            clockId = (await session.Subscriptions.GetAsync(subscriptionId, cancellationToken).ConfigureAwait(false))?.TestClockId;
+        }
+        else if (customerId is not null)
+        {
+            clockId = (await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false))?.TestClockId;
+        }
+
+        var now = clockId is not null && await session.TestClocks.GetAsync(clockId, cancellationToken).ConfigureAwait(false) is { } clock
+            ? clock.FrozenTime
+            : time.GetUtcNow();
+        if (subscriptionId is not null)
+        {
+            _subscriptions[subscriptionId] = now;
+        }
+        else if (customerId is not null)
+        {
+            _customers[customerId] = now;
+        }
+
+        return now;
+    }
+}
