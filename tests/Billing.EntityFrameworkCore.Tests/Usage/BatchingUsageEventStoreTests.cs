@@ -264,7 +264,8 @@ public sealed class BatchingUsageEventStoreTests : IClassFixture<BatchingUsageEv
     public async Task The_metering_service_records_concurrent_single_events_through_the_batching_store()
     {
         var schema = string.Create(CultureInfo.InvariantCulture, $"batching_metering_{Environment.ProcessId}");
-        var cs = await _database.ConnectionString.Value;
+        // 64 callers share 16 connections (they wait for one), so that the test leaves room on the shared server.
+        var cs = new Npgsql.NpgsqlConnectionStringBuilder(await _database.ConnectionString.Value) { MaxPoolSize = 16, Timeout = 60 }.ConnectionString;
         var services = new ServiceCollection();
         services.AddBilling().AddEntityFrameworkCore(o => o.UseNpgsql(cs), schema).AddFakePaymentGateway();
         services.Replace(ServiceDescriptor.Singleton<IUsageEventStore>(sp => new BatchingUsageEventStore(sp.GetRequiredService<EntityFrameworkUsageEventStore>())));

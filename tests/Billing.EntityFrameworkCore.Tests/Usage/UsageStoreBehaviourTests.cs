@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using Billing.Customers;
 using Billing.EntityFrameworkCore.Model;
@@ -12,13 +11,13 @@ using Billing.Usage;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using Xunit.Abstractions;
 
 namespace Billing.EntityFrameworkCore.Tests.Usage;
 
 /// <summary>
 /// The usage tables beyond the contracts: the migration from version 2 with data, the counter and the event store
-/// sharing keys, races on one key across meters, the host model, DI, and the append throughput on PostgreSQL.
+/// sharing keys, races on one key across meters, the host model, DI, batches from several writers on PostgreSQL, and
+/// the migration to one counter index.
 /// </summary>
 public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviourTests.Database>
 {
@@ -26,14 +25,9 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
     private static readonly DateTimeOffset Now = new(2025, 3, 10, 12, 0, 0, TimeSpan.Zero);
     private static int _schemas;
     private readonly Database _database;
-    private readonly ITestOutputHelper _output;
 
     /// <summary>Creates the test class.</summary>
-    public UsageStoreBehaviourTests(Database database, ITestOutputHelper output)
-    {
-        _database = database;
-        _output = output;
-    }
+    public UsageStoreBehaviourTests(Database database) => _database = database;
 
     /// <summary>A provider.</summary>
     public static TheoryData<BillingDatabaseProvider> Providers => new() { BillingDatabaseProvider.PostgreSql, BillingDatabaseProvider.Sqlite };
@@ -408,11 +402,12 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
     }
 
     /// <summary>
-    /// Append throughput on PostgreSQL in batches of 1,000: one writer, then 4 writers (reported in the test output;
-    /// the assertion is only that every event is stored once).
+    /// Batches of 1,000 on PostgreSQL from one writer, then from 4 writers at once, are stored in full, and a batch of
+    /// keys stored already is answered false throughout. (Speed is measured by <c>usage-append-run</c> in the
+    /// benchmark console, not here.)
     /// </summary>
     [Fact]
-    public async Task Append_throughput_in_batches_of_1000_on_PostgreSql()
+    public async Task Batches_of_1000_from_one_and_four_writers_are_stored_once_on_PostgreSql()
     {
         var (cs, schema) = await NewPostgresSchemaAsync();
         var usage = EntityFrameworkUsageEventStore.ForPostgreSql(cs, schema);
@@ -427,24 +422,15 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
             };
         }).ToList();
 
-        await usage.AppendAsync(Batch(-1)); // warm-up: connections, prepared statement
-        const int Batches = 60;
-        var batches = Enumerable.Range(0, Batches).Select(Batch).ToArray();
-        var watch = Stopwatch.StartNew();
-        foreach (var batch in batches[..20])
+        var batches = Enumerable.Range(0, 61).Select(Batch).ToArray();
+        foreach (var batch in batches[..21])
         {
             Assert.All(await usage.AppendAsync(batch), stored => Assert.True(stored));
         }
 
-        var single = 20_000 / watch.Elapsed.TotalSeconds;
-        watch.Restart();
-        await Parallel.ForEachAsync(batches[20..], new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (batch, ct) =>
+        await Parallel.ForEachAsync(batches[21..], new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (batch, ct) =>
             Assert.All(await usage.AppendAsync(batch, ct), stored => Assert.True(stored)));
-        var parallel = 40_000 / watch.Elapsed.TotalSeconds;
-        watch.Restart();
         Assert.All(await usage.AppendAsync(batches[5]), stored => Assert.False(stored));
-        var duplicates = 1_000 / watch.Elapsed.TotalSeconds;
-        _output.WriteLine($"AppendAsync, batches of 1,000 on PostgreSQL: {single:N0} events/s (1 writer), {parallel:N0} events/s (4 writers), {duplicates:N0} events/s (a batch of duplicates)");
 
         var total = 0;
         foreach (var customer in customers)
