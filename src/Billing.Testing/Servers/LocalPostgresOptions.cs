@@ -20,10 +20,11 @@ public sealed class LocalPostgresOptions
     /// </summary>
     public bool Durable { get; set; }
 
-    /// <summary>The server's <c>max_connections</c>; 200 by default (enough for parallel tests with connection pools).</summary>
+    /// <summary>The server's <c>max_connections</c>; 500 by default: test classes run in parallel and each keeps its own
+    /// connection pools open (idle connections stay in a pool for minutes), so a shared server needs room for all of them.</summary>
     /// <remarks>Must be at least 1; PostgreSQL itself refuses values not above <c>superuser_reserved_connections</c> (3 by
     /// default), which fails the start with the server's message.</remarks>
-    public int MaxConnections { get; set; } = 200;
+    public int MaxConnections { get; set; } = 500;
 
     /// <summary>How long the whole start may take, <c>initdb</c> included, before it fails with a <see cref="TimeoutException"/>;
     /// 60 seconds by default. Must be positive.</summary>
