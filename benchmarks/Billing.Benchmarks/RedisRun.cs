@@ -1,6 +1,6 @@
+using static Billing.Benchmarks.ConsoleBenchmark;
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime;
 using Billing.Redis;
 using Billing.Testing.Servers;
 using Billing.Usage;
@@ -33,27 +33,11 @@ internal static class RedisRun
     private static readonly DateTimeOffset Now = new(2025, 3, 10, 12, 0, 0, TimeSpan.Zero);
     private static readonly TimeSpan DedupWindow = TimeSpan.FromMinutes(10);
 
-    public static int Run(string[] args)
-    {
-        Settings settings;
-        try
-        {
-            settings = Settings.Parse(args);
-        }
-        catch (ArgumentException e)
-        {
-            Console.Error.WriteLine(e.Message);
-            Console.Error.WriteLine("usage: redis-run [--seconds 4] [--requests 500000] [--inflight 64] [--pipeline 64] [--writers 16] [--batch 100] [--customers 8] [--repeat 3] [--warmup 2] [--limit] [--batch-mode auto|per-slot] [--phases rb,rbbatch,single,batch] [--no-coalesce]");
-            return 2;
-        }
-
-        return RunAsync(settings).GetAwaiter().GetResult();
-    }
+    public static int Run(string[] args) =>
+        ConsoleBenchmark.Run("redis-run", args, Settings.Parse, "[--seconds 4] [--requests 500000] [--inflight 64] [--pipeline 64] [--writers 16] [--batch 100] [--customers 8] [--repeat 3] [--warmup 2] [--limit] [--batch-mode auto|per-slot] [--phases rb,rbbatch,single,batch] [--no-coalesce]", RunAsync);
 
     private static async Task<int> RunAsync(Settings settings)
     {
-        Console.WriteLine(Invariant($"redis-run: {settings}"));
-        Console.WriteLine(Invariant($"runtime {Environment.Version}, {Environment.ProcessorCount} cores, GC {(GCSettings.IsServerGC ? "server" : "workstation")}, load {LoadAverage()}"));
         await using var server = await LocalRedisServer.StartAsync().ConfigureAwait(false);
         await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
         {
@@ -332,27 +316,7 @@ internal static class RedisRun
     private static string Field(string info, string name) =>
         info.Split('\n').Select(l => l.TrimEnd('\r')).First(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..];
 
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
-    }
-
     private static string Quote(string arg) => arg.Any(c => c is ' ' or '{' or '}' or '$' or '\'' or '"') || arg.Length == 0 ? "'" + arg.Replace("'", "'\\''", StringComparison.Ordinal) + "'" : arg;
-
-    private static string LoadAverage()
-    {
-        try
-        {
-            return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
-        }
-        catch (IOException)
-        {
-            return "?";
-        }
-    }
-
-    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 
     private sealed record PhaseResult(long Events, TimeSpan Elapsed, TimeSpan ClientCpu);
 

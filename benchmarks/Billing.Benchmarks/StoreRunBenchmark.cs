@@ -1,3 +1,4 @@
+using static Billing.Benchmarks.ConsoleBenchmark;
 using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Diagnostics;
@@ -49,27 +50,11 @@ internal static class StoreRunBenchmark
     private static readonly TimeSpan SampleInterval = TimeSpan.FromMilliseconds(50);
     private static int _counter;
 
-    public static int Run(string[] args)
-    {
-        Settings settings;
-        try
-        {
-            settings = Settings.Parse(args);
-        }
-        catch (ArgumentException e)
-        {
-            Console.Error.WriteLine(e.Message);
-            Console.Error.WriteLine("usage: store-run [--provider postgresql|sqlite|both] [--subscriptions 10000] [--runners 1,2,4] [--sqlite-runners 1] [--repeat 3] [--durable true|false] [--parallelism 8[,16...]] [--sqlite-parallelism 1] [--batch-size 500] [--scaling] [--profile] [--warmup 5000] [--unique-schemas] [--npgsql \"Key=Value;...\"]");
-            return 2;
-        }
-
-        return RunAsync(settings).GetAwaiter().GetResult();
-    }
+    public static int Run(string[] args) =>
+        ConsoleBenchmark.Run("store-run", args, Settings.Parse, "[--provider postgresql|sqlite|both] [--subscriptions 10000] [--runners 1,2,4] [--sqlite-runners 1] [--repeat 3] [--durable true|false] [--parallelism 8[,16...]] [--sqlite-parallelism 1] [--batch-size 500] [--scaling] [--profile] [--warmup 5000] [--unique-schemas] [--npgsql \"Key=Value;...\"]", RunAsync);
 
     private static async Task<int> RunAsync(Settings settings)
     {
-        Console.WriteLine(Invariant($"store-run: {settings}"));
-        Console.WriteLine(Invariant($"runtime {Environment.Version}, {Environment.ProcessorCount} cores, GC {(GCSettings.IsServerGC ? "server" : "workstation")} (concurrent {IsConcurrentGc()}), load {LoadAverage()}"));
         var results = new List<RunResult>();
         using var profiler = settings.Profile ? new CommandProfiler() : null;
 
@@ -221,7 +206,7 @@ internal static class StoreRunBenchmark
         var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
         var machineBefore = MachineBusy();
         var (jitBefore, jitTimeBefore) = (JitInfo.GetCompiledMethodCount(), JitInfo.GetCompilationTime());
-        var serverCpuBefore = target.Port is { } port ? PostgresCpu(port) : TimeSpan.Zero;
+        var serverCpuBefore = target.Port is { } port ? PostgresCpu(port) ?? TimeSpan.Zero : TimeSpan.Zero;
         profiler?.Reset();
 
         using var sampler = MemorySampler.Start();
@@ -240,7 +225,7 @@ internal static class StoreRunBenchmark
         var cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
         var machine = MachineBusy() - machineBefore;
         var jit = (Methods: JitInfo.GetCompiledMethodCount() - jitBefore, Time: JitInfo.GetCompilationTime() - jitTimeBefore);
-        var serverCpu = (target.Port is { } p ? PostgresCpu(p) : TimeSpan.Zero) - serverCpuBefore;
+        var serverCpu = (target.Port is { } p ? PostgresCpu(p) ?? TimeSpan.Zero : TimeSpan.Zero) - serverCpuBefore;
         var gcs = (Gen0: GC.CollectionCount(0) - gcBefore.Gen0, Gen1: GC.CollectionCount(1) - gcBefore.Gen1, Gen2: GC.CollectionCount(2) - gcBefore.Gen2, Pause: GC.GetTotalPauseDuration() - pauseBefore);
         var profile = profiler?.Snapshot();
 
@@ -366,107 +351,6 @@ internal static class StoreRunBenchmark
 
     private static DbConnection Connect(Provider provider, string connectionString) =>
         provider == Provider.PostgreSql ? new NpgsqlConnection(connectionString) : new SqliteConnection(connectionString);
-
-    private static string LoadAverage()
-    {
-        try
-        {
-            return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
-        }
-        catch (IOException)
-        {
-            return "?";
-        }
-    }
-
-    /// <summary>Busy CPU time of the whole machine (all processes), from /proc/stat.</summary>
-    private static TimeSpan MachineBusy()
-    {
-        try
-        {
-            var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries);
-
-            // cpu user nice system idle iowait irq softirq steal
-            long busy = 0;
-            foreach (var i in (int[])[1, 2, 3, 6, 7, 8])
-            {
-                busy += long.Parse(fields[i], CultureInfo.InvariantCulture);
-            }
-
-            return TimeSpan.FromSeconds(busy / 100.0);
-        }
-        catch (IOException)
-        {
-            return TimeSpan.Zero;
-        }
-    }
-
-    private static bool IsConcurrentGc() => AppContext.TryGetSwitch("System.GC.Concurrent", out var on) ? on : true;
-
-    /// <summary>
-    /// CPU time of this benchmark's PostgreSQL server only (other servers may be running on the machine): the postmaster
-    /// listening on <paramref name="port"/>, its live children (backends, background workers) and its reaped children.
-    /// </summary>
-    private static TimeSpan PostgresCpu(int port)
-    {
-        var stats = new List<(int Pid, int ParentPid, string Command, string[] Fields)>();
-        foreach (var directory in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(directory), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
-            {
-                continue;
-            }
-
-            try
-            {
-                var stat = File.ReadAllText(Path.Combine(directory, "stat"));
-                var open = stat.IndexOf('(', StringComparison.Ordinal);
-                var close = stat.LastIndexOf(')');
-                if (open < 0 || close < open)
-                {
-                    continue;
-                }
-
-                // After the command: [0] state, [1] ppid, ..., [11] utime, [12] stime, [13] cutime, [14] cstime.
-                var fields = stat[(close + 2)..].Split(' ');
-                stats.Add((pid, int.Parse(fields[1], CultureInfo.InvariantCulture), stat[(open + 1)..close], fields));
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
-            {
-                // the process ended, or is not readable
-            }
-        }
-
-        var portArgument = port.ToString(CultureInfo.InvariantCulture);
-        var postmaster = stats.Where(s => s.Command == "postgres").Select(s => s.Pid).FirstOrDefault(pid =>
-        {
-            try
-            {
-                var arguments = File.ReadAllText(Invariant($"/proc/{pid}/cmdline")).Split('\0');
-                return arguments.Zip(arguments.Skip(1)).Any(a => a.First == "-p" && a.Second == portArgument);
-            }
-            catch (IOException)
-            {
-                return false;
-            }
-        });
-        long ticks = 0;
-        foreach (var (pid, parentPid, _, fields) in stats)
-        {
-            if (postmaster != 0 && (pid == postmaster || parentPid == postmaster))
-            {
-                ticks += long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
-                if (pid == postmaster)
-                {
-                    ticks += long.Parse(fields[13], CultureInfo.InvariantCulture) + long.Parse(fields[14], CultureInfo.InvariantCulture);
-                }
-            }
-        }
-
-        return TimeSpan.FromSeconds(ticks / 100.0); // USER_HZ is 100 on Linux
-    }
-
-    private static string Invariant(FormattableString value) => value.ToString(CultureInfo.InvariantCulture);
 
     private enum Provider
     {
@@ -597,11 +481,6 @@ internal static class StoreRunBenchmark
             return table.ToString();
         }
 
-        private static double Median(IEnumerable<double> values)
-        {
-            var sorted = values.Order().ToArray();
-            return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
-        }
     }
 
     /// <summary>Samples the managed heap and the working set every 50 ms until stopped.</summary>

@@ -1,7 +1,7 @@
+using static Billing.Benchmarks.ConsoleBenchmark;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime;
 using System.Text;
 using Billing.EntityFrameworkCore.Usage;
 using Billing.Ports;
@@ -39,27 +39,11 @@ internal static class UsageAppendRunBenchmark
     private static readonly DateTimeOffset Received = new(2025, 3, 20, 12, 0, 0, TimeSpan.Zero);
     private static int _runs;
 
-    public static int Run(string[] args)
-    {
-        Settings settings;
-        try
-        {
-            settings = Settings.Parse(args);
-        }
-        catch (ArgumentException e)
-        {
-            Console.Error.WriteLine(e.Message);
-            Console.Error.WriteLine("usage: usage-append-run [--events 100000] [--batch-size 1000[,...]] [--writers 1,4] [--duplicates 0] [--single] [--callers 64[,...]] [--coalesce true|false|both] [--max-batch 1000] [--max-flushes 1] [--repeat 3] [--warmup 50000] [--warmup-rounds 3] [--after-migrate \"SQL\"] [--customers 100] [--properties 2] [--postgres \"connection string\"] [--durable true|false] [--pg name=value]... [--keep]");
-            return 2;
-        }
-
-        return RunAsync(settings).GetAwaiter().GetResult();
-    }
+    public static int Run(string[] args) =>
+        ConsoleBenchmark.Run("usage-append-run", args, Settings.Parse, "[--events 100000] [--batch-size 1000[,...]] [--writers 1,4] [--duplicates 0] [--single] [--callers 64[,...]] [--coalesce true|false|both] [--max-batch 1000] [--max-flushes 1] [--repeat 3] [--warmup 50000] [--warmup-rounds 3] [--after-migrate \"SQL\"] [--customers 100] [--properties 2] [--postgres \"connection string\"] [--durable true|false] [--pg name=value]... [--keep]", RunAsync);
 
     private static async Task<int> RunAsync(Settings settings)
     {
-        Console.WriteLine(Invariant($"usage-append-run: {settings}"));
-        Console.WriteLine(Invariant($"runtime {Environment.Version}, {Environment.ProcessorCount} cores, GC {(GCSettings.IsServerGC ? "server" : "workstation")}, load {LoadAverage()}"));
         LocalPostgresServer? server = null;
         try
         {
@@ -293,98 +277,6 @@ internal static class UsageAppendRunBenchmark
         await using var command = new NpgsqlCommand(sql, connection);
         return Convert.ToString(await command.ExecuteScalarAsync().ConfigureAwait(false), CultureInfo.InvariantCulture);
     }
-
-    private static string LoadAverage()
-    {
-        try
-        {
-            return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
-        }
-        catch (IOException)
-        {
-            return "?";
-        }
-    }
-
-    /// <summary>Busy CPU time of the whole machine (all processes), from /proc/stat.</summary>
-    private static TimeSpan MachineBusy()
-    {
-        try
-        {
-            var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            long busy = 0;
-            foreach (var i in (int[])[1, 2, 3, 6, 7, 8]) // user nice system irq softirq steal
-            {
-                busy += long.Parse(fields[i], CultureInfo.InvariantCulture);
-            }
-
-            return TimeSpan.FromSeconds(busy / 100.0);
-        }
-        catch (IOException)
-        {
-            return TimeSpan.Zero;
-        }
-    }
-
-    /// <summary>
-    /// CPU time of the PostgreSQL server listening on <paramref name="port"/> on this machine (the postmaster, its live
-    /// children and its reaped children); null when no local postmaster has that port.
-    /// </summary>
-    private static TimeSpan? PostgresCpu(int port)
-    {
-        var stats = new List<(int Pid, int ParentPid, string[] Fields)>();
-        int? postmaster = null;
-        var portArgument = port.ToString(CultureInfo.InvariantCulture);
-        foreach (var directory in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(directory), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
-            {
-                continue;
-            }
-
-            try
-            {
-                var stat = File.ReadAllText(Path.Combine(directory, "stat"));
-                var close = stat.LastIndexOf(')');
-                if (!stat.Contains("(postgres)", StringComparison.Ordinal) || close < 0)
-                {
-                    continue;
-                }
-
-                // After the command: [0] state, [1] ppid, ..., [11] utime, [12] stime, [13] cutime, [14] cstime.
-                var fields = stat[(close + 2)..].Split(' ');
-                stats.Add((pid, int.Parse(fields[1], CultureInfo.InvariantCulture), fields));
-                var arguments = File.ReadAllText(Path.Combine(directory, "cmdline")).Split('\0');
-                if (arguments.Zip(arguments.Skip(1)).Any(a => a.First == "-p" && a.Second == portArgument))
-                {
-                    postmaster = pid;
-                }
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
-            {
-                // the process ended, or is not readable
-            }
-        }
-
-        if (postmaster is not { } master)
-        {
-            return null;
-        }
-
-        long ticks = 0;
-        foreach (var (pid, parentPid, fields) in stats.Where(s => s.Pid == master || s.ParentPid == master))
-        {
-            ticks += long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
-            if (pid == master)
-            {
-                ticks += long.Parse(fields[13], CultureInfo.InvariantCulture) + long.Parse(fields[14], CultureInfo.InvariantCulture);
-            }
-        }
-
-        return TimeSpan.FromSeconds(ticks / 100.0); // USER_HZ is 100 on Linux
-    }
-
-    private static string Invariant(FormattableString value) => value.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>SplitMix64: a small deterministic generator (System.Random is banned in this repository).</summary>
     private sealed class Mix(ulong seed)
