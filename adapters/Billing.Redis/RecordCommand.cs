@@ -7,7 +7,7 @@ namespace Billing.Redis;
 /// <summary>
 /// Builds the <c>KEYS</c> and <c>ARGV</c> of one call of <see cref="UsageScripts.Record"/>: the constants of each distinct
 /// (counter, aggregation, limit, dedup window, retention) once as a "profile", and per event only what differs (its
-/// profile, quantity, and the timestamp and key for Last or the value for UniqueCount).
+/// profile, idempotency key, quantity, and the timestamp and key for Last or the value for UniqueCount).
 /// </summary>
 /// <remarks>Numbers are passed as integer <see cref="RedisValue"/>s (written as decimal text by the client, no string
 /// allocated); events that share the previous event's profile skip the profile lookup.</remarks>
@@ -16,25 +16,26 @@ internal static class RecordCommand
     private static readonly RedisValue One = 1;
 
     /// <summary>The call for one event (<see cref="RedisUsageCounter.RecordAsync"/>).</summary>
-    public static (RedisKey[] Keys, RedisValue[] Values) Single(RedisKeys names, in UsageCounterEvent e, long defaultRetentionMs)
+    public static (RedisKey[] Keys, RedisValue[] Values) Single(RedisKeys names, in UsageCounterEvent e, long defaultRetentionMs, long generationMs)
     {
         var customer = names.Customer(e.Counter.CustomerId);
         var aggregation = e.Aggregation;
         var code = Code(aggregation);
         var unique = aggregation == MeterAggregation.UniqueCount;
         var keys = new RedisKey[unique ? 3 : 2];
-        keys[0] = RedisKeys.Idempotency(customer, e.IdempotencyKey);
+        keys[0] = RedisKeys.IdempotencyHashes(customer);
         keys[1] = RedisKeys.Counter(customer, e.Counter);
         if (unique)
         {
             keys[2] = RedisKeys.UniqueSet(customer, e.Counter);
         }
 
-        var values = new RedisValue[2 + UsageScripts.RecordArgumentsPerProfile + EventArguments(aggregation)];
+        var values = new RedisValue[3 + UsageScripts.RecordArgumentsPerProfile + EventArguments(aggregation)];
         values[0] = One;
         values[1] = One;
-        WriteProfile(values, 2, 2, code, e, defaultRetentionMs);
-        WriteEvent(values, 2 + UsageScripts.RecordArgumentsPerProfile, aggregation, e);
+        values[2] = generationMs;
+        WriteProfile(values, 3, hashIndex: 2, customerIndex: 1, code, e, defaultRetentionMs);
+        WriteEvent(values, 3 + UsageScripts.RecordArgumentsPerProfile, aggregation, e);
         return (keys, values);
     }
 
@@ -42,14 +43,14 @@ internal static class RecordCommand
     /// The call for <paramref name="count"/> events of <paramref name="events"/> from <paramref name="start"/> (positions in
     /// <paramref name="indices"/> when given).
     /// </summary>
-    public static (RedisKey[] Keys, RedisValue[] Values) Batch(RedisKeys names, IReadOnlyList<UsageCounterEvent> events, IReadOnlyList<int>? indices, int start, int count, long defaultRetentionMs)
+    public static (RedisKey[] Keys, RedisValue[] Values) Batch(RedisKeys names, IReadOnlyList<UsageCounterEvent> events, IReadOnlyList<int>? indices, int start, int count, long defaultRetentionMs, long generationMs)
     {
         var counters = new List<Counter>();
         var counterIndex = new Dictionary<UsageCounterKey, int>(); // DateTimeOffset equality compares instants
         var profiles = new List<Profile>();
         var profileIndex = new Dictionary<Profile, int>();
         var eventProfile = new int[count];
-        var customerPrefixes = new Dictionary<string, string>(StringComparer.Ordinal);
+        var customers = new Dictionary<string, Customer>(StringComparer.Ordinal);
         var eventArguments = 0;
         var previous = -1;
         for (var i = 0; i < count; i++)
@@ -66,14 +67,14 @@ internal static class RecordCommand
 
             if (!counterIndex.TryGetValue(e.Counter, out var c))
             {
-                if (!customerPrefixes.TryGetValue(e.Counter.CustomerId, out var prefix))
+                if (!customers.TryGetValue(e.Counter.CustomerId, out var customer))
                 {
-                    prefix = names.Customer(e.Counter.CustomerId);
-                    customerPrefixes.Add(e.Counter.CustomerId, prefix);
+                    customer = new Customer(names.Customer(e.Counter.CustomerId), customers.Count + 1); // Lua indexes from 1
+                    customers.Add(e.Counter.CustomerId, customer);
                 }
 
                 c = counters.Count;
-                counters.Add(new Counter(e.Counter, prefix));
+                counters.Add(new Counter(e.Counter, customer));
                 counterIndex.Add(e.Counter, c);
             }
 
@@ -93,8 +94,8 @@ internal static class RecordCommand
             eventProfile[i] = previous = p;
         }
 
-        // KEYS: the idempotency keys, then each counter's hash (and its set where a UniqueCount event uses it).
-        var keyCount = count;
+        // KEYS: each customer's idempotency hashes, then each counter's hash (and its set where a UniqueCount event uses it).
+        var keyCount = customers.Count;
         foreach (var c in counters)
         {
             c.HashIndex = keyCount + 1; // Lua indexes from 1
@@ -102,20 +103,26 @@ internal static class RecordCommand
         }
 
         var keys = new RedisKey[keyCount];
+        foreach (var customer in customers.Values)
+        {
+            keys[customer.KeyIndex - 1] = RedisKeys.IdempotencyHashes(customer.Prefix);
+        }
+
         foreach (var c in counters)
         {
-            keys[c.HashIndex - 1] = RedisKeys.Counter(c.CustomerPrefix, c.Key);
+            keys[c.HashIndex - 1] = RedisKeys.Counter(c.Customer.Prefix, c.Key);
             if (c.NeedsSet)
             {
-                keys[c.HashIndex] = RedisKeys.UniqueSet(c.CustomerPrefix, c.Key);
+                keys[c.HashIndex] = RedisKeys.UniqueSet(c.Customer.Prefix, c.Key);
             }
         }
 
         var several = profiles.Count > 1;
-        var values = new RedisValue[2 + (profiles.Count * UsageScripts.RecordArgumentsPerProfile) + eventArguments + (several ? count : 0)];
+        var values = new RedisValue[3 + (profiles.Count * UsageScripts.RecordArgumentsPerProfile) + eventArguments + (several ? count : 0)];
         values[0] = count;
         values[1] = profiles.Count;
-        var at = 2;
+        values[2] = generationMs;
+        var at = 3;
         foreach (var p in profiles)
         {
             var c = counters[p.CounterIndex];
@@ -124,6 +131,7 @@ internal static class RecordCommand
             values[at + 2] = p.Limit is { } limit ? limit : RedisValue.EmptyString;
             values[at + 3] = p.DedupMs;
             values[at + 4] = p.RetentionMs;
+            values[at + 5] = c.Customer.KeyIndex;
             at += UsageScripts.RecordArgumentsPerProfile;
         }
 
@@ -131,7 +139,6 @@ internal static class RecordCommand
         {
             var e = events[indices is null ? start + i : indices[start + i]];
             var p = eventProfile[i];
-            keys[i] = RedisKeys.Idempotency(counters[profiles[p].CounterIndex].CustomerPrefix, e.IdempotencyKey);
             if (several)
             {
                 values[at++] = p + 1;
@@ -176,22 +183,24 @@ internal static class RecordCommand
 
     private static int EventArguments(MeterAggregation aggregation) => aggregation switch
     {
-        MeterAggregation.Last => 3,
-        MeterAggregation.UniqueCount => 2,
-        _ => 1,
+        MeterAggregation.Last => 4,
+        MeterAggregation.UniqueCount => 3,
+        _ => 2,
     };
 
-    private static void WriteProfile(RedisValue[] values, int at, int hashIndex, string code, in UsageCounterEvent e, long defaultRetentionMs)
+    private static void WriteProfile(RedisValue[] values, int at, int hashIndex, int customerIndex, string code, in UsageCounterEvent e, long defaultRetentionMs)
     {
         values[at] = hashIndex;
         values[at + 1] = code;
         values[at + 2] = e.HardLimit is { } limit ? limit : RedisValue.EmptyString;
         values[at + 3] = Milliseconds(e.DedupWindow);
         values[at + 4] = Retention(e, defaultRetentionMs);
+        values[at + 5] = customerIndex;
     }
 
     private static int WriteEvent(RedisValue[] values, int at, MeterAggregation aggregation, in UsageCounterEvent e)
     {
+        values[at++] = e.IdempotencyKey;
         values[at++] = e.Quantity;
         switch (aggregation)
         {
@@ -207,11 +216,14 @@ internal static class RecordCommand
         return at;
     }
 
-    private sealed class Counter(UsageCounterKey key, string customerPrefix)
+    /// <summary>A customer of the call: its key prefix and the index of its idempotency hashes' name in <c>KEYS</c> (from 1).</summary>
+    private sealed record Customer(string Prefix, int KeyIndex);
+
+    private sealed class Counter(UsageCounterKey key, Customer customer)
     {
         public UsageCounterKey Key { get; } = key;
 
-        public string CustomerPrefix { get; } = customerPrefix;
+        public Customer Customer { get; } = customer;
 
         public bool NeedsSet { get; set; }
 

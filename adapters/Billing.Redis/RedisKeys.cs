@@ -9,8 +9,12 @@ namespace Billing.Redis;
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
-/// <item><c>{prefix}:{cus}:k:{idempotencyKey}</c>: a string, the total the accepted event produced; expires after the
-/// event's dedup window.</item>
+/// <item><c>{prefix}:{cus}:i:{generation}</c>: a hash of the idempotency keys taken during one generation of server time
+/// (<c>floor(unix ms / generation ms)</c>, see <see cref="RedisUsageCounterOptions.IdempotencyGeneration"/>); each field
+/// is a key, its value <c>{total}:{expiry unix ms}</c>, the total the accepted event produced and when the event's dedup
+/// window ends. The hash expires when its last field does. The scripts build these names from the prefix passed in
+/// <c>KEYS</c> and the server clock; they carry the customer's hash tag, so they are in the slot of the keys
+/// passed.</item>
 /// <item><c>{prefix}:{cus}:c:{meter}:{periodStartUnixSeconds}</c>: a hash with <c>total</c> and, for
 /// <see cref="MeterAggregation.Last"/>, <c>last_ts</c> (UTC ticks) and <c>last_key</c> (the idempotency key's ordinal sort
 /// key); expires the counter retention after its last write.</item>
@@ -28,7 +32,9 @@ internal sealed class RedisKeys(string prefix)
     /// <summary><c>{prefix}:{customer}</c>: the part every key of the customer starts with.</summary>
     public string Customer(string customerId) => Prefix + ":{" + Escape(customerId) + "}";
 
-    public static string Idempotency(string customer, string idempotencyKey) => customer + ":k:" + idempotencyKey;
+    /// <summary><c>{prefix}:{customer}:i:</c>: the start of the names of the customer's idempotency hashes (the scripts
+    /// append the generation).</summary>
+    public static string IdempotencyHashes(string customer) => customer + ":i:";
 
     public static string Counter(string customer, in UsageCounterKey counter) => customer + ":c:" + counter.MeterKey + ":" + Period(counter.PeriodStart);
 

@@ -36,8 +36,10 @@ namespace Billing.Redis;
 /// Cancellation is checked before a call is sent; a call already sent may still be applied.
 /// </para>
 /// <para>
-/// <b>Cost.</b> Per event the script makes one Redis call (<c>SET … NX PX … GET</c>); per counter and script call one read,
-/// one write and one expiry (see <see cref="UsageScripts"/>).
+/// <b>Cost.</b> Idempotency keys are fields of a hash per customer and generation
+/// (<see cref="RedisUsageCounterOptions.IdempotencyGeneration"/>), so per customer and script call a few Redis calls look
+/// up and take all its keys (not one per event); per counter and script call one read, one write and one expiry (see
+/// <see cref="UsageScripts"/>).
 /// </para>
 /// <para>
 /// <b>Not the only copy.</b> Counters live in memory on the server: after a flush, a restart without persistence or an
@@ -50,6 +52,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
 
     private readonly RedisKeys _keys;
     private readonly long _defaultRetentionMs;
+    private readonly long _generationMs;
     private readonly int _maxPerCall;
     private readonly RedisBatchMode _batchMode;
     private readonly bool _coalesce;
@@ -82,6 +85,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         RedisUsageCounterOptionsValidator.ThrowIfInvalid(options, requireConnection: false);
         _keys = new RedisKeys(options.KeyPrefix);
         _defaultRetentionMs = RecordCommand.Milliseconds(options.DefaultCounterRetention);
+        _generationMs = RecordCommand.Milliseconds(options.IdempotencyGeneration);
         _maxPerCall = options.MaxEventsPerScriptCall;
         _batchMode = options.BatchMode;
         _coalesce = options.CoalesceRecords;
@@ -135,7 +139,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
             return Coalesce(database, usageEvent, cancellationToken);
         }
 
-        var (keys, values) = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs);
+        var (keys, values) = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs, _generationMs);
         return RecordOneAsync(keys, values, usageEvent, cancellationToken);
     }
 
@@ -250,24 +254,23 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         do
         {
             var count = Math.Min(_maxPerCall, unique.Count - start);
-            var keys = new RedisKey[2 + count];
-            var values = new RedisValue[3 + (count * UsageScripts.RebuildArgumentsPerEvent)];
-            keys[0] = counterKey;
-            keys[1] = uniqueSet;
+            var keys = new RedisKey[] { counterKey, uniqueSet, RedisKeys.IdempotencyHashes(customer) };
+            var values = new RedisValue[4 + (count * UsageScripts.RebuildArgumentsPerEvent)];
             values[0] = start == 0 ? 1 : 0;
             values[1] = code;
             values[2] = count;
+            values[3] = _generationMs;
             for (var i = 0; i < count; i++)
             {
                 var e = unique[start + i];
-                keys[2 + i] = RedisKeys.Idempotency(customer, e.IdempotencyKey);
-                var a = 3 + (i * UsageScripts.RebuildArgumentsPerEvent);
+                var a = 4 + (i * UsageScripts.RebuildArgumentsPerEvent);
                 values[a] = e.Quantity;
                 values[a + 1] = aggregation == MeterAggregation.Last ? e.Timestamp.UtcTicks : RedisValue.EmptyString;
                 values[a + 2] = aggregation == MeterAggregation.Last ? RecordCommand.OrdinalSortKey(e.IdempotencyKey) : RedisValue.EmptyString;
                 values[a + 3] = aggregation == MeterAggregation.UniqueCount ? e.UniqueValue : RedisValue.EmptyString;
                 values[a + 4] = RecordCommand.Milliseconds(e.DedupWindow);
                 values[a + 5] = RecordCommand.Retention(e, _defaultRetentionMs);
+                values[a + 6] = e.IdempotencyKey;
             }
 
             var reply = (RedisResult[])(await EvaluateAsync(database, Script.Rebuild, keys, values, cancellationToken).ConfigureAwait(false))!;
@@ -349,7 +352,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     /// replays it with <c>redis-benchmark</c>).</summary>
     internal (string Script, RedisKey[] Keys, RedisValue[] Values) RecordCommandFor(in UsageCounterEvent usageEvent)
     {
-        var (keys, values) = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs);
+        var (keys, values) = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs, _generationMs);
         return (UsageScripts.Record, keys, values);
     }
 
@@ -357,7 +360,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     /// (at most <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> events; for the benchmark).</summary>
     internal (string Script, RedisKey[] Keys, RedisValue[] Values) RecordBatchCommandFor(IReadOnlyList<UsageCounterEvent> events)
     {
-        var (keys, values) = RecordCommand.Batch(_keys, events, null, 0, events.Count, _defaultRetentionMs);
+        var (keys, values) = RecordCommand.Batch(_keys, events, null, 0, events.Count, _defaultRetentionMs, _generationMs);
         return (UsageScripts.Record, keys, values);
     }
 
@@ -477,8 +480,8 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
             }
 
             var (keys, values) = events.Length == 1
-                ? RecordCommand.Single(_keys, events[0], _defaultRetentionMs)
-                : RecordCommand.Batch(_keys, events, null, 0, events.Length, _defaultRetentionMs);
+                ? RecordCommand.Single(_keys, events[0], _defaultRetentionMs, _generationMs)
+                : RecordCommand.Batch(_keys, events, null, 0, events.Length, _defaultRetentionMs, _generationMs);
             return EvaluateArrayAsync(database, keys, values);
         }
         catch (Exception e)
@@ -531,7 +534,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     {
         try
         {
-            var (keys, values) = RecordCommand.Single(_keys, pending.Event, _defaultRetentionMs);
+            var (keys, values) = RecordCommand.Single(_keys, pending.Event, _defaultRetentionMs, _generationMs);
             pending.TrySetResult(await RecordOneAsync(keys, values, pending.Event, CancellationToken.None).ConfigureAwait(false));
         }
         catch (Exception e)
@@ -650,7 +653,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     /// <summary>One script call; returns the batch index of the event that overflowed, or null.</summary>
     private async Task<int?> RecordCallAsync(IDatabase database, IReadOnlyList<UsageCounterEvent> events, List<int>? indices, int start, int count, UsageCounterResult[] results, CancellationToken cancellationToken)
     {
-        var (keys, values) = RecordCommand.Batch(_keys, events, indices, start, count, _defaultRetentionMs);
+        var (keys, values) = RecordCommand.Batch(_keys, events, indices, start, count, _defaultRetentionMs, _generationMs);
         var reply = (RedisResult[])(await EvaluateAsync(database, Script.Record, keys, values, cancellationToken).ConfigureAwait(false))!;
         if (reply.Length > count)
         {

@@ -42,6 +42,22 @@ public sealed class RedisUsageCounterOptions
     public TimeSpan DefaultCounterRetention { get; set; } = TimeSpan.FromDays(70);
 
     /// <summary>
+    /// How long one generation of idempotency keys spans (default 35 days, the default dedup window; 1 second to 400 days).
+    /// </summary>
+    /// <remarks>
+    /// Idempotency keys are fields of one hash per customer and generation of server time, so a script call takes a
+    /// customer's keys with a handful of Redis calls instead of one per event. Each field carries the instant its dedup
+    /// window ends, so a key is free again exactly when its window has passed, whatever the generation. A lookup searches
+    /// the generations the longest window among the call's events (at least one generation) can reach: the current and
+    /// the previous one while windows are not longer than a generation. A hash is deleted when its last key expires, so an
+    /// expired key may use memory for up to one more generation. Shorter generations free memory sooner and cost more
+    /// lookups per call when windows are longer than a generation. A key taken with a window longer than those of the
+    /// customer's later events is found while a generation of those later windows still reaches it; keep one dedup window
+    /// per deployment (the metering service does).
+    /// </remarks>
+    public TimeSpan IdempotencyGeneration { get; set; } = TimeSpan.FromDays(35);
+
+    /// <summary>
     /// The most events one script call carries (default 1,000; 1 to 10,000): a larger batch of one customer, and a rebuild,
     /// are split into consecutive calls so that no script blocks the server for long.
     /// </summary>

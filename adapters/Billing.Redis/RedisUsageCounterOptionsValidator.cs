@@ -69,6 +69,11 @@ internal sealed class RedisUsageCounterOptionsValidator : IValidateOptions<Redis
             failures.Add($"{Type}.{nameof(RedisUsageCounterOptions.MaxEventsPerScriptCall)} must be 1 to 10,000.");
         }
 
+        if (options.IdempotencyGeneration < TimeSpan.FromSeconds(1) || options.IdempotencyGeneration > TimeSpan.FromDays(400))
+        {
+            failures.Add($"{Type}.{nameof(RedisUsageCounterOptions.IdempotencyGeneration)} must be 1 second to 400 days.");
+        }
+
         return failures;
     }
 }

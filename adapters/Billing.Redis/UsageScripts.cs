@@ -25,11 +25,13 @@ namespace Billing.Redis;
 /// bytes one by one (Lua's <c>&lt;</c> on strings uses the server's locale collation, so it is never used).
 /// </para>
 /// <para>
-/// <b>Cost.</b> Per event the Record script makes one call: <c>SET key total NX PX window GET</c> (Redis 7.0 and later;
-/// <c>GET</c> then <c>SET … PX</c> before 7.0) takes the idempotency key and returns the original total of a duplicate in one
-/// step. Per counter and call: one <c>HGET</c> (<c>HMGET</c> for Last) when it is first used, and one <c>HSET</c> of the final
-/// state plus a <c>PEXPIRE</c> at the end. UniqueCount adds a <c>SISMEMBER</c> per event and a <c>SADD</c> per new value. An
-/// event that cannot be accepted (over the limit, overflow) only reads its key.
+/// <b>Cost.</b> Idempotency keys are fields of one hash per customer and generation (see <see cref="Idempotency"/>), so a
+/// call looks up all of a customer's keys with one <c>HMGET</c> per generation it must search (two with the defaults) and
+/// takes the new ones with one <c>HSET</c>, a <c>PTTL</c> and at most one <c>PEXPIRE</c>: a few Redis calls per customer
+/// and call instead of one per event. Per counter and call: one <c>HGET</c> (<c>HMGET</c> for Last) when it is first
+/// used, and one <c>HSET</c> of the final state plus a <c>PEXPIRE</c> at the end. UniqueCount adds a <c>SISMEMBER</c> per
+/// event and a <c>SADD</c> per new value. Duplicates and events that cannot be accepted (over the limit, overflow) write
+/// nothing. Reading the server clock (<c>TIME</c>) needs Redis 5 or later (script effects replication).
 /// </para>
 /// <para><b>Results.</b> One element per event, in order: the integer <c>outcome + 4 × total</c> when the total is below
 /// 10^15, otherwise the text of the outcome digit followed by the total's digits. Outcomes: 0 accepted, 1 duplicate,
@@ -40,11 +42,11 @@ internal static class UsageScripts
     /// <summary>The aggregation codes the scripts understand.</summary>
     public const string Sum = "s", Count = "c", Max = "m", Last = "l", UniqueCount = "u";
 
-    /// <summary>Arguments per profile of <see cref="Record"/>: counter hash index, aggregation, limit, dedup ms, retention ms.</summary>
-    public const int RecordArgumentsPerProfile = 5;
+    /// <summary>Arguments per profile of <see cref="Record"/>: counter hash index, aggregation, limit, dedup ms, retention ms, customer index.</summary>
+    public const int RecordArgumentsPerProfile = 6;
 
     /// <summary>Arguments per event of <see cref="Rebuild"/>.</summary>
-    public const int RebuildArgumentsPerEvent = 6;
+    public const int RebuildArgumentsPerEvent = 7;
 
     /// <summary>Totals below this are encoded as one integer (<c>outcome + 4 × total</c>).</summary>
     public const long CompactLimit = 1_000_000_000_000_000;
@@ -150,36 +152,63 @@ internal static class UsageScripts
         """;
 
     /// <summary>
-    /// Records events in order. <c>KEYS</c>: the events' idempotency keys (1..n), then per counter its hash, followed by its
-    /// set of unique values when a UniqueCount event uses it. <c>ARGV</c>: n, the number of profiles p, then per profile
-    /// (<see cref="RecordArgumentsPerProfile"/>): the index of the counter hash in <c>KEYS</c>, aggregation, hard limit (empty
-    /// for none), dedup window ms (0: the key is not kept), counter retention ms; then per event: its profile (1..p, only
-    /// when p &gt; 1), quantity, UTC ticks and ordinal key (Last only), unique value (UniqueCount only).
+    /// Records events in order. <c>KEYS</c>: per customer the start of its idempotency hashes' names
+    /// (<c>{prefix}:{cus}:i:</c>, the script appends the generation), then per counter its hash, followed by its set of
+    /// unique values when a UniqueCount event uses it. <c>ARGV</c>: n, the number of profiles p, the generation length in ms,
+    /// then per profile (<see cref="RecordArgumentsPerProfile"/>): the index of the counter hash in <c>KEYS</c>, aggregation,
+    /// hard limit (empty for none), dedup window ms (0: the key is not kept), counter retention ms, the index of the
+    /// customer's idempotency name in <c>KEYS</c>; then per event: its profile (1..p, only when p &gt; 1), idempotency key,
+    /// quantity, UTC ticks and ordinal key (Last only), unique value (UniqueCount only).
     /// </summary>
-    public const string Record = Helpers + """
-        local n, p = tonumber(ARGV[1]), tonumber(ARGV[2])
-        local nxget = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
-        local pc, pagg, plim, pdedup, pret = {}, {}, {}, {}, {}
-        local a = 2
+    public const string Record = Helpers + Idempotency + """
+        local n, p, gen = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+        local now = servertime()
+        local pc, pagg, plim, pdedup, pret, pcus, psuffix = {}, {}, {}, {}, {}, {}, {}
+        local a = 3
         for j = 1, p do
           pc[j] = tonumber(ARGV[a + 1])
           pagg[j] = ARGV[a + 2]
           local l = ARGV[a + 3]
           if l == '' then plim[j] = false else plim[j] = num(l) end
-          pdedup[j] = ARGV[a + 4]
+          pdedup[j] = tonumber(ARGV[a + 4])
           pret[j] = ARGV[a + 5]
-          a = a + 5
+          pcus[j] = tonumber(ARGV[a + 6])
+          psuffix[j] = ':' .. format('%.0f', now + pdedup[j])
+          a = a + 6
         end
-        local totals, stamps, skeys, changed, sets, ret, order, out = {}, {}, {}, {}, {}, {}, {}, {}
+        -- First pass: where each event's arguments start, and each customer's keys (looked up together).
+        local ep, ea, cust, corder = {}, {}, {}, {}
         local pi = 1
         for i = 1, n do
           if p > 1 then
             a = a + 1
             pi = tonumber(ARGV[a])
           end
-          a = a + 1
-          local q = ARGV[a]
+          ep[i], ea[i] = pi, a
+          local ci, agg = pcus[pi], pagg[pi]
+          local cu = cust[ci]
+          if not cu then
+            cu = { keys = {}, window = 0, writes = {}, expiry = 0 }
+            cust[ci] = cu
+            corder[#corder + 1] = ci
+          end
+          cu.keys[#cu.keys + 1] = ARGV[a + 1]
+          if pdedup[pi] > cu.window then cu.window = pdedup[pi] end
+          if agg == 'l' then a = a + 4 elseif agg == 'u' then a = a + 3 else a = a + 2 end
+        end
+        for k = 1, #corder do
+          local ci = corder[k]
+          local cu = cust[ci]
+          cu.found = lookup(KEYS[ci], cu.keys, now, gen, cu.window)
+        end
+        local totals, stamps, skeys, changed, sets, ret, order, out = {}, {}, {}, {}, {}, {}, {}, {}
+        for i = 1, n do
+          pi = ep[i]
+          a = ea[i]
+          local key, q = ARGV[a + 1], ARGV[a + 2]
+          a = a + 2
           local ci, agg = pc[pi], pagg[pi]
+          local cu = cust[pcus[pi]]
           local t = totals[ci]
           if agg == 'l' and stamps[ci] == nil then
             local h = redis.call('HMGET', KEYS[ci], 'total', 'last_ts', 'last_key')
@@ -194,56 +223,56 @@ internal static class UsageScripts
             if h then t = num(h) else t = 0 end
             totals[ci] = t
           end
-          local c, ts, kh, uv, later
-          if agg == 's' then
-            if type(t) == 'number' and #q <= 15 then
-              c = t + tonumber(q)
-              if c >= BIG then c = format('%.0f', c) end
-            else
-              c = add(t, num(q))
-            end
-          elseif agg == 'c' then
-            c = add(t, 1)
-          elseif agg == 'm' then
-            c = num(q)
-            if cmp(c, t) <= 0 then c = t end
-          elseif agg == 'l' then
-            ts, kh = ARGV[a + 1], ARGV[a + 2]
-            a = a + 2
-            local lts = stamps[ci]
-            later = not lts
-            if not later then
-              local d = cmpstr(ts, lts)
-              later = d > 0 or (d == 0 and bytecmp(kh, skeys[ci]) > 0)
-            end
-            if later then c = num(q) else c = t end
-          elseif agg == 'u' then
-            a = a + 1
-            uv = ARGV[a]
-            later = redis.call('SISMEMBER', KEYS[ci + 1], uv) == 0
-            if later then c = add(t, 1) else c = t end
+          local original = cu.found[key]
+          if original then
+            out[i] = reply(1, num(original))
           else
-            error('unknown aggregation ' .. tostring(agg))
-          end
-          local lim, ok = plim[pi], false
-          if type(c) == 'number' then
-            ok = not lim or type(lim) ~= 'number' or c <= lim
-          else
-            ok = fits(c) and (not lim or cmp(c, lim) <= 0)
-          end
-          if ok then
-            local ikey, dedup, original = KEYS[i], pdedup[pi], nil
-            if dedup == '0' then
-              original = redis.call('GET', ikey)
-            elseif nxget then
-              original = redis.call('SET', ikey, c, 'NX', 'PX', dedup, 'GET')
+            local c, ts, kh, uv, later
+            if agg == 's' then
+              if type(t) == 'number' and #q <= 15 then
+                c = t + tonumber(q)
+                if c >= BIG then c = format('%.0f', c) end
+              else
+                c = add(t, num(q))
+              end
+            elseif agg == 'c' then
+              c = add(t, 1)
+            elseif agg == 'm' then
+              c = num(q)
+              if cmp(c, t) <= 0 then c = t end
+            elseif agg == 'l' then
+              ts, kh = ARGV[a + 1], ARGV[a + 2]
+              local lts = stamps[ci]
+              later = not lts
+              if not later then
+                local d = cmpstr(ts, lts)
+                later = d > 0 or (d == 0 and bytecmp(kh, skeys[ci]) > 0)
+              end
+              if later then c = num(q) else c = t end
+            elseif agg == 'u' then
+              uv = ARGV[a + 1]
+              later = redis.call('SISMEMBER', KEYS[ci + 1], uv) == 0
+              if later then c = add(t, 1) else c = t end
             else
-              original = redis.call('GET', ikey)
-              if not original then redis.call('SET', ikey, c, 'PX', dedup) end
+              error('unknown aggregation ' .. tostring(agg))
             end
-            if original then
-              out[i] = reply(1, num(original))
+            local lim, ok = plim[pi], false
+            if type(c) == 'number' then
+              ok = not lim or type(lim) ~= 'number' or c <= lim
             else
+              ok = fits(c) and (not lim or cmp(c, lim) <= 0)
+            end
+            if ok then
+              local dedup = pdedup[pi]
+              if dedup > 0 then
+                local ct = c
+                if type(c) == 'number' then ct = format('%d', c) end
+                cu.found[key] = ct
+                local w = cu.writes
+                w[#w + 1] = key
+                w[#w + 1] = ct .. psuffix[pi]
+                if now + dedup > cu.expiry then cu.expiry = now + dedup end
+              end
               totals[ci] = c
               if agg == 'l' then
                 if later then
@@ -258,11 +287,6 @@ internal static class UsageScripts
               if not ret[ci] then order[#order + 1] = ci end
               ret[ci] = pret[pi]
               if type(c) == 'number' then out[i] = 4 * c else out[i] = '0' .. c end
-            end
-          else
-            local original = redis.call('GET', KEYS[i])
-            if original then
-              out[i] = reply(1, num(original))
             elseif fits(c) then
               out[i] = reply(2, t)
             else
@@ -270,6 +294,10 @@ internal static class UsageScripts
               break
             end
           end
+        end
+        for k = 1, #corder do
+          local cu = cust[corder[k]]
+          store(KEYS[corder[k]], cu.writes, cu.expiry, now, gen)
         end
         for k = 1, #order do
           local ci = order[k]
@@ -287,23 +315,26 @@ internal static class UsageScripts
 
     /// <summary>
     /// Applies a chunk of a rebuild: no duplicate or limit checks, every key taken again with its own window.
-    /// <c>KEYS</c>: the counter hash, its unique set, then the events' idempotency keys. <c>ARGV</c>: reset (1: delete the
-    /// counter first), aggregation, n; then per event: quantity, UTC ticks, ordinal key, unique value, dedup window ms,
-    /// counter retention ms. Returns one element as <see cref="Record"/> does: outcome 0 with the total, or 3 with the total
-    /// before the overflowing event (the events before it are applied).
+    /// <c>KEYS</c>: the counter hash, its unique set, the start of the customer's idempotency hashes' names. <c>ARGV</c>:
+    /// reset (1: delete the counter first), aggregation, n, the generation length in ms; then per event: quantity, UTC
+    /// ticks, ordinal key, unique value, dedup window ms, counter retention ms, idempotency key. Returns one element as
+    /// <see cref="Record"/> does: outcome 0 with the total, or 3 with the total before the overflowing event (the events
+    /// before it are applied).
     /// </summary>
-    public const string Rebuild = Helpers + """
-        local ckey, ukey = KEYS[1], KEYS[2]
+    public const string Rebuild = Helpers + Idempotency + """
+        local ckey, ukey, ikey = KEYS[1], KEYS[2], KEYS[3]
         if ARGV[1] == '1' then
           redis.call('DEL', ckey, ukey)
         end
-        local agg, n = ARGV[2], tonumber(ARGV[3])
+        local agg, n, gen = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+        local now = servertime()
         local h = redis.call('HMGET', ckey, 'total', 'last_ts', 'last_key')
         local t, lts, lkh, changed, retention, result = 0, h[2] or false, h[3], false, nil, nil
+        local keys, writes, window, maxexp = {}, {}, 0, 0
         if h[1] then t = num(h[1]) end
         for i = 1, n do
-          local a = 3 + (i - 1) * 6
-          local q, ts, kh, uv, dedup = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+          local a = 4 + (i - 1) * 7
+          local q, ts, kh, uv, dedup = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
           local c, add_value = t, false
           if agg == 's' then
             c = add(t, num(q))
@@ -336,13 +367,19 @@ internal static class UsageScripts
           end
           if add_value then redis.call('SADD', ukey, uv) end
           t = c
-          if dedup ~= '0' then
-            redis.call('SET', KEYS[2 + i], c, 'PX', dedup)
-          else
-            redis.call('DEL', KEYS[2 + i])
+          local key = ARGV[a + 7]
+          keys[#keys + 1] = key
+          if dedup > window then window = dedup end
+          if dedup > 0 then
+            local expiry = now + dedup
+            writes[#writes + 1] = key
+            writes[#writes + 1] = text(c) .. ':' .. format('%.0f', expiry)
+            if expiry > maxexp then maxexp = expiry end
           end
           retention = ARGV[a + 6]
         end
+        forget(ikey, keys, now, gen, window)
+        store(ikey, writes, maxexp, now, gen)
         if retention then
           if changed then
             redis.call('HSET', ckey, 'total', t, 'last_ts', lts, 'last_key', lkh)
@@ -353,6 +390,75 @@ internal static class UsageScripts
           redis.call('PEXPIRE', ukey, retention)
         end
         return result or { reply(0, t) }
+        """;
+
+    /// <summary>
+    /// The idempotency hashes: one per customer and generation (<c>floor(server ms / generation ms)</c>); a field is an
+    /// idempotency key, its value <c>total:expiry</c> (the total the event produced, and the server time in ms at which the
+    /// key is free again). A key is looked up in every generation its window can reach (at least the current and the
+    /// previous one); a hash expires when its last field does.
+    /// </summary>
+    private const string Idempotency = """
+        local CHUNK = 1000
+        local floor, unpack = math.floor, unpack
+
+        -- The server's clock in ms (scripts replicate their effects, so reading it is allowed).
+        local function servertime()
+          local tm = redis.call('TIME')
+          return tonumber(tm[1]) * 1000 + floor(tonumber(tm[2]) / 1000)
+        end
+
+        local function generations(now, gen, window)
+          if window < gen then window = gen end
+          return floor((now - window) / gen), floor(now / gen)
+        end
+
+        -- The keys of the list that are held (not expired): key -> total text. Newer generations win.
+        local function lookup(base, keys, now, gen, window)
+          local found = {}
+          local first, last = generations(now, gen, window)
+          for g = first, last do
+            local name = base .. format('%.0f', g)
+            for s = 1, #keys, CHUNK do
+              local e = math.min(s + CHUNK - 1, #keys)
+              local vals = redis.call('HMGET', name, unpack(keys, s, e))
+              for j = 1, #vals do
+                local v = vals[j]
+                if v then
+                  local at = string.find(v, ':', 1, true)
+                  if tonumber(string.sub(v, at + 1)) > now then
+                    found[keys[s + j - 1]] = string.sub(v, 1, at - 1)
+                  end
+                end
+              end
+            end
+          end
+          return found
+        end
+
+        -- Removes the keys from every generation their window can reach.
+        local function forget(base, keys, now, gen, window)
+          if #keys == 0 then return end
+          local first, last = generations(now, gen, window)
+          for g = first, last do
+            local name = base .. format('%.0f', g)
+            for s = 1, #keys, CHUNK do
+              redis.call('HDEL', name, unpack(keys, s, math.min(s + CHUNK - 1, #keys)))
+            end
+          end
+        end
+
+        -- Writes key/value pairs into the current generation and keeps the hash until its last key expires.
+        local function store(base, writes, expiry, now, gen)
+          if #writes == 0 then return end
+          local name = base .. format('%.0f', floor(now / gen))
+          for s = 1, #writes, 2 * CHUNK do
+            redis.call('HSET', name, unpack(writes, s, math.min(s + 2 * CHUNK - 1, #writes)))
+          end
+          local need = expiry - now
+          if redis.call('PTTL', name) < need then redis.call('PEXPIRE', name, need) end
+        end
+
         """;
 
 #pragma warning disable CA5350 // Redis names cached scripts by their SHA1; no security depends on it.

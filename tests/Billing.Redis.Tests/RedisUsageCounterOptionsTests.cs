@@ -37,6 +37,17 @@ public sealed class RedisUsageCounterOptionsTests
         Assert.Throws<ArgumentException>(() => new RedisUsageCounterConnection(options));
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(999)]
+    [InlineData(400L * 24 * 3600 * 1000 + 1)]
+    public void An_idempotency_generation_outside_1_second_to_400_days_is_rejected(long milliseconds)
+    {
+        var options = new RedisUsageCounterOptions { ConfigurationString = "localhost:6379", IdempotencyGeneration = TimeSpan.FromMilliseconds(milliseconds) };
+        var error = Assert.Throws<ArgumentException>(() => new RedisUsageCounterConnection(options));
+        Assert.Contains("RedisUsageCounterOptions.IdempotencyGeneration", error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task A_counter_on_an_existing_multiplexer_needs_no_connection_string_and_leaves_it_open()
     {

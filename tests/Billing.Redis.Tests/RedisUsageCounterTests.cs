@@ -26,11 +26,14 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
 
         var keys = await KeysAsync($"billing:{{{c}}}:*");
 
+        var generation = await GenerationAsync();
         Assert.Equal(
-            [$"billing:{{{c}}}:c:api_calls:{PeriodSeconds}", $"billing:{{{c}}}:c:users:{PeriodSeconds}", $"billing:{{{c}}}:k:k1", $"billing:{{{c}}}:k:k2", $"billing:{{{c}}}:u:users:{PeriodSeconds}"],
+            [$"billing:{{{c}}}:c:api_calls:{PeriodSeconds}", $"billing:{{{c}}}:c:users:{PeriodSeconds}", $"billing:{{{c}}}:i:{generation}", $"billing:{{{c}}}:u:users:{PeriodSeconds}"],
             keys.Order(StringComparer.Ordinal));
         Assert.Equal("5", await Server.ExecuteAsync("HGET", $"billing:{{{c}}}:c:api_calls:{PeriodSeconds}", "total"));
-        Assert.Equal("5", await Server.ExecuteAsync("GET", $"billing:{{{c}}}:k:k1"));
+        Assert.Equal(["k1", "k2"], ((object?[])(await Server.ExecuteAsync("HKEYS", $"billing:{{{c}}}:i:{generation}"))!).Cast<string>().Order(StringComparer.Ordinal));
+        Assert.Equal("5", (await IdempotencyEntryAsync(c, "k1"))?.Total);
+        Assert.Equal("1", (await IdempotencyEntryAsync(c, "k2"))?.Total);
     }
 
     [Fact]
@@ -52,7 +55,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         {
             var escaped = c.Replace("%", "%25", StringComparison.Ordinal).Replace("{", "%7B", StringComparison.Ordinal).Replace("}", "%7D", StringComparison.Ordinal);
             var mine = all.Where(k => k.StartsWith($"billing:{{{escaped}}}:", StringComparison.Ordinal)).ToArray();
-            Assert.Equal(7, mine.Length); // 3 idempotency keys, 3 counters, 1 set of unique values
+            Assert.Equal(5, mine.Length); // 1 hash of idempotency keys, 3 counters, 1 set of unique values
 
             // Redis Cluster hashes the text between the first '{' and the first '}' after it: here always the customer.
             Assert.All(mine, k => Assert.Equal(escaped, HashTag(k)));
@@ -83,10 +86,11 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         await Counter.RecordAsync(Event(c, "k3", 1) with { Counter = Key(c, "no_key"), DedupWindow = TimeSpan.Zero });
 
         AssertTtl(TimeSpan.FromDays(70), await PttlAsync($"billing:{{{c}}}:c:api_calls:{PeriodSeconds}")); // the options' default
-        AssertTtl(TimeSpan.FromHours(1), await PttlAsync($"billing:{{{c}}}:k:k1"));
+        AssertTtl(TimeSpan.FromHours(1), (await IdempotencyEntryAsync(c, "k1"))!.Value.Left);
         AssertTtl(TimeSpan.FromDays(5), await PttlAsync($"billing:{{{c}}}:c:users:{PeriodSeconds}"));
         AssertTtl(TimeSpan.FromDays(5), await PttlAsync($"billing:{{{c}}}:u:users:{PeriodSeconds}"));
-        Assert.Equal(-2L, await Server.ExecuteAsync("PTTL", $"billing:{{{c}}}:k:k3")); // a zero window keeps no key
+        Assert.Null(await IdempotencyEntryAsync(c, "k3")); // a zero window keeps no key
+        AssertTtl(TimeSpan.FromDays(35), await PttlAsync($"billing:{{{c}}}:i:{await GenerationAsync()}")); // until its last key expires
         Assert.Equal(UsageOutcome.Accepted, (await Counter.RecordAsync(Event(c, "k3", 1) with { Counter = Key(c, "no_key"), DedupWindow = TimeSpan.Zero })).Outcome);
 
         // Every accepted write moves the counter's expiry; the latest event's retention wins.
@@ -96,7 +100,46 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         // A rebuild restores both.
         await Counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "k1", 5) with { DedupWindow = TimeSpan.FromMinutes(10), CounterRetention = TimeSpan.FromDays(9) }]);
         AssertTtl(TimeSpan.FromDays(9), await PttlAsync($"billing:{{{c}}}:c:api_calls:{PeriodSeconds}"));
-        AssertTtl(TimeSpan.FromMinutes(10), await PttlAsync($"billing:{{{c}}}:k:k1"));
+        AssertTtl(TimeSpan.FromMinutes(10), (await IdempotencyEntryAsync(c, "k1"))!.Value.Left);
+    }
+
+    [Fact]
+    public async Task Keys_are_found_across_generations_until_their_window_ends_and_old_generations_expire()
+    {
+        // Generations of 1 s and windows of 3.5 s: a key is taken in one generation and must be found from the later ones.
+        await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
+        {
+            ConfigurationString = Server.ConfigurationString,
+            KeyPrefix = "gen",
+            IdempotencyGeneration = TimeSpan.FromSeconds(1),
+        });
+        var c = NewCustomer();
+        var window = TimeSpan.FromMilliseconds(3500);
+        var first = Event(c, "k1", 5) with { DedupWindow = window };
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 5), await counter.RecordAsync(first));
+        var taken = await ServerMillisecondsAsync();
+        var firstGeneration = taken / 1000;
+
+        // Duplicates in every later generation of the window, alone and in a batch with a new key.
+        while (await ServerMillisecondsAsync() < taken + 2500)
+        {
+            Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 5), await counter.RecordAsync(first));
+            await Task.Delay(300);
+        }
+
+        Assert.True(await ServerMillisecondsAsync() / 1000 >= firstGeneration + 2);
+        var batch = await counter.RecordBatchAsync([Event(c, "k2", 1) with { DedupWindow = window }, first, Event(c, "k2", 1) with { DedupWindow = window }]);
+        Assert.Equal([new(UsageOutcome.Accepted, 6), new(UsageOutcome.Duplicate, 5), new(UsageOutcome.Duplicate, 6)], batch);
+
+        // Free again once the window has passed; the old generation's hash is gone once its last key expired.
+        while (await ServerMillisecondsAsync() < taken + 3600)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 11), await counter.RecordAsync(first));
+        Assert.Equal(0L, await Server.ExecuteAsync("EXISTS", $"gen:{{{c}}}:i:{firstGeneration}"));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 6), await counter.RecordAsync(Event(c, "k2", 1) with { DedupWindow = window }));
     }
 
     [Fact]
@@ -484,6 +527,32 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         [.. ((object?[])(await Server.ExecuteAsync("KEYS", pattern))!).Cast<string>()];
 
     private async Task<long> PttlAsync(string key) => (long)(await Server.ExecuteAsync("PTTL", key))!;
+
+    private async Task<long> ServerMillisecondsAsync()
+    {
+        var time = (object?[])(await Server.ExecuteAsync("TIME"))!;
+        return (long.Parse((string)time[0]!, CultureInfo.InvariantCulture) * 1000) + (long.Parse((string)time[1]!, CultureInfo.InvariantCulture) / 1000);
+    }
+
+    /// <summary>The current generation of idempotency hashes with the default options (35 days).</summary>
+    private async Task<long> GenerationAsync() => await ServerMillisecondsAsync() / (long)TimeSpan.FromDays(35).TotalMilliseconds;
+
+    /// <summary>An idempotency key's entry in any of the customer's hashes: the total it stored and how long it is held (ms).</summary>
+    private async Task<(string Total, long Left)?> IdempotencyEntryAsync(string customer, string key)
+    {
+        var now = await ServerMillisecondsAsync();
+        foreach (var hash in await KeysAsync($"billing:{{{customer}}}:i:*"))
+        {
+            var value = (string?)await Server.ExecuteAsync("HGET", hash, key);
+            if (value is not null)
+            {
+                var parts = value.Split(':');
+                return (parts[0], long.Parse(parts[1], CultureInfo.InvariantCulture) - now);
+            }
+        }
+
+        return null;
+    }
 
     private async Task<long> ScriptCallsAsync()
     {
