@@ -84,7 +84,8 @@ public sealed class TwoInstancePostgreSqlTests(ITestOutputHelper output)
         var (ra, rb) = (a.Status.BillingRun, b.Status.BillingRun);
         output.WriteLine($"instance A: {ra}");
         output.WriteLine($"instance B: {rb}");
-        output.WriteLine($"gateway replays (same key sent again): {replays}");
+        var replayed = shared.Gateway.Calls.GroupBy(c => c.IdempotencyKey, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g => g.First().InvoiceId).ToList();
+        output.WriteLine($"gateway replays (same key sent again): {replays}, on invoices of reason: {await Reasons(connectionString, replayed)}");
         Assert.True(ra.InvoicesCreated > 0 && rb.InvoicesCreated > 0, $"both instances renewed: A {ra.InvoicesCreated}, B {rb.InvoicesCreated}");
         Assert.Equal(Subscriptions * Periods, ra.InvoicesCreated + rb.InvoicesCreated);
         Assert.Equal(Subscriptions * Periods, ra.InvoicesFinalized + rb.InvoicesFinalized);
@@ -92,7 +93,8 @@ public sealed class TwoInstancePostgreSqlTests(ITestOutputHelper output)
 
         // The outbox: every event dispatched once, by one instance or the other.
         var outbox = await OutboxReader.ReadAllAsync(a.Services);
-        await Wait.Until(() => shared.Sink.Entries.Count >= outbox.Count, Timeout, $"{outbox.Count} events dispatched");
+        // The sink sees an event before its batch's checkpoint (and the instance's totals) are stored: wait for both.
+        await Wait.Until(() => shared.Sink.Entries.Count >= outbox.Count && a.Status.Outbox.Dispatched + b.Status.Outbox.Dispatched >= outbox.Count, Timeout, $"{outbox.Count} events dispatched");
         var dispatched = shared.Sink.Entries;
         Assert.Equal(outbox.Count, dispatched.Select(e => e.Event.Id).Distinct(StringComparer.Ordinal).Count());
         Assert.Equal(outbox.Select(e => e.Event.Id).Order(StringComparer.Ordinal), dispatched.Select(e => e.Event.Id).Order(StringComparer.Ordinal));
@@ -106,6 +108,22 @@ public sealed class TwoInstancePostgreSqlTests(ITestOutputHelper output)
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand(sql, connection);
         return Convert.ToInt64(await command.ExecuteScalarAsync(), CultureInfo.InvariantCulture);
+    }
+
+    private static async Task<string> Reasons(string connectionString, List<string> invoiceIds)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT reason, count(*) FROM billing.invoices WHERE id = ANY(@ids) GROUP BY reason", connection);
+        command.Parameters.AddWithValue("ids", invoiceIds.ToArray());
+        var parts = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            parts.Add($"{reader.GetString(0)} {reader.GetInt64(1)}");
+        }
+
+        return string.Join(", ", parts);
     }
 
     private sealed record Shared(FakeTimeProvider Clock, FakePaymentGateway Gateway, RecordingSink Sink);

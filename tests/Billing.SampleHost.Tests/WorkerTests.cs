@@ -73,7 +73,8 @@ public sealed class WorkerTests
 
                 var outbox = await OutboxReader.ReadAllAsync(first.Services);
                 Assert.True(outbox.Count >= 4, $"{outbox.Count} events");
-                await Wait.Until(() => sink.Entries.Count >= outbox.Count, Timeout, "the first host to dispatch the outbox");
+                // The sink sees an event before its batch's checkpoint is stored: wait for both.
+                await Wait.Until(() => sink.Entries.Count >= outbox.Count && first.Status.Outbox.Position >= outbox[^1].Position, Timeout, "the first host to dispatch the outbox");
                 Assert.Equal(outbox.Select(e => e.Event.Id), sink.Entries.Select(e => e.Event.Id));
                 Assert.Equal(outbox[^1].Position, await first.Services.GetRequiredService<OutboxCheckpointStore>().GetAsync(OutboxCheckpointStore.DefaultName, default));
                 Assert.True(first.Status.Outbox.Batches >= 2, "batches of 3");
@@ -86,7 +87,7 @@ public sealed class WorkerTests
                 (await client.Post("/v1/customers", Api.NewCustomer("Late", "late@example.com"))).Ok(HttpStatusCode.Created);
                 var outbox = await OutboxReader.ReadAllAsync(second.Services);
                 Assert.True(outbox.Count > before);
-                await Wait.Until(() => sink.Entries.Count >= outbox.Count, Timeout, "the restarted host to dispatch the new events");
+                await Wait.Until(() => sink.Entries.Count >= outbox.Count && second.Status.Outbox.Position >= outbox[^1].Position, Timeout, "the restarted host to dispatch the new events");
 
                 // Give the dispatcher a few more rounds: nothing is dispatched twice.
                 var checks = second.Status.Outbox.Checks;
