@@ -157,6 +157,36 @@ public sealed class WorkerTests
         }
     }
 
+    [Fact]
+    public async Task A_failing_sink_is_retried_after_the_interval_without_losing_or_repeating_events()
+    {
+        var sink = new RecordingSink();
+        var failures = 0;
+        sink.OnDispatch = entry =>
+        {
+            if (entry.Position == 2 && Interlocked.Increment(ref failures) <= 2)
+            {
+                throw new InvalidOperationException("The sink is down.");
+            }
+
+            return Task.CompletedTask;
+        };
+        await using var host = new WorkerHostFactory { BillingRunEnabled = false, Sink = sink, OutboxBatchSize = 2 };
+        var client = host.Client();
+        for (var i = 0; i < 4; i++)
+        {
+            (await client.Post("/v1/customers", Api.NewCustomer($"C{i}", $"c{i}@example.com"))).Ok(HttpStatusCode.Created);
+        }
+
+        var outbox = await OutboxReader.ReadAllAsync(host.Services);
+        await Wait.Until(() => sink.Entries.Count >= outbox.Count && host.Status.Outbox.Position >= outbox[^1].Position, Timeout, "the outbox to be dispatched after the sink recovered");
+
+        // The event before the failure kept its checkpoint; the failing one was retried until it went through.
+        Assert.Equal(3, failures);
+        Assert.Equal(outbox.Select(e => e.Event.Id), sink.Entries.Select(e => e.Event.Id));
+        Assert.Equal(outbox.Count, host.Status.Outbox.Dispatched);
+    }
+
     [Theory]
     [InlineData("Billing:Workers:BillingRun:Interval", "00:00:00", "Billing:Workers:BillingRun:Interval")]
     [InlineData("Billing:Workers:Outbox:Interval", "2.00:00:00", "Billing:Workers:Outbox:Interval")]
