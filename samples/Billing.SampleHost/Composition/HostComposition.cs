@@ -12,6 +12,7 @@ using Billing.Testing.Payments;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Npgsql;
 
 namespace Billing.SampleHost.Composition;
@@ -94,6 +95,16 @@ internal static class HostComposition
             throw new InvalidOperationException($"Billing:BootstrapApiKey must start with 'sk_' and have {ApiKeySecrets.MinimumLength} to 200 letters, digits or '_'.");
         }
 
+        var workerErrors = settings.Workers.Validate();
+        if (workerErrors.Count > 0)
+        {
+            throw new InvalidOperationException(string.Join(" ", workerErrors));
+        }
+
+        services.AddSingleton(settings.Workers);
+        services.AddSingleton<Workers.WorkerStatus>();
+        services.AddSingleton<Workers.OutboxCheckpointStore>();
+        services.TryAddSingleton<Workers.IOutboxSink, Workers.LoggingOutboxSink>();
         services.AddSingleton(new HostFeatures(settings.TestClocks.Enabled ?? builder.Environment.IsDevelopment(), settings.BootstrapApiKey));
         services.AddSingleton<ResourceLister>();
         services.AddSingleton<Idempotency.IdempotencyStore>();
@@ -101,6 +112,17 @@ internal static class HostComposition
         services.AddSingleton<ApiKeyBootstrapper>();
         services.AddApiKeyAuthentication();
         services.AddHostedService<StartupTasks>();
+
+        // After StartupTasks: hosted services start in order, so the workers find the schema migrated.
+        if (settings.Workers.BillingRun.Enabled)
+        {
+            services.AddHostedService<Workers.BillingRunWorker>();
+        }
+
+        if (settings.Workers.Outbox.Enabled)
+        {
+            services.AddHostedService<Workers.OutboxDispatcher>();
+        }
 
         services.Configure<JsonOptions>(o =>
         {
@@ -184,6 +206,7 @@ internal sealed partial class StartupTasks(IServiceProvider services, HostFeatur
 
         await services.GetRequiredService<ApiKeyStore>().EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
         await services.GetRequiredService<Idempotency.IdempotencyStore>().EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
+        await services.GetRequiredService<Workers.OutboxCheckpointStore>().EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
         await services.GetRequiredService<ApiKeyBootstrapper>().RunAsync(features.BootstrapApiKey, cancellationToken).ConfigureAwait(false);
     }
 

@@ -413,12 +413,13 @@ public sealed partial class BillingEngine
             return;
         }
 
+        using var activity = Diagnostics.BillingDiagnostics.StartPaymentAttempt(invoiceId);
         var result = string.IsNullOrEmpty(p.Request.PaymentMethod)
             ? PaymentResult.Declined(DeclineType.Soft, "payment_method_missing", "The customer has no payment method.")
             : await _gateway.ChargeAsync(p.Request, cancellationToken).ConfigureAwait(false);
         Interlocked.Increment(ref counters.PaymentsAttempted);
 
-        await InSessionAsync(async session =>
+        var recorded = await InSessionAsync(async session =>
         {
             var payment = await session.Payments.GetAsync(p.PaymentId, cancellationToken).ConfigureAwait(false);
             var invoice = await session.Invoices.GetAsync(p.Request.InvoiceId, cancellationToken).ConfigureAwait(false);
@@ -428,8 +429,12 @@ public sealed partial class BillingEngine
             }
 
             RecordOutcome(session, payment, invoice, result, p.At, await SubscriptionOfAsync(session, invoice, cancellationToken).ConfigureAwait(false));
-            return 0;
+            return 1;
         }, cancellationToken).ConfigureAwait(false);
+        if (recorded == 1)
+        {
+            Diagnostics.BillingDiagnostics.PaymentRecorded(activity, result);
+        }
     }
 
     private static async ValueTask<Subscription?> SubscriptionOfAsync(IBillingSession session, Invoice invoice, CancellationToken cancellationToken) =>

@@ -28,6 +28,7 @@ public sealed partial class BillingEngine
     public async Task<BillingRunResult> AdvanceAsync(DateTimeOffset now, string? testClockId = null, CancellationToken cancellationToken = default)
     {
         var counters = new RunCounters();
+        using var activity = Diagnostics.BillingDiagnostics.StartRun(testClockId);
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -45,7 +46,7 @@ public sealed partial class BillingEngine
 
             if (subscriptions.Count == 0 && invoices.Count == 0)
             {
-                return counters.ToResult();
+                return Diagnostics.BillingDiagnostics.RunDone(activity, counters.ToResult());
             }
 
             // Steps of one customer run in time order, one after another; different customers run in parallel.
@@ -60,6 +61,7 @@ public sealed partial class BillingEngine
             {
                 foreach (var (_, isSubscription, id, _) in steps)
                 {
+                    using var step = Diagnostics.BillingDiagnostics.StartRunStep(isSubscription ? "subscription" : "invoice", id);
                     try
                     {
                         var done = isSubscription
@@ -79,7 +81,7 @@ public sealed partial class BillingEngine
 
             if (progressed == 0)
             {
-                return counters.ToResult(); // everything due was taken by other runs
+                return Diagnostics.BillingDiagnostics.RunDone(activity, counters.ToResult()); // everything due was taken by other runs
             }
         }
     }

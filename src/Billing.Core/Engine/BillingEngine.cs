@@ -39,7 +39,7 @@ public sealed partial class BillingEngine
     public BillingEngine(IBillingStore store, IPaymentGateway gateway, TimeProvider time, IOptions<BillingOptions> options, IBillingIdGenerator ids, IUsageChargeSource usage)
     {
         ArgumentNullException.ThrowIfNull(options);
-        _store = store ?? throw new ArgumentNullException(nameof(store));
+        _store = Diagnostics.BillingDiagnostics.Observe(store ?? throw new ArgumentNullException(nameof(store)));
         _gateway = gateway ?? throw new ArgumentNullException(nameof(gateway));
         _time = time ?? throw new ArgumentNullException(nameof(time));
         _options = options.Value;

@@ -107,6 +107,7 @@ public sealed class UsageMeteringService
             throw new BillingValidationException("events", $"A batch has 1 to {_options.MaxBatchSize} events.");
         }
 
+        using var activity = Diagnostics.BillingDiagnostics.StartUsageIngest(inputs.Count);
         var results = new UsageIngestResult?[inputs.Count];
         var resolved = new List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)>(inputs.Count);
         await using (var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false))
@@ -134,7 +135,7 @@ public sealed class UsageMeteringService
 
         if (resolved.Count == 0)
         {
-            return results!;
+            return Diagnostics.BillingDiagnostics.UsageIngested(activity, results!);
         }
 
         var counted = await _counter.RecordBatchAsync([.. resolved.Select(r => r.Event)], cancellationToken).ConfigureAwait(false);
@@ -195,7 +196,7 @@ public sealed class UsageMeteringService
             await EmitThresholdsAsync(resolved, counted, results, cancellationToken).ConfigureAwait(false);
         }
 
-        return results!;
+        return Diagnostics.BillingDiagnostics.UsageIngested(activity, results!);
     }
 
     /// <summary>Checks whether a customer may use a feature now.</summary>

@@ -69,6 +69,9 @@ public class SampleHostFactory : WebApplicationFactory<Program>
         builder.UseSetting("Billing:Database:Provider", "sqlite");
         builder.UseSetting("Billing:Database:ConnectionString", $"Data Source={DatabasePath}");
         builder.UseSetting("Billing:BootstrapApiKey", BootstrapKey ?? string.Empty);
+        // Workers off unless a test class turns them on (UseSetting after this call), so tests stay deterministic.
+        builder.UseSetting("Billing:Workers:BillingRun:Enabled", "false");
+        builder.UseSetting("Billing:Workers:Outbox:Enabled", "false");
         builder.ConfigureTestServices(services =>
         {
             services.Replace(ServiceDescriptor.Singleton<TimeProvider>(Clock));
