@@ -69,6 +69,9 @@ public class SampleHostFactory : WebApplicationFactory<Program>
         builder.UseSetting("Billing:Database:Provider", "sqlite");
         builder.UseSetting("Billing:Database:ConnectionString", $"Data Source={DatabasePath}");
         builder.UseSetting("Billing:BootstrapApiKey", BootstrapKey ?? string.Empty);
+
+        // The limiter stays in the pipeline but never trips in functional tests (RateLimitTests set their own numbers).
+        builder.UseSetting("Billing:RateLimit:PermitLimit", "1000000");
         builder.ConfigureTestServices(services =>
         {
             services.Replace(ServiceDescriptor.Singleton<TimeProvider>(Clock));
