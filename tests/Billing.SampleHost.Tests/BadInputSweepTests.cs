@@ -149,7 +149,7 @@ public sealed class BadInputSweepTests(SampleHostFactory host) : IClassFixture<S
             new("PATCH /v1/plans/{id}", patch, $"/v1/plans/{plan}", new JsonObject { ["name"] = "Renamed", ["description"] = "d", ["metadata"] = new JsonObject { ["a"] = "b" } }, [], [], []),
             new("POST /v1/customers", post, "/v1/customers", Customer(create: true), ["name", "email", "currency"], ["taxRates[0].partsPerMillion"], ["currency"]),
             new("PATCH /v1/customers/{id}", patch, $"/v1/customers/{spare}", Customer(create: false), [], ["taxRates[0].partsPerMillion"], []),
-            new("POST /v1/customers/{id}/credit_balance_adjustments", post, $"/v1/customers/{spare}/credit_balance_adjustments", new JsonObject { ["amount"] = -250, ["currency"] = "USD" }, ["amount", "currency"], [], ["currency"]),
+            new("POST /v1/customers/{id}/credit_balance_adjustments", post, $"/v1/customers/{spare}/credit_balance_adjustments", new JsonObject { ["amount"] = 250, ["currency"] = "USD" }, ["amount", "currency"], ["amount"], ["currency"]), // (the balance is 0: no negative fits)
             new("POST /v1/api_keys", post, "/v1/api_keys", new JsonObject { ["name"] = "swept", ["scopes"] = new JsonArray("billing:read"), ["expiresAt"] = now.AddDays(30).ToString("O") }, ["name", "scopes"], [], []),
             new("POST /v1/subscriptions", post, "/v1/subscriptions", new JsonObject
             {
@@ -266,7 +266,9 @@ public sealed class BadInputSweepTests(SampleHostFactory host) : IClassFixture<S
             .Select(digits => digits + "000");
         var wrongValue = Gen.Elements(leaves).SelectMany(path => Gen.OneOf(
             bigNumber.Select(n => new BadBody($"{path} = {n}", WithRaw(t.Baseline, path, n))),
-            ArbMap.Default.GeneratorFor<bool>().Select(b => new BadBody($"{path} = {b}", With(t.Baseline, path, _ => b))),
+            ArbMap.Default.GeneratorFor<bool>().Select(b => IsBool(t.Baseline, path)
+                ? new BadBody($"{path} = \"{b}\"", With(t.Baseline, path, _ => b.ToString()))
+                : new BadBody($"{path} = {b}", With(t.Baseline, path, _ => b))),
             Gen.Choose(2, 50).Select(n => new BadBody($"{path} = [..{n}]", With(t.Baseline, path, _ => new JsonArray([.. Enumerable.Range(0, n).Select(i => (JsonNode?)i)]))))));
         var cases = new List<Gen<BadBody>> { garbage, wrongValue };
         if (t.NonNegative.Length > 0)
@@ -340,6 +342,9 @@ public sealed class BadInputSweepTests(SampleHostFactory host) : IClassFixture<S
 
         return counts;
     }
+
+    private static bool IsBool(JsonObject baseline, string path) =>
+        Leaves(baseline, string.Empty).Single(l => l.Path == path).Node is JsonValue v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False;
 
     private static bool IsJsonObject(string s)
     {
