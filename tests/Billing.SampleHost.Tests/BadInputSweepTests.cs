@@ -20,8 +20,10 @@ namespace Billing.SampleHost.Tests;
 /// the row counts of every table in the database must not move. At the end the baselines themselves are sent and
 /// must succeed, which proves each rejection was caused by the mutation.
 /// </summary>
-public sealed class BadInputSweepTests(SampleHostFactory host) : IClassFixture<SampleHostFactory>
+public sealed class BadInputSweepTests(SampleHostFactory host, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<SampleHostFactory>
 {
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _answers = new();
+
     /// <summary>POST endpoints that take no body at all (a body is ignored): classified here so a new one is noticed.</summary>
     private static readonly string[] Bodiless =
     [
@@ -47,6 +49,7 @@ public sealed class BadInputSweepTests(SampleHostFactory host) : IClassFixture<S
         Assert.Equal(Bodiless.Order(), endpoints.Where(x => x.Endpoint.Metadata.GetMetadata<IAcceptsMetadata>() is null).Select(x => $"{x.Method} {x.Route}").Order());
 
         var before = await CountRowsAsync();
+        var usageBefore = (await client.Get($"/v1/usage/summary?subscription={targets.Single(t => t.Name.EndsWith("/change", StringComparison.Ordinal)).Path.Split('/')[3]}")).Ok().Body;
         var sent = 0;
         foreach (var target in targets)
         {
@@ -65,6 +68,8 @@ public sealed class BadInputSweepTests(SampleHostFactory host) : IClassFixture<S
             .Check(Config.QuickThrowOnFailure.WithMaxTest(300));
         Assert.Equal(before, await CountRowsAsync());
         Assert.True(sent > 500, $"only {sent} enumerated cases");
+        Assert.Equal(usageBefore, (await client.Get($"/v1/usage/summary?subscription={targets.Single(t => t.Name.EndsWith("/change", StringComparison.Ordinal)).Path.Split('/')[3]}")).Ok().Body);
+        output.WriteLine($"{sent} enumerated + 300 generated bodies over {targets.Count} endpoints; answers: {string.Join(", ", _answers.OrderBy(a => a.Key).Select(a => $"{a.Key} x{a.Value}"))}");
 
         // The baselines are valid: each mutation above was rejected for what it changed.
         foreach (var target in targets)
@@ -301,6 +306,7 @@ public sealed class BadInputSweepTests(SampleHostFactory host) : IClassFixture<S
         using var response = await client.SendAsync(request);
         var body = await response.Content.ReadAsStringAsync();
         var where = $"{target.Name} with {c.Description}: {(int)response.StatusCode} {Short(body, 400)}";
+        _answers.AddOrUpdate($"{(int)response.StatusCode} {(response.Content.Headers.ContentType?.MediaType == "application/problem+json" ? JsonDocument.Parse(body).RootElement.GetProperty("code").GetString() : "?")}", 1, (_, n) => n + 1);
         Assert.True((int)response.StatusCode is >= 400 and < 500, where);
         Assert.True(response.Content.Headers.ContentType?.MediaType == "application/problem+json", where);
         var problem = JsonDocument.Parse(body).RootElement;
@@ -311,7 +317,6 @@ public sealed class BadInputSweepTests(SampleHostFactory host) : IClassFixture<S
             Assert.True(problem.TryGetProperty("errors", out var errors) && errors.EnumerateObject().Any(), where);
         }
 
-        _ = host;
     }
 
     /// <summary>Row counts of every table of the SQLite database (billing and host tables alike).</summary>
