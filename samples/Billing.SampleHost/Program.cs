@@ -5,11 +5,16 @@ using Billing.SampleHost.Idempotency;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddSampleHost();
+builder.AddHardening();
 
 var app = builder.Build();
+app.UseMiddleware<SecurityHeadersMiddleware>();
 app.UseMiddleware<RequestIdMiddleware>();
 app.UseMiddleware<ErrorHandlingMiddleware>();
+app.UseMiddleware<RequestBodyLimitMiddleware>();
+app.UseHostCors();
 app.UseAuthentication();
+app.UseHostRateLimiting();
 app.UseAuthorization();
 app.UseMiddleware<IdempotencyMiddleware>();
 
@@ -21,7 +26,8 @@ var v1 = app.MapGroup("/v1")
     .ProducesProblem(StatusCodes.Status403Forbidden)
     .ProducesProblem(StatusCodes.Status404NotFound)
     .ProducesProblem(StatusCodes.Status409Conflict)
-    .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
+    .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+    .ProducesProblem(StatusCodes.Status429TooManyRequests);
 v1.MapPlans();
 v1.MapCustomers();
 v1.MapSubscriptions();

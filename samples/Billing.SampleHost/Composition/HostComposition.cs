@@ -133,7 +133,7 @@ internal static class HostComposition
 
         // Unreadable bodies throw (and become problems) in every environment, not only in Development.
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
-        services.AddOpenApi(o => o.AddOperationTransformer((operation, context, _) =>
+        services.AddOpenApi(o => o.AddApiKeySecurity().AddOperationTransformer((operation, context, _) =>
         {
             // Every POST takes an optional Idempotency-Key (see IdempotencyMiddleware).
             if (string.Equals(context.Description.HttpMethod, "POST", StringComparison.OrdinalIgnoreCase))

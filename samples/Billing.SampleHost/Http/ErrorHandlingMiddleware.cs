@@ -35,7 +35,7 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
             {
                 404 => (ErrorCodes.NotFound, $"No endpoint at {context.Request.Method} {context.Request.Path}."),
                 405 => (ErrorCodes.MethodNotAllowed, $"{context.Request.Method} is not allowed on {context.Request.Path}."),
-                413 => (ErrorCodes.ValidationError, "The request body is too large."),
+                413 => (ErrorCodes.RequestTooLarge, "The request body is too large."),
                 415 => (ErrorCodes.ValidationError, "Send the body as application/json."),
                 429 => (ErrorCodes.RateLimited, "Too many requests."),
                 >= 500 => (ErrorCodes.InternalError, "The server failed to handle the request."),
@@ -92,7 +92,13 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
             return Problems.WriteAsync(context, status, ErrorCodes.ValidationError, "The request body could not be read; see errors.", new Dictionary<string, string[]> { [field] = [message] });
         }
 
-        return Problems.WriteAsync(context, status, ErrorCodes.ValidationError, status == 413 ? "The request body is too large." : "The request could not be read: send a JSON body with Content-Type: application/json.");
+        if (status == 413)
+        {
+            return Problems.WriteAsync(context, status, ErrorCodes.RequestTooLarge, "The request body is too large.");
+        }
+
+        const string unreadable = "The request could not be read: send a JSON body with Content-Type: application/json.";
+        return Problems.WriteAsync(context, status, ErrorCodes.ValidationError, unreadable, status == 400 ? new Dictionary<string, string[]> { ["body"] = [unreadable] } : null);
     }
 
     /// <summary><c>$.price.tiers[0].upTo</c> → <c>price.tiers[0].upTo</c>; <c>$</c> or nothing → <c>body</c>.</summary>

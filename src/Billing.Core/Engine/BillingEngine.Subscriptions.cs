@@ -325,11 +325,16 @@ public sealed partial class BillingEngine
     /// <param name="change">The change.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The proration lines and net amount.</returns>
+    /// <exception cref="BillingValidationException">Nothing changes, a bad quantity, an archived plan, another currency, or
+    /// a proration date outside the current period.</exception>
+    /// <exception cref="InvalidStateTransitionException">The subscription's state does not allow changes (a preview refuses
+    /// what <see cref="ChangeSubscriptionAsync"/> would refuse).</exception>
     public async Task<ProrationResult> PreviewChangeAsync(string subscriptionId, SubscriptionChange change, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(change);
         await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
         var (subscription, _, plan, now) = await LoadAsync(session, subscriptionId, cancellationToken).ConfigureAwait(false);
+        _ = SubscriptionStateMachine.Next(subscription.Status, SubscriptionTrigger.ChangePlan);
         var (newPlan, quantity) = await ResolveChangeAsync(session, subscription, plan, change, cancellationToken).ConfigureAwait(false);
         var at = change.ProrationDate ?? now;
         Require(subscription.CurrentPeriod.Contains(at) || at == subscription.CurrentPeriod.End, "proration_date", "The proration date must be inside the current period.");

@@ -80,6 +80,8 @@ public sealed class CatalogAndDunningTests
         var error = await Assert.ThrowsAsync<InvalidStateTransitionException>(() => h.Engine.PauseSubscriptionAsync(subscription.Id));
         await Assert.ThrowsAsync<InvalidStateTransitionException>(() => h.Engine.CancelSubscriptionAsync(subscription.Id));
         await Assert.ThrowsAsync<InvalidStateTransitionException>(() => h.Engine.PayInvoiceAsync(firstInvoice));
+        await Assert.ThrowsAsync<InvalidStateTransitionException>(() => h.Engine.ChangeSubscriptionAsync(subscription.Id, new SubscriptionChange { Quantity = 2 }));
+        await Assert.ThrowsAsync<InvalidStateTransitionException>(() => h.Engine.PreviewChangeAsync(subscription.Id, new SubscriptionChange { Quantity = 2 }));
         await Assert.ThrowsAsync<BillingValidationException>(() => h.Engine.CreateSubscriptionAsync(new NewSubscription(customer.Id, plan.Id) { Quantity = 0 }));
         await Assert.ThrowsAsync<BillingNotFoundException>(() => h.Engine.CreateSubscriptionAsync(new NewSubscription("cus_nope", plan.Id)));
 

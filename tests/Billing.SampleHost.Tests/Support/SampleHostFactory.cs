@@ -72,6 +72,9 @@ public class SampleHostFactory : WebApplicationFactory<Program>
         // Workers off unless a test class turns them on (UseSetting after this call), so tests stay deterministic.
         builder.UseSetting("Billing:Workers:BillingRun:Enabled", "false");
         builder.UseSetting("Billing:Workers:Outbox:Enabled", "false");
+
+        // The limiter stays in the pipeline but never trips in functional tests (RateLimitTests set their own numbers).
+        builder.UseSetting("Billing:RateLimit:PermitLimit", "1000000");
         builder.ConfigureTestServices(services =>
         {
             services.Replace(ServiceDescriptor.Singleton<TimeProvider>(Clock));
