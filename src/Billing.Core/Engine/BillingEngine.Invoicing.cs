@@ -278,6 +278,14 @@ public sealed partial class BillingEngine
     }
 
     /// <summary>Finalizes a draft in its own unit of work, then charges it when something is due.</summary>
+    /// <summary>
+    /// A finalized invoice that the calling request charges right after its commit, leased for
+    /// <see cref="BillingOptions.PaymentAttemptLease"/>: a billing run elsewhere does not send the same charge meanwhile, and
+    /// takes the invoice over once the lease ends if this process stops before charging.
+    /// </summary>
+    private Invoice LeasedForCharge(Invoice finalized, DateTimeOffset at) =>
+        finalized.NextActionAt is null ? finalized : finalized with { NextActionAt = at + _options.PaymentAttemptLease };
+
     private async Task FinalizeAndChargeAsync(string invoiceId, DateTimeOffset? runAt, RunCounters counters, bool requireDraft, CancellationToken cancellationToken, DateTimeOffset? leaseFrom = null)
     {
         var charge = await InSessionAsync(async (session, committed) =>
@@ -310,6 +318,10 @@ public sealed partial class BillingEngine
             {
                 // Unpaid subscriptions keep invoicing, but nothing is charged automatically.
                 invoice = invoice with { NextActionAt = null };
+            }
+            else if (leaseFrom is null)
+            {
+                invoice = LeasedForCharge(invoice, at);
             }
 
             session.Invoices.Update(invoice);

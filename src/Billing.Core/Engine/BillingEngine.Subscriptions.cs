@@ -148,7 +148,7 @@ public sealed partial class BillingEngine
                 subscription = Activate(session, subscription, at);
             }
 
-            invoice = finalized;
+            invoice = LeasedForCharge(finalized, at);
             charge = finalized.NextActionAt is not null ? finalized.Id : null;
         }
 
@@ -436,7 +436,7 @@ public sealed partial class BillingEngine
                     session.Customers.Update(updatedCustomer);
                 }
 
-                session.Invoices.Add(finalized);
+                session.Invoices.Add(LeasedForCharge(finalized, at));
                 session.Subscriptions.Update(updated with { LatestInvoiceId = finalized.Id });
                 return (finalized.NextActionAt is not null ? finalized.Id : null, at);
             }
