@@ -137,12 +137,20 @@ public sealed class UsageMeteringService
             return results!;
         }
 
-        var counted = await _counter.RecordBatchAsync([.. resolved.Select(r => r.Event)], cancellationToken).ConfigureAwait(false);
+        UsageCounterResult[] counted = [.. await _counter.RecordBatchAsync([.. resolved.Select(r => r.Event)], cancellationToken).ConfigureAwait(false)];
+        var forgotten = _counter.IsDurable ? null : await CheckCounterAsync(resolved, counted, cancellationToken).ConfigureAwait(false);
         var toStore = new List<(int Resolved, StoredUsageEvent Stored)>(resolved.Count);
         for (var j = 0; j < resolved.Count; j++)
         {
             var (index, e, target, input) = resolved[j];
             var result = counted[j];
+            if (forgotten?.GetValueOrDefault(j) is { } original)
+            {
+                // The counter forgot the key and found the event over the limit; the durable store has it: a duplicate.
+                results[index] = new UsageIngestResult { IdempotencyKey = input.IdempotencyKey, Status = UsageIngestStatus.Duplicate, Counter = original.Counter, SubscriptionId = original.SubscriptionId, Total = result.Total };
+                continue;
+            }
+
             if (result.Outcome == UsageOutcome.OverLimit)
             {
                 results[index] = UsageIngestResult.Rejected(input.IdempotencyKey, "over_limit", $"The hard limit of {target.HardLimit} on '{input.MeterKey}' would be exceeded (total {result.Total}).") with { Counter = e.Counter, SubscriptionId = target.Subscription.Id, Total = result.Total };
@@ -177,9 +185,10 @@ public sealed class UsageMeteringService
             for (var k = 0; k < toStore.Count; k++)
             {
                 var j = toStore[k].Resolved;
-                if (!stored[k] && counted[j].Outcome == UsageOutcome.Accepted)
+                if (!stored[k] && counted[j].Outcome == UsageOutcome.Accepted && !_counter.IsDurable)
                 {
-                    // The durable store had it: the counter forgot the key and counted it again.
+                    // The durable store had it: the counter forgot the key and counted it again. (A durable counter
+                    // never forgets: there, a concurrent repeat of the event appended first, and the event stays accepted.)
                     var index = resolved[j].Index;
                     results[index] = results[index]! with { Status = UsageIngestStatus.Duplicate };
                     stale.Add(resolved[j].Event.Counter);
@@ -323,7 +332,94 @@ public sealed class UsageMeteringService
         await _counter.RebuildAsync(counter, aggregation, events, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task EmitThresholdsAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, IReadOnlyList<UsageCounterResult> counted, UsageIngestResult?[] results, CancellationToken cancellationToken)
+    /// <summary>
+    /// The checks a fast counter (one that is not <see cref="IUsageCounter.IsDurable"/>) needs after it counted a batch,
+    /// updating <paramref name="counted"/> in place; returns the events the counter rejected as over the limit whose
+    /// key the durable store has (by position in <paramref name="resolved"/>), or null when there are none.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// <b>Lost state.</b> A counter that lost its state (a Redis flush or restart, an expired counter) would accept
+    /// events past a hard limit. It is suspected when an accepted event with a hard limit found its counter empty (the
+    /// new total is the event's own contribution: sum and max, the quantity; count and unique count, 1), which in the
+    /// normal case happens once per counter and period. The suspicion is settled with two reads: the durable aggregate,
+    /// then the counter's total. A counter that kept its state has counted every durable event before it was appended,
+    /// so its total is at least the durable aggregate plus this batch's own (not yet durable) sum or count; a smaller
+    /// total means lost state. The counter is then rebuilt from the durable events and this batch's events of the
+    /// counter are counted again, so the hard limit applies to the true total. Last meters are not checked (a Last
+    /// total is not monotonic). Concurrent requests that counted in the lost counter and have not appended yet are
+    /// not in the rebuild (the rebuild is the recovery path); their own appends still make them durable and billed.
+    /// </para>
+    /// <para>
+    /// <b>Forgotten keys over the limit.</b> An event the counter rejects as over the limit may be a repeat whose key
+    /// the counter forgot (expired or flushed) while the durable store keeps it: only these rejections cost one
+    /// lookup of the key in the durable store, and a stored key answers "duplicate".
+    /// </para>
+    /// </remarks>
+    private async Task<Dictionary<int, StoredUsageEvent>?> CheckCounterAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, UsageCounterResult[] counted, CancellationToken cancellationToken)
+    {
+        HashSet<UsageCounterKey>? suspects = null;
+        for (var j = 0; j < counted.Length; j++)
+        {
+            var e = resolved[j].Event;
+            if (counted[j].Outcome == UsageOutcome.Accepted && e.HardLimit is not null && FoundEmpty(e, counted[j].Total))
+            {
+                (suspects ??= []).Add(e.Counter);
+            }
+        }
+
+        foreach (var counter in suspects ?? [])
+        {
+            var positions = Enumerable.Range(0, counted.Length).Where(j => resolved[j].Event.Counter == counter).ToList();
+            var first = resolved[positions[0]].Event;
+            var durable = await _events.AggregateAsync(counter, first.Aggregation, cancellationToken).ConfigureAwait(false);
+            if (durable == 0)
+            {
+                continue;
+            }
+
+            var own = 0L;
+            foreach (var j in positions.Where(j => counted[j].Outcome == UsageOutcome.Accepted))
+            {
+                own = checked(own + first.Aggregation switch { MeterAggregation.Sum => resolved[j].Event.Quantity, MeterAggregation.Count => 1, _ => 0 });
+            }
+
+            var total = await _counter.GetTotalAsync(counter, cancellationToken).ConfigureAwait(false);
+            if (total >= checked(durable + own))
+            {
+                continue;
+            }
+
+            // Lost state: rebuild from the durable events, then count this batch's events of the counter again.
+            await RebuildCounterAsync(counter, first.Aggregation, first.Now, cancellationToken).ConfigureAwait(false);
+            var again = await _counter.RecordBatchAsync([.. positions.Select(j => resolved[j].Event)], cancellationToken).ConfigureAwait(false);
+            for (var p = 0; p < positions.Count; p++)
+            {
+                counted[positions[p]] = again[p];
+            }
+        }
+
+        Dictionary<int, StoredUsageEvent>? forgotten = null;
+        for (var j = 0; j < counted.Length; j++)
+        {
+            if (counted[j].Outcome == UsageOutcome.OverLimit
+                && await _events.FindAsync(resolved[j].Event.Counter.CustomerId, resolved[j].Event.IdempotencyKey, cancellationToken).ConfigureAwait(false) is { } original)
+            {
+                (forgotten ??= [])[j] = original;
+            }
+        }
+
+        return forgotten;
+
+        static bool FoundEmpty(in UsageCounterEvent e, long total) => e.Aggregation switch
+        {
+            MeterAggregation.Sum or MeterAggregation.Max => total == e.Quantity,
+            MeterAggregation.Count or MeterAggregation.UniqueCount => total == 1,
+            _ => false,
+        };
+    }
+
+    private async Task EmitThresholdsAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, UsageCounterResult[] counted, UsageIngestResult?[] results, CancellationToken cancellationToken)
     {
         List<BillingEvent>? events = null;
         for (var j = 0; j < resolved.Count; j++)
