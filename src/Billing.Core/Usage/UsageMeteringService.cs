@@ -137,8 +137,13 @@ public sealed class UsageMeteringService
             return results!;
         }
 
-        UsageCounterResult[] counted = [.. await _counter.RecordBatchAsync([.. resolved.Select(r => r.Event)], cancellationToken).ConfigureAwait(false)];
-        var forgotten = _counter.IsDurable ? null : await CheckCounterAsync(resolved, counted, cancellationToken).ConfigureAwait(false);
+        if (!_counter.IsDurable)
+        {
+            await RestoreLostCountersAsync(resolved, cancellationToken).ConfigureAwait(false);
+        }
+
+        var counted = await _counter.RecordBatchAsync([.. resolved.Select(r => r.Event)], cancellationToken).ConfigureAwait(false);
+        var forgotten = _counter.IsDurable ? null : await FindForgottenAsync(resolved, counted, cancellationToken).ConfigureAwait(false);
         var toStore = new List<(int Resolved, StoredUsageEvent Stored)>(resolved.Count);
         for (var j = 0; j < resolved.Count; j++)
         {
@@ -333,74 +338,46 @@ public sealed class UsageMeteringService
     }
 
     /// <summary>
-    /// The checks a fast counter (one that is not <see cref="IUsageCounter.IsDurable"/>) needs after it counted a batch,
-    /// updating <paramref name="counted"/> in place; returns the events the counter rejected as over the limit whose
-    /// key the durable store has (by position in <paramref name="resolved"/>), or null when there are none.
+    /// Before a fast counter (one that is not <see cref="IUsageCounter.IsDurable"/>) counts events with a hard limit:
+    /// rebuilds each of their counters that lost its state from the durable events, so the limit applies to the true
+    /// total.
     /// </summary>
     /// <remarks>
-    /// <para>
-    /// <b>Lost state.</b> A counter that lost its state (a Redis flush or restart, an expired counter) would accept
-    /// events past a hard limit. It is suspected when an accepted event with a hard limit found its counter empty (the
-    /// new total is the event's own contribution: sum and max, the quantity; count and unique count, 1), which in the
-    /// normal case happens once per counter and period. The suspicion is settled with two reads: the durable aggregate,
-    /// then the counter's total. A counter that kept its state has counted every durable event before it was appended,
-    /// so its total is at least the durable aggregate plus this batch's own (not yet durable) sum or count; a smaller
-    /// total means lost state. The counter is then rebuilt from the durable events and this batch's events of the
-    /// counter are counted again, so the hard limit applies to the true total. Last meters are not checked (a Last
-    /// total is not monotonic). Concurrent requests that counted in the lost counter and have not appended yet are
-    /// not in the rebuild (the rebuild is the recovery path); their own appends still make them durable and billed.
-    /// </para>
-    /// <para>
-    /// <b>Forgotten keys over the limit.</b> An event the counter rejects as over the limit may be a repeat whose key
-    /// the counter forgot (expired or flushed) while the durable store keeps it: only these rejections cost one
-    /// lookup of the key in the durable store, and a stored key answers "duplicate".
-    /// </para>
+    /// A counter that lost its state (a Redis flush or restart without persistence, an expired counter) reads 0 while
+    /// the durable store holds events for it. So the service reads the total of each distinct counter of the batch's
+    /// hard-limited events (one counter read per counter and batch), and only when it reads 0 (the first events of a
+    /// period, or lost state) the durable aggregate (one database read); when that is not 0, the counter is rebuilt
+    /// before the batch is counted. Events without a hard limit cost nothing more. The check has to come first: a
+    /// counter cannot take back an event it counted (its key stays taken), so a loss found after counting could not
+    /// be undone for the events of that call. Requests counting in the same counter while it is rebuilt (say, two
+    /// hosts finding the same lost counter at once) may be left out of the rebuilt total; their appends still make
+    /// them durable and billed, and the next rebuild (or <see cref="RebuildCountersAsync"/>) counts them again.
     /// </remarks>
-    private async Task<Dictionary<int, StoredUsageEvent>?> CheckCounterAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, UsageCounterResult[] counted, CancellationToken cancellationToken)
+    private async Task RestoreLostCountersAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, CancellationToken cancellationToken)
     {
-        HashSet<UsageCounterKey>? suspects = null;
-        for (var j = 0; j < counted.Length; j++)
+        HashSet<UsageCounterKey>? checkedCounters = null;
+        foreach (var (_, e, _, _) in resolved)
         {
-            var e = resolved[j].Event;
-            if (counted[j].Outcome == UsageOutcome.Accepted && e.HardLimit is not null && FoundEmpty(e, counted[j].Total))
-            {
-                (suspects ??= []).Add(e.Counter);
-            }
-        }
-
-        foreach (var counter in suspects ?? [])
-        {
-            var positions = Enumerable.Range(0, counted.Length).Where(j => resolved[j].Event.Counter == counter).ToList();
-            var first = resolved[positions[0]].Event;
-            var durable = await _events.AggregateAsync(counter, first.Aggregation, cancellationToken).ConfigureAwait(false);
-            if (durable == 0)
+            if (e.HardLimit is null || !(checkedCounters ??= []).Add(e.Counter)
+                || await _counter.GetTotalAsync(e.Counter, cancellationToken).ConfigureAwait(false) != 0
+                || await _events.AggregateAsync(e.Counter, e.Aggregation, cancellationToken).ConfigureAwait(false) == 0)
             {
                 continue;
             }
 
-            var own = 0L;
-            foreach (var j in positions.Where(j => counted[j].Outcome == UsageOutcome.Accepted))
-            {
-                own = checked(own + first.Aggregation switch { MeterAggregation.Sum => resolved[j].Event.Quantity, MeterAggregation.Count => 1, _ => 0 });
-            }
-
-            var total = await _counter.GetTotalAsync(counter, cancellationToken).ConfigureAwait(false);
-            if (total >= checked(durable + own))
-            {
-                continue;
-            }
-
-            // Lost state: rebuild from the durable events, then count this batch's events of the counter again.
-            await RebuildCounterAsync(counter, first.Aggregation, first.Now, cancellationToken).ConfigureAwait(false);
-            var again = await _counter.RecordBatchAsync([.. positions.Select(j => resolved[j].Event)], cancellationToken).ConfigureAwait(false);
-            for (var p = 0; p < positions.Count; p++)
-            {
-                counted[positions[p]] = again[p];
-            }
+            await RebuildCounterAsync(e.Counter, e.Aggregation, e.Now, cancellationToken).ConfigureAwait(false);
         }
+    }
 
+    /// <summary>
+    /// The events a fast counter rejected as over the limit whose key the durable store has (the counter forgot the key:
+    /// expired or flushed), by position in <paramref name="resolved"/>; null when there are none. Only these rejections
+    /// cost a lookup (one point read of the durable store's unique key each).
+    /// </summary>
+    private async Task<Dictionary<int, StoredUsageEvent>?> FindForgottenAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, IReadOnlyList<UsageCounterResult> counted, CancellationToken cancellationToken)
+    {
         Dictionary<int, StoredUsageEvent>? forgotten = null;
-        for (var j = 0; j < counted.Length; j++)
+        for (var j = 0; j < counted.Count; j++)
         {
             if (counted[j].Outcome == UsageOutcome.OverLimit
                 && await _events.FindAsync(resolved[j].Event.Counter.CustomerId, resolved[j].Event.IdempotencyKey, cancellationToken).ConfigureAwait(false) is { } original)
@@ -410,16 +387,9 @@ public sealed class UsageMeteringService
         }
 
         return forgotten;
-
-        static bool FoundEmpty(in UsageCounterEvent e, long total) => e.Aggregation switch
-        {
-            MeterAggregation.Sum or MeterAggregation.Max => total == e.Quantity,
-            MeterAggregation.Count or MeterAggregation.UniqueCount => total == 1,
-            _ => false,
-        };
     }
 
-    private async Task EmitThresholdsAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, UsageCounterResult[] counted, UsageIngestResult?[] results, CancellationToken cancellationToken)
+    private async Task EmitThresholdsAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, IReadOnlyList<UsageCounterResult> counted, UsageIngestResult?[] results, CancellationToken cancellationToken)
     {
         List<BillingEvent>? events = null;
         for (var j = 0; j < resolved.Count; j++)
