@@ -201,7 +201,9 @@ public sealed partial class BillingEngine
                 }
             }
 
-            var canceled = subscription with { Status = status, CanceledAt = now, NextActionAt = null, CancelAtPeriodEnd = false, PendingChange = null };
+            // The usage of the period so far is billed on a final invoice (a draft until the usage closes).
+            var final = await AddFinalUsageInvoiceAsync(session, customer, subscription, plan, now, BillingReason.SubscriptionUpdate, now, cancellationToken).ConfigureAwait(false);
+            var canceled = subscription with { Status = status, CanceledAt = now, NextActionAt = null, CancelAtPeriodEnd = false, PendingChange = null, LatestInvoiceId = final?.Id ?? subscription.LatestInvoiceId };
             session.Subscriptions.Update(canceled);
             session.Outbox.Append(NewEvent("subscription.canceled", now, "subscription", subscription.Id, customer.Id, ("previous_status", Snake(subscription.Status))));
             return canceled with { Version = subscription.Version + 1 };
@@ -378,6 +380,9 @@ public sealed partial class BillingEngine
 
             var at = change.ProrationDate ?? now;
             Require(subscription.CurrentPeriod.Contains(at), "proration_date", "The proration date must be inside the current period.");
+            // The old plan's usage up to the change is billed now (a draft until it closes); the new plan's from here.
+            await AddFinalUsageInvoiceAsync(session, customer, subscription, plan, at, BillingReason.SubscriptionUpdate, at, cancellationToken).ConfigureAwait(false);
+            var usageMoves = plan.MeteredPrices.Count > 0 || newPlan.MeteredPrices.Count > 0;
             if (newPlan.Interval != plan.Interval)
             {
                 // A new interval restarts the cycle now: credit the unused time, bill the new plan's first period.
@@ -419,7 +424,7 @@ public sealed partial class BillingEngine
                 }
             }
 
-            var updated = subscription with { Status = status, PlanId = newPlan.Id, Quantity = quantity, PendingChange = null };
+            var updated = subscription with { Status = status, PlanId = newPlan.Id, Quantity = quantity, PendingChange = null, ScheduleStart = usageMoves && at > subscription.ScheduleStart ? at : subscription.ScheduleStart };
             session.Outbox.Append(changedEvent);
             if (proration.InvoiceImmediately && lines.Count > 0)
             {
@@ -469,7 +474,7 @@ public sealed partial class BillingEngine
         var period = NextPeriodOf(subscription, plan, nextPlan, customer);
         var usage = subscription.Status == SubscriptionStatus.Trialing
             ? []
-            : await _usage.GetUsageLinesAsync(subscription, plan, subscription.CurrentPeriod, cancellationToken).ConfigureAwait(false);
+            : await _usage.GetUsageLinesAsync(subscription, plan, UsagePeriodOf(subscription, subscription.CurrentPeriod), cancellationToken).ConfigureAwait(false);
         var items = new List<InvoiceLine> { PlanLine(nextPlan, quantity, period) };
         items.AddRange(subscription.PendingLines);
         items.AddRange(usage);

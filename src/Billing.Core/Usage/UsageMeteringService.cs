@@ -249,7 +249,7 @@ public sealed class UsageMeteringService
             else if (entitlement.Kind == EntitlementKind.MeteredLimit)
             {
                 var meter = plan.MeteredPrices.First(p => p.Meter.Key == entitlement.MeterKey).Meter;
-                var period = PeriodOf(subscription, plan, customer, now);
+                var period = BillingEngine.UsagePeriodOf(subscription, PeriodOf(subscription, plan, customer, now));
                 var used = await _counter.GetTotalAsync(new UsageCounterKey(customer.Id, meter.Key, period.Start), cancellationToken).ConfigureAwait(false);
                 var reached = used >= entitlement.Limit!.Value;
                 decision = new(feature, !reached, reached ? "limit_reached" : null, entitlement.Kind, entitlement.Limit, used, subscription.Id);
@@ -565,7 +565,7 @@ public sealed class UsageMeteringService
     {
         private readonly Dictionary<string, (Customer? Customer, DateTimeOffset Now, IReadOnlyList<Subscription> Subscriptions)> _customers = new(StringComparer.Ordinal);
         private readonly Dictionary<string, Plan?> _plans = new(StringComparer.Ordinal);
-        private readonly Dictionary<string, bool> _finalized = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, Invoice?> _invoices = new(StringComparer.Ordinal);
 
         public async ValueTask<(Target? Target, UsageIngestResult? Rejection)> ResolveAsync(UsageEventInput input, MeteringOptions options)
         {
@@ -595,20 +595,28 @@ public sealed class UsageMeteringService
 
             Plan? plan = null;
             MeteredPrice? price = null;
-            IEnumerable<Subscription> candidates = subscription is null ? subscriptions.Where(s => Live.Contains(s.Status)).OrderBy(s => s.CreatedAt).ThenBy(s => s.Id, StringComparer.Ordinal) : [subscription];
+            BillingPeriod period = default;
+            var beforeStart = false;
+            IEnumerable<Subscription> candidates = subscription is null
+                ? subscriptions.Where(s => Live.Contains(s.Status)).OrderBy(s => s.CreatedAt).ThenBy(s => s.Id, StringComparer.Ordinal)
+                    .Concat(subscriptions.Where(s => s.Status == SubscriptionStatus.Canceled && s.CanceledAt > input.Timestamp).OrderByDescending(s => s.CanceledAt).ThenBy(s => s.Id, StringComparer.Ordinal))
+                : [subscription];
             foreach (var candidate in candidates)
             {
-                var candidatePlan = await PlanAsync(candidate.PlanId).ConfigureAwait(false);
-                if (candidatePlan?.MeteredPrices.FirstOrDefault(p => p.Meter.Key == input.MeterKey) is { } found && Live.Contains(candidate.Status))
+                var (candidatePlan, candidatePeriod, tooOld) = await SegmentAsync(candidate, customer, input.Timestamp).ConfigureAwait(false);
+                beforeStart |= tooOld;
+                if (candidatePlan?.MeteredPrices.FirstOrDefault(p => p.Meter.Key == input.MeterKey) is { } found)
                 {
-                    (subscription, plan, price) = (candidate, candidatePlan, found);
+                    (subscription, plan, price, period) = (candidate, candidatePlan, found, candidatePeriod);
                     break;
                 }
             }
 
             if (price is null || plan is null || subscription is null)
             {
-                return (null, UsageIngestResult.Rejected(key, "no_subscription_for_meter", $"No live subscription of the customer prices meter '{input.MeterKey}'.", "meter"));
+                return beforeStart
+                    ? (null, UsageIngestResult.Rejected(key, "timestamp_too_old", "The timestamp is before the subscription's billing started.", "timestamp"))
+                    : (null, UsageIngestResult.Rejected(key, "no_subscription_for_meter", $"No live subscription of the customer prices meter '{input.MeterKey}'.", "meter"));
             }
 
             var meter = price.Meter;
@@ -622,12 +630,6 @@ public sealed class UsageMeteringService
                 return (null, UsageIngestResult.Rejected(key, "timestamp_in_future", $"The timestamp is more than {options.FutureTolerance} ahead of {now:O}.", "timestamp"));
             }
 
-            if (input.Timestamp < subscription.ScheduleStart)
-            {
-                return (null, UsageIngestResult.Rejected(key, "timestamp_too_old", "The timestamp is before the subscription's billing started.", "timestamp"));
-            }
-
-            var period = PeriodOf(subscription, plan, customer, input.Timestamp);
             if (now > period.End + options.LateEventGrace)
             {
                 return (null, UsageIngestResult.Rejected(key, "timestamp_too_old", $"The event's period ended at {period.End:O}, more than {options.LateEventGrace} ago.", "timestamp"));
@@ -657,6 +659,61 @@ public sealed class UsageMeteringService
             return (new Target(subscription, plan, meter, period, hard, soft, now), null);
         }
 
+        /// <summary>
+        /// The plan and usage span an event at <paramref name="timestamp"/> belongs to on a subscription: the current
+        /// usage span (or a later period) on the current plan; for a canceled subscription, the span up to its
+        /// cancellation; before the current span, the span billed by the invoice that closed it (its usage lines name
+        /// the plan and the span: a plan change or a cancellation), else the previous period on the current plan.
+        /// No plan when the subscription has no usage span there (<c>TooOld</c>: before its billing started).
+        /// </summary>
+        private async ValueTask<(Plan? Plan, BillingPeriod Period, bool TooOld)> SegmentAsync(Subscription subscription, Customer customer, DateTimeOffset timestamp)
+        {
+            var plan = await PlanAsync(subscription.PlanId).ConfigureAwait(false);
+            var canceled = subscription.Status == SubscriptionStatus.Canceled;
+            if (plan is null || !(canceled || Live.Contains(subscription.Status)))
+            {
+                return (null, default, false);
+            }
+
+            var current = BillingEngine.UsagePeriodOf(subscription, subscription.CurrentPeriod);
+            if (canceled)
+            {
+                if (subscription.CanceledAt is not { } canceledAt || timestamp >= canceledAt)
+                {
+                    return (null, default, false);
+                }
+
+                if (timestamp >= current.Start)
+                {
+                    return (plan, new BillingPeriod(current.Start, canceledAt < current.End ? canceledAt : current.End), false);
+                }
+            }
+            else if (timestamp >= current.Start)
+            {
+                return (plan, BillingEngine.UsagePeriodOf(subscription, PeriodOf(subscription, plan, customer, timestamp)), false);
+            }
+
+            // Before the current span: the invoice that closed the span ending where the current one starts says how it was billed.
+            var closing = await InvoiceAsync(BillingEngine.PeriodKey(subscription.Id, current.Start)).ConfigureAwait(false);
+            if (closing?.Lines.FirstOrDefault(l => l is { Kind: InvoiceLineKind.Usage, PlanId: not null, Period: { } p } && p.Contains(timestamp)) is { PlanId: { } planId, Period: { } span })
+            {
+                return (await PlanAsync(planId).ConfigureAwait(false), span, false);
+            }
+
+            return canceled || timestamp < subscription.ScheduleStart ? (null, default, !canceled) : (plan, PeriodOf(subscription, plan, customer, timestamp), false);
+        }
+
+        private async ValueTask<Invoice?> InvoiceAsync(string dedupKey)
+        {
+            if (!_invoices.TryGetValue(dedupKey, out var invoice))
+            {
+                invoice = await session.Invoices.GetByDedupKeyAsync(dedupKey, cancellationToken).ConfigureAwait(false);
+                _invoices[dedupKey] = invoice;
+            }
+
+            return invoice;
+        }
+
         private async ValueTask<(Customer? Customer, DateTimeOffset Now, IReadOnlyList<Subscription> Subscriptions)> CustomerAsync(string customerId)
         {
             if (!_customers.TryGetValue(customerId, out var entry))
@@ -672,18 +729,8 @@ public sealed class UsageMeteringService
         }
 
         /// <summary>Whether the cycle invoice starting at <paramref name="periodEnd"/> (which bills the usage of the period ending there) has left draft.</summary>
-        private async ValueTask<bool> InvoiceFinalizedAsync(string subscriptionId, DateTimeOffset periodEnd)
-        {
-            var key = BillingEngine.PeriodKey(subscriptionId, periodEnd);
-            if (!_finalized.TryGetValue(key, out var finalized))
-            {
-                var invoice = await session.Invoices.GetByDedupKeyAsync(key, cancellationToken).ConfigureAwait(false);
-                finalized = invoice is not null && invoice.Status != InvoiceStatus.Draft;
-                _finalized[key] = finalized;
-            }
-
-            return finalized;
-        }
+        private async ValueTask<bool> InvoiceFinalizedAsync(string subscriptionId, DateTimeOffset periodEnd) =>
+            await InvoiceAsync(BillingEngine.PeriodKey(subscriptionId, periodEnd)).ConfigureAwait(false) is { } invoice && invoice.Status != InvoiceStatus.Draft;
 
         private async ValueTask<Plan?> PlanAsync(string planId)
         {
