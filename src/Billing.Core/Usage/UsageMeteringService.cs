@@ -25,8 +25,13 @@ namespace Billing.Usage;
 /// durable write.
 /// </para>
 /// <para>
-/// When the durable store already had an event the counter accepted (the counter lost its key, for example after a
-/// Redis flush), the result is a duplicate and the counter is rebuilt from the durable events.
+/// When the durable store already had an event a fast counter accepted (the counter lost its key, for example after a
+/// Redis flush), the result is a duplicate and the counter is rebuilt from the durable events. A fast counter that
+/// finds a forgotten key over the limit also answers duplicate (the durable store is asked, for over-limit rejections
+/// only). Before a fast counter counts events with a hard limit, a counter that reads 0 while the durable store holds
+/// events for it (it lost its state: a Redis restart or flush) is rebuilt first, so hard limits hold without waiting
+/// for <see cref="RebuildCountersAsync"/>. A durable counter (<see cref="IUsageCounter.IsDurable"/>) needs none of this:
+/// there an append reporting "already stored" only means a concurrent repeat of the event appended first.
 /// </para>
 /// <para>
 /// Time: an event belongs to the period of its subscription's schedule that contains its timestamp. It is rejected
@@ -34,6 +39,13 @@ namespace Billing.Usage;
 /// than <see cref="MeteringOptions.FutureTolerance"/> ahead. "Now" is the customer's test clock when it has one.
 /// Counters are keyed per customer: two live subscriptions of one customer pricing the same meter with the same
 /// period start share a counter.
+/// </para>
+/// <para>
+/// Last stretches: an immediate plan change starts a new usage span (and counter) at the change, and the old plan's
+/// span is billed on an invoice made at the change; a cancellation bills the span up to it on a final invoice. Late
+/// events for such a span (before the change or the cancellation) are accepted within the grace, resolved to the plan
+/// and span that the invoice closing it bills (its usage lines name both), and billed when that invoice is finalized;
+/// the same goes for the period before a plan change at period end.
 /// </para>
 /// <para>
 /// Late events are billed, never lost: a period's usage closes <see cref="MeteringOptions.LateEventGrace"/> after it

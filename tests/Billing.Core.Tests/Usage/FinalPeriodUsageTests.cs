@@ -172,4 +172,33 @@ public sealed class FinalPeriodUsageTests
         AssertUsageLine(renewal, "API calls", 2_500, 3_000, new BillingPeriod(Utc(2025, 1, 1), Utc(2025, 2, 1))); // 1,500 × 2¢
         Assert.Equal((InvoiceStatus.Paid, Usd(3_500)), (renewal.Status, renewal.Total));
     }
+
+    [Fact]
+    public async Task An_immediate_change_to_another_interval_bills_the_old_plans_usage_at_the_change_and_restarts_the_cycle()
+    {
+        var (clock, customer, subscription, _, _) = await SubscribeAsync();
+        var annual = await _h.Engine.CreatePlanAsync(new NewPlan("Annual", new FlatPrice(Usd(10_000)), BillingInterval.Yearly)
+        {
+            MeteredPrices = [new MeteredPrice { Meter = new Meter { Key = "api_calls" }, Description = "API calls (Annual)", Price = new PerUnitPrice(Usd(1)) }],
+        });
+        await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 1, 16));
+        Assert.Equal(UsageIngestStatus.Accepted, (await CallAsync(customer, "e1", 3_000, Utc(2025, 1, 10))).Status);
+        await _h.Engine.ChangeSubscriptionAsync(subscription.Id, new SubscriptionChange { PlanId = annual.Id, ProrationBehavior = ProrationBehavior.None });
+
+        var invoices = await _h.InvoicesAsync(subscription.Id);
+        var usage = Assert.Single(invoices, i => i.Reason == BillingReason.SubscriptionUpdate && i.Lines.All(l => l.Kind == InvoiceLineKind.Usage));
+        AssertUsageLine(usage, "API calls", 3_000, 4_000, new BillingPeriod(Utc(2025, 1, 1), Utc(2025, 1, 16))); // 2,000 × 2¢ on Pro
+        var restart = Assert.Single(invoices, i => i.Period?.Start == Utc(2025, 1, 16) && i.Lines.Any(l => l.Kind == InvoiceLineKind.Plan));
+        Assert.Equal((Usd(10_000), new BillingPeriod(Utc(2025, 1, 16), Utc(2026, 1, 16))), (restart.Total, restart.Period!.Value));
+
+        await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 1, 16, 10));
+        var after = await CallAsync(customer, "e2", 700, Utc(2025, 1, 16, 5));
+        Assert.Equal((UsageIngestStatus.Accepted, Utc(2025, 1, 16)), (after.Status, after.Counter!.Value.PeriodStart));
+        var late = await CallAsync(customer, "late", 500, Utc(2025, 1, 15, 23));
+        Assert.Equal((UsageIngestStatus.Accepted, Utc(2025, 1, 1)), (late.Status, late.Counter!.Value.PeriodStart));
+        await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 1, 17, 2));
+        usage = await _h.Engine.GetInvoiceAsync(usage.Id);
+        Assert.Equal(InvoiceStatus.Paid, usage.Status);
+        AssertUsageLine(usage, "API calls", 3_500, 5_000, new BillingPeriod(Utc(2025, 1, 1), Utc(2025, 1, 16))); // 2,500 × 2¢
+    }
 }
