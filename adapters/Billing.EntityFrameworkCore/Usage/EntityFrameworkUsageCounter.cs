@@ -67,6 +67,14 @@ public sealed class EntityFrameworkUsageCounter : IUsageCounter
         _total = $"SELECT c.total FROM {_db.Counters} AS c WHERE c.customer_id = @customer AND c.meter_key = @meter AND c.period_start = @period";
     }
 
+    /// <inheritdoc />
+    /// <remarks>
+    /// True: an accepted event is a row of <c>usage_events</c> from the moment the counter's transaction commits, so an
+    /// append of it reporting "already stored" (a concurrent repeat of the event appended first and completed the
+    /// row) never means that the counter forgot the key.
+    /// </remarks>
+    public bool IsDurable => true;
+
     /// <summary>The database provider.</summary>
     public BillingDatabaseProvider Provider => _db.Provider;
 

@@ -50,6 +50,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
     private readonly string _appendPostgreSql;
     private readonly string _appendSqlite;
     private readonly string _list;
+    private readonly string _find;
     private readonly string _listCounters;
 
     /// <summary>Creates a store over a configured provider.</summary>
@@ -86,6 +87,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             WHERE e.customer_id = @customer AND e.meter_key = @meter AND e.period_start = @period
             ORDER BY e.timestamp, e.idempotency_key{collate}
             """;
+        _find = $"SELECT {UsageDatabase.EventColumns} FROM {_db.Events} AS e WHERE e.customer_id = @customer AND e.idempotency_key = @key";
         _listCounters = $"""
             SELECT DISTINCT e.customer_id, e.meter_key FROM {_db.Events} AS e
             WHERE e.period_start = @period
@@ -163,6 +165,38 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         }
 
         return results;
+    }
+
+    /// <inheritdoc />
+    /// <remarks>One primary-key lookup.</remarks>
+    public async ValueTask<StoredUsageEvent?> FindAsync(string customerId, string idempotencyKey, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(customerId);
+        ArgumentNullException.ThrowIfNull(idempotencyKey);
+        try
+        {
+            await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = connection.CreateCommand();
+            command.CommandText = _find;
+            if (command is NpgsqlCommand pg)
+            {
+                pg.Parameters.Add(UsageDatabase.ValueParameter("customer", NpgsqlDbType.Text, customerId));
+                pg.Parameters.Add(UsageDatabase.ValueParameter("key", NpgsqlDbType.Text, idempotencyKey));
+            }
+            else
+            {
+                var sqlite = (SqliteCommand)command;
+                sqlite.Parameters.Add(new SqliteParameter("@customer", SqliteType.Text) { Value = customerId });
+                sqlite.Parameters.Add(new SqliteParameter("@key", SqliteType.Text) { Value = idempotencyKey });
+            }
+
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? _db.ReadEvent(reader) : null;
+        }
+        catch (Exception e) when (UsageDatabase.Translate(e) is { } translated)
+        {
+            throw translated;
+        }
     }
 
     /// <inheritdoc />

@@ -171,7 +171,9 @@ public sealed partial class BillingEngine
             if (subscription.CancelAtPeriodEnd && at >= subscription.CurrentPeriod.End)
             {
                 var status = SubscriptionStateMachine.Next(subscription.Status, SubscriptionTrigger.Cancel);
-                session.Subscriptions.Update(subscription with { Status = status, CanceledAt = subscription.CurrentPeriod.End, NextActionAt = null, CancelAtPeriodEnd = false });
+                // The last period's usage is billed on a final invoice (a draft until the usage closes), as a renewal would.
+                var final = await AddFinalUsageInvoiceAsync(session, customer, subscription, plan, subscription.CurrentPeriod.End, BillingReason.SubscriptionCycle, at, cancellationToken).ConfigureAwait(false);
+                session.Subscriptions.Update(subscription with { Status = status, CanceledAt = subscription.CurrentPeriod.End, NextActionAt = null, CancelAtPeriodEnd = false, LatestInvoiceId = final?.Id ?? subscription.LatestInvoiceId });
                 session.Outbox.Append(NewEvent("subscription.canceled", at, "subscription", subscription.Id, customer.Id, ("previous_status", Snake(subscription.Status)), ("reason", "cancel_at_period_end")));
                 return true;
             }
@@ -191,7 +193,7 @@ public sealed partial class BillingEngine
             if (subscription.Status is SubscriptionStatus.Active or SubscriptionStatus.PastDue or SubscriptionStatus.Unpaid && at >= subscription.CurrentPeriod.End)
             {
                 var ended = subscription.CurrentPeriod;
-                var usage = await _usage.GetUsageLinesAsync(subscription, plan, ended, cancellationToken).ConfigureAwait(false);
+                var usage = await _usage.GetUsageLinesAsync(subscription, plan, UsagePeriodOf(subscription, ended), cancellationToken).ConfigureAwait(false);
                 var nextPlan = plan;
                 var quantity = subscription.Quantity;
                 if (subscription.PendingChange is { } pending)

@@ -170,6 +170,13 @@ public sealed partial class BillingEngine
     /// part of the period to the customer's balance (<paramref name="prorate"/>); emits <c>subscription.canceled</c>
     /// (now) or <c>subscription.updated</c> (at period end).
     /// </summary>
+    /// <remarks>
+    /// The usage of the last stretch is billed on a final invoice (the subscription's latest invoice): now, the usage
+    /// of the period so far; at period end, the last period's usage, when the period ends (no renewal). The invoice
+    /// holds only usage lines, stays a draft until the usage closes (late events within the grace are accepted) plus
+    /// <see cref="BillingOptions.DraftFinalizationDelay"/>, and is priced again from the durable usage when finalized.
+    /// No final invoice for a plan without usage pricing, or when the subscription was trialing, incomplete or paused.
+    /// </remarks>
     /// <param name="subscriptionId">The subscription.</param>
     /// <param name="atPeriodEnd">Cancel when the current period ends instead of now.</param>
     /// <param name="prorate">When canceling now: credit the unused time of the paid period to the customer's balance.</param>
@@ -201,7 +208,9 @@ public sealed partial class BillingEngine
                 }
             }
 
-            var canceled = subscription with { Status = status, CanceledAt = now, NextActionAt = null, CancelAtPeriodEnd = false, PendingChange = null };
+            // The usage of the period so far is billed on a final invoice (a draft until the usage closes).
+            var final = await AddFinalUsageInvoiceAsync(session, customer, subscription, plan, now, BillingReason.SubscriptionUpdate, now, cancellationToken).ConfigureAwait(false);
+            var canceled = subscription with { Status = status, CanceledAt = now, NextActionAt = null, CancelAtPeriodEnd = false, PendingChange = null, LatestInvoiceId = final?.Id ?? subscription.LatestInvoiceId };
             session.Subscriptions.Update(canceled);
             session.Outbox.Append(NewEvent("subscription.canceled", now, "subscription", subscription.Id, customer.Id, ("previous_status", Snake(subscription.Status))));
             return canceled with { Version = subscription.Version + 1 };
@@ -353,6 +362,13 @@ public sealed partial class BillingEngine
     /// An immediate change to a plan with another interval restarts the billing cycle now: the unused time of the
     /// current period is credited and the new plan's first period is invoiced at once. During a trial the change
     /// applies without proration.
+    /// <para>
+    /// Usage: an immediate change bills the old plan's usage of the period so far on an invoice of its own (reason
+    /// <see cref="BillingReason.SubscriptionUpdate"/>, a draft until the usage closes, priced again when finalized), and
+    /// the new plan's usage starts a span of its own at the change (<see cref="Subscription.ScheduleStart"/> moves to
+    /// it; the period boundaries stay), billed at the renewal. A change at period end bills the ended period's usage
+    /// with the old plan on the renewal.
+    /// </para>
     /// </remarks>
     /// <exception cref="BillingValidationException">Nothing changes, a bad quantity, an archived plan, or another currency.</exception>
     /// <exception cref="InvalidStateTransitionException">The subscription's state does not allow changes.</exception>
@@ -383,6 +399,9 @@ public sealed partial class BillingEngine
 
             var at = change.ProrationDate ?? now;
             Require(subscription.CurrentPeriod.Contains(at), "proration_date", "The proration date must be inside the current period.");
+            // The old plan's usage up to the change is billed now (a draft until it closes); the new plan's from here.
+            await AddFinalUsageInvoiceAsync(session, customer, subscription, plan, at, BillingReason.SubscriptionUpdate, at, cancellationToken).ConfigureAwait(false);
+            var usageMoves = plan.MeteredPrices.Count > 0 || newPlan.MeteredPrices.Count > 0;
             if (newPlan.Interval != plan.Interval)
             {
                 // A new interval restarts the cycle now: credit the unused time, bill the new plan's first period.
@@ -424,7 +443,7 @@ public sealed partial class BillingEngine
                 }
             }
 
-            var updated = subscription with { Status = status, PlanId = newPlan.Id, Quantity = quantity, PendingChange = null };
+            var updated = subscription with { Status = status, PlanId = newPlan.Id, Quantity = quantity, PendingChange = null, ScheduleStart = usageMoves && at > subscription.ScheduleStart ? at : subscription.ScheduleStart };
             session.Outbox.Append(changedEvent);
             if (proration.InvoiceImmediately && lines.Count > 0)
             {
@@ -474,7 +493,7 @@ public sealed partial class BillingEngine
         var period = NextPeriodOf(subscription, plan, nextPlan, customer);
         var usage = subscription.Status == SubscriptionStatus.Trialing
             ? []
-            : await _usage.GetUsageLinesAsync(subscription, plan, subscription.CurrentPeriod, cancellationToken).ConfigureAwait(false);
+            : await _usage.GetUsageLinesAsync(subscription, plan, UsagePeriodOf(subscription, subscription.CurrentPeriod), cancellationToken).ConfigureAwait(false);
         var items = new List<InvoiceLine> { PlanLine(nextPlan, quantity, period) };
         items.AddRange(subscription.PendingLines);
         items.AddRange(usage);

@@ -37,6 +37,18 @@ public sealed class InMemoryUsageEventStore : IUsageEventStore
     }
 
     /// <inheritdoc />
+    public ValueTask<StoredUsageEvent?> FindAsync(string customerId, string idempotencyKey, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(customerId);
+        ArgumentNullException.ThrowIfNull(idempotencyKey);
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            return ValueTask.FromResult(_byKey.GetValueOrDefault((customerId, idempotencyKey)));
+        }
+    }
+
+    /// <inheritdoc />
     /// <exception cref="ArgumentException">An event is malformed (see <see cref="Validate"/>); nothing of the batch is stored.</exception>
     public ValueTask<IReadOnlyList<bool>> AppendAsync(IReadOnlyList<StoredUsageEvent> events, CancellationToken cancellationToken = default)
     {

@@ -19,6 +19,19 @@ namespace Billing.Ports;
 /// </remarks>
 public interface IUsageCounter
 {
+    /// <summary>
+    /// True when the counter is the durable store itself: every event it accepts is stored durably in the same atomic
+    /// step, in the table <see cref="IUsageEventStore"/> reads, and its keys are kept for good (the EF Core durable
+    /// counter). False (the default) for a fast copy (in memory, Redis) that can lose or forget keys.
+    /// </summary>
+    /// <remarks>
+    /// The metering service relies on it: with a durable counter, an append reporting "already stored" for an event
+    /// the counter accepted means a concurrent repeat of the event appended first (never that the counter forgot the
+    /// key), so it neither turns the answer into a duplicate nor rebuilds the counter; and it skips the checks for a
+    /// counter that lost its state or forgot a key, which cannot happen.
+    /// </remarks>
+    bool IsDurable => false;
+
     /// <summary>Records one event.</summary>
     /// <param name="usageEvent">The event.</param>
     /// <param name="cancellationToken">Cancels the call (an event already sent may still be counted).</param>

@@ -20,6 +20,17 @@ public interface IUsageEventStore
     /// <returns>The events.</returns>
     ValueTask<IReadOnlyList<StoredUsageEvent>> ListAsync(UsageCounterKey counter, CancellationToken cancellationToken = default);
 
+    /// <summary>The stored event of a customer's idempotency key, or null when the key is not stored.</summary>
+    /// <param name="customerId">The customer (keys are scoped to it).</param>
+    /// <param name="idempotencyKey">The idempotency key.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The event, whichever counter it was stored for; null when none.</returns>
+    /// <remarks>
+    /// The metering service asks only on its rare paths (an event a counter rejected as over the limit: a counter that
+    /// forgot the key must still answer "duplicate"), so a point lookup on the unique key is all it needs.
+    /// </remarks>
+    ValueTask<StoredUsageEvent?> FindAsync(string customerId, string idempotencyKey, CancellationToken cancellationToken = default);
+
     /// <summary>The counters that have events in the period starting at <paramref name="periodStart"/>.</summary>
     /// <param name="periodStart">The period start (UTC).</param>
     /// <param name="cancellationToken">Cancels the call.</param>

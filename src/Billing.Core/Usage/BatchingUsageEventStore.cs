@@ -41,7 +41,7 @@ namespace Billing.Usage;
 /// callers wait (asynchronously) for room, which gives back-pressure under overload.
 /// </para>
 /// <para>
-/// Reads (<see cref="ListAsync"/>, <see cref="ListCountersAsync"/>, <see cref="AggregateAsync"/>) go straight to the
+/// Reads (<see cref="FindAsync"/>, <see cref="ListAsync"/>, <see cref="ListCountersAsync"/>, <see cref="AggregateAsync"/>) go straight to the
 /// inner store. All members are thread-safe.
 /// </para>
 /// </remarks>
@@ -153,6 +153,10 @@ public sealed class BatchingUsageEventStore : IUsageEventStore
 
         return await LeadAsync(pending).ConfigureAwait(false);
     }
+
+    /// <inheritdoc />
+    public ValueTask<StoredUsageEvent?> FindAsync(string customerId, string idempotencyKey, CancellationToken cancellationToken = default) =>
+        _inner.FindAsync(customerId, idempotencyKey, cancellationToken);
 
     /// <inheritdoc />
     public ValueTask<IReadOnlyList<StoredUsageEvent>> ListAsync(UsageCounterKey counter, CancellationToken cancellationToken = default) =>

@@ -25,8 +25,13 @@ namespace Billing.Usage;
 /// durable write.
 /// </para>
 /// <para>
-/// When the durable store already had an event the counter accepted (the counter lost its key, for example after a
-/// Redis flush), the result is a duplicate and the counter is rebuilt from the durable events.
+/// When the durable store already had an event a fast counter accepted (the counter lost its key, for example after a
+/// Redis flush), the result is a duplicate and the counter is rebuilt from the durable events. A fast counter that
+/// finds a forgotten key over the limit also answers duplicate (the durable store is asked, for over-limit rejections
+/// only). Before a fast counter counts events with a hard limit, a counter that reads 0 while the durable store holds
+/// events for it (it lost its state: a Redis restart or flush) is rebuilt first, so hard limits hold without waiting
+/// for <see cref="RebuildCountersAsync"/>. A durable counter (<see cref="IUsageCounter.IsDurable"/>) needs none of this:
+/// there an append reporting "already stored" only means a concurrent repeat of the event appended first.
 /// </para>
 /// <para>
 /// Time: an event belongs to the period of its subscription's schedule that contains its timestamp. It is rejected
@@ -34,6 +39,13 @@ namespace Billing.Usage;
 /// than <see cref="MeteringOptions.FutureTolerance"/> ahead. "Now" is the customer's test clock when it has one.
 /// Counters are keyed per customer: two live subscriptions of one customer pricing the same meter with the same
 /// period start share a counter.
+/// </para>
+/// <para>
+/// Last stretches: an immediate plan change starts a new usage span (and counter) at the change, and the old plan's
+/// span is billed on an invoice made at the change; a cancellation bills the span up to it on a final invoice. Late
+/// events for such a span (before the change or the cancellation) are accepted within the grace, resolved to the plan
+/// and span that the invoice closing it bills (its usage lines name both), and billed when that invoice is finalized;
+/// the same goes for the period before a plan change at period end.
 /// </para>
 /// <para>
 /// Late events are billed, never lost: a period's usage closes <see cref="MeteringOptions.LateEventGrace"/> after it
@@ -138,12 +150,25 @@ public sealed class UsageMeteringService
             return Diagnostics.BillingDiagnostics.UsageIngested(activity, results!);
         }
 
+        if (!_counter.IsDurable)
+        {
+            await RestoreLostCountersAsync(resolved, cancellationToken).ConfigureAwait(false);
+        }
+
         var counted = await _counter.RecordBatchAsync([.. resolved.Select(r => r.Event)], cancellationToken).ConfigureAwait(false);
+        var forgotten = _counter.IsDurable ? null : await FindForgottenAsync(resolved, counted, cancellationToken).ConfigureAwait(false);
         var toStore = new List<(int Resolved, StoredUsageEvent Stored)>(resolved.Count);
         for (var j = 0; j < resolved.Count; j++)
         {
             var (index, e, target, input) = resolved[j];
             var result = counted[j];
+            if (forgotten?.GetValueOrDefault(j) is { } original)
+            {
+                // The counter forgot the key and found the event over the limit; the durable store has it: a duplicate.
+                results[index] = new UsageIngestResult { IdempotencyKey = input.IdempotencyKey, Status = UsageIngestStatus.Duplicate, Counter = original.Counter, SubscriptionId = original.SubscriptionId, Total = result.Total };
+                continue;
+            }
+
             if (result.Outcome == UsageOutcome.OverLimit)
             {
                 results[index] = UsageIngestResult.Rejected(input.IdempotencyKey, "over_limit", $"The hard limit of {target.HardLimit} on '{input.MeterKey}' would be exceeded (total {result.Total}).") with { Counter = e.Counter, SubscriptionId = target.Subscription.Id, Total = result.Total };
@@ -178,9 +203,10 @@ public sealed class UsageMeteringService
             for (var k = 0; k < toStore.Count; k++)
             {
                 var j = toStore[k].Resolved;
-                if (!stored[k] && counted[j].Outcome == UsageOutcome.Accepted)
+                if (!stored[k] && counted[j].Outcome == UsageOutcome.Accepted && !_counter.IsDurable)
                 {
-                    // The durable store had it: the counter forgot the key and counted it again.
+                    // The durable store had it: the counter forgot the key and counted it again. (A durable counter
+                    // never forgets: there, a concurrent repeat of the event appended first, and the event stays accepted.)
                     var index = resolved[j].Index;
                     results[index] = results[index]! with { Status = UsageIngestStatus.Duplicate };
                     stale.Add(resolved[j].Event.Counter);
@@ -236,7 +262,7 @@ public sealed class UsageMeteringService
             else if (entitlement.Kind == EntitlementKind.MeteredLimit)
             {
                 var meter = plan.MeteredPrices.First(p => p.Meter.Key == entitlement.MeterKey).Meter;
-                var period = PeriodOf(subscription, plan, customer, now);
+                var period = BillingEngine.UsagePeriodOf(subscription, PeriodOf(subscription, plan, customer, now));
                 var used = await _counter.GetTotalAsync(new UsageCounterKey(customer.Id, meter.Key, period.Start), cancellationToken).ConfigureAwait(false);
                 var reached = used >= entitlement.Limit!.Value;
                 decision = new(feature, !reached, reached ? "limit_reached" : null, entitlement.Kind, entitlement.Limit, used, subscription.Id);
@@ -322,6 +348,58 @@ public sealed class UsageMeteringService
             CounterRetention = _options.CounterRetention,
         }).ToList();
         await _counter.RebuildAsync(counter, aggregation, events, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Before a fast counter (one that is not <see cref="IUsageCounter.IsDurable"/>) counts events with a hard limit:
+    /// rebuilds each of their counters that lost its state from the durable events, so the limit applies to the true
+    /// total.
+    /// </summary>
+    /// <remarks>
+    /// A counter that lost its state (a Redis flush or restart without persistence, an expired counter) reads 0 while
+    /// the durable store holds events for it. So the service reads the total of each distinct counter of the batch's
+    /// hard-limited events (one counter read per counter and batch), and only when it reads 0 (the first events of a
+    /// period, or lost state) the durable aggregate (one database read); when that is not 0, the counter is rebuilt
+    /// before the batch is counted. Events without a hard limit cost nothing more. The check has to come first: a
+    /// counter cannot take back an event it counted (its key stays taken), so a loss found after counting could not
+    /// be undone for the events of that call. Requests counting in the same counter while it is rebuilt (say, two
+    /// hosts finding the same lost counter at once) may be left out of the rebuilt total; their appends still make
+    /// them durable and billed, and the next rebuild (or <see cref="RebuildCountersAsync"/>) counts them again.
+    /// </remarks>
+    private async Task RestoreLostCountersAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, CancellationToken cancellationToken)
+    {
+        HashSet<UsageCounterKey>? checkedCounters = null;
+        foreach (var (_, e, _, _) in resolved)
+        {
+            if (e.HardLimit is null || !(checkedCounters ??= []).Add(e.Counter)
+                || await _counter.GetTotalAsync(e.Counter, cancellationToken).ConfigureAwait(false) != 0
+                || await _events.AggregateAsync(e.Counter, e.Aggregation, cancellationToken).ConfigureAwait(false) == 0)
+            {
+                continue;
+            }
+
+            await RebuildCounterAsync(e.Counter, e.Aggregation, e.Now, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The events a fast counter rejected as over the limit whose key the durable store has (the counter forgot the key:
+    /// expired or flushed), by position in <paramref name="resolved"/>; null when there are none. Only these rejections
+    /// cost a lookup (one point read of the durable store's unique key each).
+    /// </summary>
+    private async Task<Dictionary<int, StoredUsageEvent>?> FindForgottenAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, IReadOnlyList<UsageCounterResult> counted, CancellationToken cancellationToken)
+    {
+        Dictionary<int, StoredUsageEvent>? forgotten = null;
+        for (var j = 0; j < counted.Count; j++)
+        {
+            if (counted[j].Outcome == UsageOutcome.OverLimit
+                && await _events.FindAsync(resolved[j].Event.Counter.CustomerId, resolved[j].Event.IdempotencyKey, cancellationToken).ConfigureAwait(false) is { } original)
+            {
+                (forgotten ??= [])[j] = original;
+            }
+        }
+
+        return forgotten;
     }
 
     private async Task EmitThresholdsAsync(List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)> resolved, IReadOnlyList<UsageCounterResult> counted, UsageIngestResult?[] results, CancellationToken cancellationToken)
@@ -500,7 +578,7 @@ public sealed class UsageMeteringService
     {
         private readonly Dictionary<string, (Customer? Customer, DateTimeOffset Now, IReadOnlyList<Subscription> Subscriptions)> _customers = new(StringComparer.Ordinal);
         private readonly Dictionary<string, Plan?> _plans = new(StringComparer.Ordinal);
-        private readonly Dictionary<string, bool> _finalized = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, Invoice?> _invoices = new(StringComparer.Ordinal);
 
         public async ValueTask<(Target? Target, UsageIngestResult? Rejection)> ResolveAsync(UsageEventInput input, MeteringOptions options)
         {
@@ -530,20 +608,28 @@ public sealed class UsageMeteringService
 
             Plan? plan = null;
             MeteredPrice? price = null;
-            IEnumerable<Subscription> candidates = subscription is null ? subscriptions.Where(s => Live.Contains(s.Status)).OrderBy(s => s.CreatedAt).ThenBy(s => s.Id, StringComparer.Ordinal) : [subscription];
+            BillingPeriod period = default;
+            var beforeStart = false;
+            IEnumerable<Subscription> candidates = subscription is null
+                ? subscriptions.Where(s => Live.Contains(s.Status)).OrderBy(s => s.CreatedAt).ThenBy(s => s.Id, StringComparer.Ordinal)
+                    .Concat(subscriptions.Where(s => s.Status == SubscriptionStatus.Canceled && s.CanceledAt > input.Timestamp).OrderByDescending(s => s.CanceledAt).ThenBy(s => s.Id, StringComparer.Ordinal))
+                : [subscription];
             foreach (var candidate in candidates)
             {
-                var candidatePlan = await PlanAsync(candidate.PlanId).ConfigureAwait(false);
-                if (candidatePlan?.MeteredPrices.FirstOrDefault(p => p.Meter.Key == input.MeterKey) is { } found && Live.Contains(candidate.Status))
+                var (candidatePlan, candidatePeriod, tooOld) = await SegmentAsync(candidate, customer, input.Timestamp).ConfigureAwait(false);
+                beforeStart |= tooOld;
+                if (candidatePlan?.MeteredPrices.FirstOrDefault(p => p.Meter.Key == input.MeterKey) is { } found)
                 {
-                    (subscription, plan, price) = (candidate, candidatePlan, found);
+                    (subscription, plan, price, period) = (candidate, candidatePlan, found, candidatePeriod);
                     break;
                 }
             }
 
             if (price is null || plan is null || subscription is null)
             {
-                return (null, UsageIngestResult.Rejected(key, "no_subscription_for_meter", $"No live subscription of the customer prices meter '{input.MeterKey}'.", "meter"));
+                return beforeStart
+                    ? (null, UsageIngestResult.Rejected(key, "timestamp_too_old", "The timestamp is before the subscription's billing started.", "timestamp"))
+                    : (null, UsageIngestResult.Rejected(key, "no_subscription_for_meter", $"No live subscription of the customer prices meter '{input.MeterKey}'.", "meter"));
             }
 
             var meter = price.Meter;
@@ -557,12 +643,6 @@ public sealed class UsageMeteringService
                 return (null, UsageIngestResult.Rejected(key, "timestamp_in_future", $"The timestamp is more than {options.FutureTolerance} ahead of {now:O}.", "timestamp"));
             }
 
-            if (input.Timestamp < subscription.ScheduleStart)
-            {
-                return (null, UsageIngestResult.Rejected(key, "timestamp_too_old", "The timestamp is before the subscription's billing started.", "timestamp"));
-            }
-
-            var period = PeriodOf(subscription, plan, customer, input.Timestamp);
             if (now > period.End + options.LateEventGrace)
             {
                 return (null, UsageIngestResult.Rejected(key, "timestamp_too_old", $"The event's period ended at {period.End:O}, more than {options.LateEventGrace} ago.", "timestamp"));
@@ -592,6 +672,61 @@ public sealed class UsageMeteringService
             return (new Target(subscription, plan, meter, period, hard, soft, now), null);
         }
 
+        /// <summary>
+        /// The plan and usage span an event at <paramref name="timestamp"/> belongs to on a subscription: the current
+        /// usage span (or a later period) on the current plan; for a canceled subscription, the span up to its
+        /// cancellation; before the current span, the span billed by the invoice that closed it (its usage lines name
+        /// the plan and the span: a plan change or a cancellation), else the previous period on the current plan.
+        /// No plan when the subscription has no usage span there (<c>TooOld</c>: before its billing started).
+        /// </summary>
+        private async ValueTask<(Plan? Plan, BillingPeriod Period, bool TooOld)> SegmentAsync(Subscription subscription, Customer customer, DateTimeOffset timestamp)
+        {
+            var plan = await PlanAsync(subscription.PlanId).ConfigureAwait(false);
+            var canceled = subscription.Status == SubscriptionStatus.Canceled;
+            if (plan is null || !(canceled || Live.Contains(subscription.Status)))
+            {
+                return (null, default, false);
+            }
+
+            var current = BillingEngine.UsagePeriodOf(subscription, subscription.CurrentPeriod);
+            if (canceled)
+            {
+                if (subscription.CanceledAt is not { } canceledAt || timestamp >= canceledAt)
+                {
+                    return (null, default, false);
+                }
+
+                if (timestamp >= current.Start)
+                {
+                    return (plan, new BillingPeriod(current.Start, canceledAt < current.End ? canceledAt : current.End), false);
+                }
+            }
+            else if (timestamp >= current.Start)
+            {
+                return (plan, BillingEngine.UsagePeriodOf(subscription, PeriodOf(subscription, plan, customer, timestamp)), false);
+            }
+
+            // Before the current span: the invoice that closed the span ending where the current one starts says how it was billed.
+            var closing = await InvoiceAsync(BillingEngine.PeriodKey(subscription.Id, current.Start)).ConfigureAwait(false);
+            if (closing?.Lines.FirstOrDefault(l => l is { Kind: InvoiceLineKind.Usage, PlanId: not null, Period: { } p } && p.Contains(timestamp)) is { PlanId: { } planId, Period: { } span })
+            {
+                return (await PlanAsync(planId).ConfigureAwait(false), span, false);
+            }
+
+            return canceled || timestamp < subscription.ScheduleStart ? (null, default, !canceled) : (plan, PeriodOf(subscription, plan, customer, timestamp), false);
+        }
+
+        private async ValueTask<Invoice?> InvoiceAsync(string dedupKey)
+        {
+            if (!_invoices.TryGetValue(dedupKey, out var invoice))
+            {
+                invoice = await session.Invoices.GetByDedupKeyAsync(dedupKey, cancellationToken).ConfigureAwait(false);
+                _invoices[dedupKey] = invoice;
+            }
+
+            return invoice;
+        }
+
         private async ValueTask<(Customer? Customer, DateTimeOffset Now, IReadOnlyList<Subscription> Subscriptions)> CustomerAsync(string customerId)
         {
             if (!_customers.TryGetValue(customerId, out var entry))
@@ -607,18 +742,8 @@ public sealed class UsageMeteringService
         }
 
         /// <summary>Whether the cycle invoice starting at <paramref name="periodEnd"/> (which bills the usage of the period ending there) has left draft.</summary>
-        private async ValueTask<bool> InvoiceFinalizedAsync(string subscriptionId, DateTimeOffset periodEnd)
-        {
-            var key = BillingEngine.PeriodKey(subscriptionId, periodEnd);
-            if (!_finalized.TryGetValue(key, out var finalized))
-            {
-                var invoice = await session.Invoices.GetByDedupKeyAsync(key, cancellationToken).ConfigureAwait(false);
-                finalized = invoice is not null && invoice.Status != InvoiceStatus.Draft;
-                _finalized[key] = finalized;
-            }
-
-            return finalized;
-        }
+        private async ValueTask<bool> InvoiceFinalizedAsync(string subscriptionId, DateTimeOffset periodEnd) =>
+            await InvoiceAsync(BillingEngine.PeriodKey(subscriptionId, periodEnd)).ConfigureAwait(false) is { } invoice && invoice.Status != InvoiceStatus.Draft;
 
         private async ValueTask<Plan?> PlanAsync(string planId)
         {

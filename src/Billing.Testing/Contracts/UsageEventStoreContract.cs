@@ -114,6 +114,26 @@ public abstract class UsageEventStoreContract
         Assert.Empty(await store.ListAsync(Key(NewCustomer())));
     }
 
+    /// <summary>
+    /// A key is found by customer and key, field for field, whichever counter it was stored for; an unknown key, or
+    /// the key of another customer, is not found.
+    /// </summary>
+    /// <returns>The test.</returns>
+    [Fact]
+    public async Task A_stored_key_is_found_by_customer_and_key()
+    {
+        var store = await CreateStoreAsync();
+        var a = NewCustomer();
+        var b = NewCustomer();
+        var stored = Event(a, "k1", 7) with { Counter = Key(a, "storage"), SubscriptionId = "sub_1", UniqueValue = "u1", Properties = new Dictionary<string, string> { ["region"] = "eu" } };
+        Assert.Equal([true], await store.AppendAsync([stored]));
+        AssertSame(stored, Assert.IsType<StoredUsageEvent>(await store.FindAsync(a, "k1")));
+        Assert.Equal([false], await store.AppendAsync([Event(a, "k1", 99)]));
+        Assert.Equal(7, (await store.FindAsync(a, "k1"))!.Quantity);
+        Assert.Null(await store.FindAsync(a, "k2"));
+        Assert.Null(await store.FindAsync(b, "k1"));
+    }
+
     /// <summary>A counter's events are listed by timestamp, then by idempotency key in ordinal order, whatever the arrival order.</summary>
     /// <returns>The test.</returns>
     [Fact]

@@ -379,6 +379,8 @@ public sealed class BatchingUsageEventStoreTests : IClassFixture<BatchingUsageEv
             return await inner.AppendAsync(events, cancellationToken);
         }
 
+        public ValueTask<StoredUsageEvent?> FindAsync(string customerId, string idempotencyKey, CancellationToken cancellationToken = default) => inner.FindAsync(customerId, idempotencyKey, cancellationToken);
+
         public ValueTask<IReadOnlyList<StoredUsageEvent>> ListAsync(UsageCounterKey counter, CancellationToken cancellationToken = default) => inner.ListAsync(counter, cancellationToken);
 
         public ValueTask<IReadOnlyList<UsageCounterKey>> ListCountersAsync(DateTimeOffset periodStart, CancellationToken cancellationToken = default) => inner.ListCountersAsync(periodStart, cancellationToken);
