@@ -29,9 +29,9 @@ namespace Billing.Benchmarks;
 /// each latency is measured from the request's intended send time (so a stall counts for every request it delays: no
 /// coordinated omission).</para>
 /// <para>Options: <c>--provider sqlite|postgresql</c>, <c>--redis</c>, <c>--pg-fast</c> (PostgreSQL with fsync and
-/// synchronous commit off; durable by default), <c>--seconds 10</c>, <c>--warmup 3</c>, <c>--batch 100</c>,
+/// synchronous commit off; durable by default), <c>--seconds 10</c>, <c>--warmup 15</c> (seconds of the same load first, untimed: the host reaches tier-1 code), <c>--batch 100</c>,
 /// <c>--customers 1000</c>, <c>--writers 8</c>, <c>--duplicates 5</c> (percent), <c>--rate 1000</c>, <c>--get-seconds 10</c>,
-/// <c>--phases usage,bare,get</c>, <c>--repeat 1</c>.</para>
+/// <c>--phases usage,bare,get</c>, <c>--repeat 1</c>, <c>--env NAME=VALUE</c> (more environment for the host; repeatable).</para>
 /// </remarks>
 internal static class HostLoadRun
 {
@@ -39,7 +39,7 @@ internal static class HostLoadRun
     private const string ApiKey = "sk_hostload_0123456789abcdefghijklmnopqrstuvwxyz";
 
     public static int Run(string[] args) =>
-        ConsoleBenchmark.Run("host-load", args, Settings.Parse, "--host-dll PATH [--provider sqlite|postgresql] [--redis] [--pg-fast] [--seconds 10] [--warmup 3] [--batch 100] [--customers 1000] [--writers 8] [--duplicates 5] [--rate 1000] [--get-seconds 10] [--phases usage,bare,get] [--repeat 1]", RunAsync);
+        ConsoleBenchmark.Run("host-load", args, Settings.Parse, "--host-dll PATH [--provider sqlite|postgresql] [--redis] [--pg-fast] [--seconds 10] [--warmup 15] [--batch 100] [--customers 1000] [--writers 8] [--duplicates 5] [--rate 1000] [--get-seconds 10] [--phases usage,bare,get] [--repeat 1] [--env NAME=VALUE]...", RunAsync);
 
     private static async Task<int> RunAsync(Settings settings)
     {
@@ -79,6 +79,12 @@ internal static class HostLoadRun
             else
             {
                 Console.WriteLine("usage counters in memory");
+            }
+
+            foreach (var pair in settings.HostEnvironment)
+            {
+                var at = pair.IndexOf('=', StringComparison.Ordinal);
+                environment[pair[..at]] = pair[(at + 1)..];
             }
 
             var port = FreePort();
@@ -511,11 +517,11 @@ internal static class HostLoadRun
         }
     }
 
-    private sealed record Settings(string HostDll, string Provider, bool Redis, bool PgFast, int Seconds, int Warmup, int Batch, int Customers, int Writers, int Duplicates, int Rate, int GetSeconds, string[] Phases, int Repeat)
+    private sealed record Settings(string HostDll, string Provider, bool Redis, bool PgFast, int Seconds, int Warmup, int Batch, int Customers, int Writers, int Duplicates, int Rate, int GetSeconds, string[] Phases, int Repeat, string[] HostEnvironment)
     {
         public static Settings Parse(string[] args)
         {
-            var s = new Settings(string.Empty, "sqlite", false, false, 10, 3, 100, 1000, 8, 5, 1000, 10, ["usage", "bare", "get"], 1);
+            var s = new Settings(string.Empty, "sqlite", false, false, 10, 15, 100, 1000, 8, 5, 1000, 10, ["usage", "bare", "get"], 1, []);
             for (var i = 0; i < args.Length; i++)
             {
                 string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
@@ -536,6 +542,7 @@ internal static class HostLoadRun
                     "--get-seconds" => s with { GetSeconds = Int(1) },
                     "--phases" => s with { Phases = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                     "--repeat" => s with { Repeat = Int(1) },
+                    "--env" => s with { HostEnvironment = [.. s.HostEnvironment, Next() is var e && e.IndexOf('=', StringComparison.Ordinal) > 0 ? e : throw new ArgumentException("--env is NAME=VALUE.")] },
                     _ => throw new ArgumentException($"Unknown option {args[i]}."),
                 };
             }
@@ -543,6 +550,6 @@ internal static class HostLoadRun
             return File.Exists(s.HostDll) ? s : throw new ArgumentException($"--host-dll must name the built Billing.SampleHost.dll ('{s.HostDll}' does not exist).");
         }
 
-        public override string ToString() => Invariant($"host {HostDll}, {Provider}{(Provider == "postgresql" ? PgFast ? " (fast)" : " (durable)" : string.Empty)}, counters {(Redis ? "redis" : "memory")}, {Seconds} s per phase after {Warmup} s warm-up, {Writers} writers x batches of {Batch} over {Customers} customers, {Duplicates}% duplicates, GET at {Rate}/s for {GetSeconds} s, phases {string.Join(',', Phases)}, {Repeat} round(s)");
+        public override string ToString() => Invariant($"host {HostDll}, {Provider}{(Provider == "postgresql" ? PgFast ? " (fast)" : " (durable)" : string.Empty)}, counters {(Redis ? "redis" : "memory")}, {Seconds} s per phase after {Warmup} s warm-up, {Writers} writers x batches of {Batch} over {Customers} customers, {Duplicates}% duplicates, GET at {Rate}/s for {GetSeconds} s, phases {string.Join(',', Phases)}, {Repeat} round(s){(HostEnvironment.Length > 0 ? ", host environment " + string.Join(' ', HostEnvironment) : string.Empty)}");
     }
 }
