@@ -90,7 +90,9 @@ internal static class HostLoadRun
             var port = FreePort();
             environment["ASPNETCORE_URLS"] = Invariant($"http://127.0.0.1:{port}");
             var log = Path.Combine(work.FullName, "host.log");
-            host = StartHost(settings.HostDll, work.FullName, environment, log);
+            // The host runs in its output folder, as `dotnet run` runs it in the project's: its content root, with its
+            // appsettings.json (log levels); the SQLite file is in the temporary directory.
+            host = StartHost(settings.HostDll, Path.GetDirectoryName(settings.HostDll)!, environment, log);
             var baseAddress = new Uri(Invariant($"http://127.0.0.1:{port}"));
             using var client = NewClient(baseAddress, settings.Writers * 2);
             await WaitReadyAsync(client, host, log).ConfigureAwait(false);
