@@ -12,6 +12,11 @@ if (args is ["redis-run", ..])
     return Billing.Benchmarks.RedisRun.Run(args[1..]);
 }
 
+if (args is ["host-load", ..])
+{
+    return Billing.Benchmarks.HostLoadRun.Run(args[1..]);
+}
+
 if (args is ["usage-append-run", ..])
 {
     return Billing.Benchmarks.UsageAppendRunBenchmark.Run(args[1..]);

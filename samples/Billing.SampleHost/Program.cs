@@ -35,6 +35,7 @@ v1.MapInvoices();
 v1.MapUsage();
 v1.MapTestClocks();
 v1.MapApiKeys();
+app.MapBenchmarkEndpoints();
 
 await app.RunAsync().ConfigureAwait(false);
 

@@ -37,6 +37,8 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     private readonly List<IdempotencyRecord> _records = [];
     private Dictionary<string, IReadOnlyList<InvoiceLine>>? _loadedLines;
     private Dictionary<string, Customer>? _readCustomers;
+    /// <summary>Subscriptions read ahead per customer by <c>PreloadByCustomersAsync</c> (rows as read, in id order).</summary>
+    private Dictionary<string, List<SubscriptionRow>>? _readCustomerSubscriptions;
     private Dictionary<string, Plan>? _readPlans;
     private IDbContextTransaction? _transaction;
     private bool _done;
@@ -485,8 +487,40 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
 
     async ValueTask<IReadOnlyList<Subscription>> ISubscriptionStore.ListByCustomerAsync(string customerId, CancellationToken cancellationToken)
     {
-        var rows = await _db.Set<SubscriptionRow>().Where(r => r.CustomerId == customerId).OrderBy(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
+        var rows = _readCustomerSubscriptions is not null && _readCustomerSubscriptions.TryGetValue(customerId, out var read)
+            ? read
+            : await _db.Set<SubscriptionRow>().Where(r => r.CustomerId == customerId).OrderBy(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
         return [.. _subscriptions.Overlay(rows.Select(RowMapper.ToDomain), s => s.CustomerId == customerId).OrderBy(s => s.Id, StringComparer.Ordinal)];
+    }
+
+    /// <remarks>Two queries (the customers, then their subscriptions) for the ids not read ahead yet; one id is left to the
+    /// single reads, which cost the same.</remarks>
+    async ValueTask ISubscriptionStore.PreloadByCustomersAsync(IReadOnlyCollection<string> customerIds, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(customerIds);
+        var ids = customerIds.Where(id => id is not null && !(_readCustomerSubscriptions?.ContainsKey(id) ?? false)).Distinct(StringComparer.Ordinal).ToArray();
+        if (ids.Length < 2)
+        {
+            return;
+        }
+
+        var customers = await _db.Set<CustomerRow>().Where(r => ids.Contains(r.Id)).ToListAsync(cancellationToken).ConfigureAwait(false);
+        var subscriptions = await _db.Set<SubscriptionRow>().Where(r => ids.Contains(r.CustomerId)).OrderBy(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
+        _readCustomers ??= new(StringComparer.Ordinal);
+        _readCustomerSubscriptions ??= new(StringComparer.Ordinal);
+        foreach (var customer in customers)
+        {
+            _readCustomers[customer.Id] = RowMapper.ToDomain(customer);
+            _readCustomerSubscriptions[customer.Id] = [];
+        }
+
+        foreach (var subscription in subscriptions)
+        {
+            if (_readCustomerSubscriptions.TryGetValue(subscription.CustomerId, out var list))
+            {
+                list.Add(subscription);
+            }
+        }
     }
 
     // ---------------------------------------------------------------- invoices

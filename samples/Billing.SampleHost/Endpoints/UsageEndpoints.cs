@@ -17,8 +17,13 @@ internal static class UsageEndpoints
             var errors = new FieldErrors();
             body.Check(errors, string.Empty);
             errors.ThrowIfAny();
-            var now = await new UsageClock(store, time).NowAsync(body.CustomerId, body.SubscriptionId, ct).ConfigureAwait(false);
-            var result = await metering.RecordAsync(body.ToInput(now), ct).ConfigureAwait(false);
+            UsageEventInput input;
+            await using (var clock = new UsageClock(store, time))
+            {
+                input = body.ToInput(await clock.TimestampAsync(body, ct).ConfigureAwait(false));
+            }
+
+            var result = await metering.RecordAsync(input, ct).ConfigureAwait(false);
             if (result.Status == UsageIngestStatus.Rejected)
             {
                 await WriteRejectionAsync(context, result).ConfigureAwait(false);
@@ -48,11 +53,14 @@ internal static class UsageEndpoints
             }
 
             errors.ThrowIfAny();
-            var clock = new UsageClock(store, time);
             var inputs = new List<UsageEventInput>(body.Events!.Count);
-            foreach (var e in body.Events!)
+            await using (var clock = new UsageClock(store, time))
             {
-                inputs.Add(e!.ToInput(await clock.NowAsync(e.CustomerId, e.SubscriptionId, ct).ConfigureAwait(false)));
+                await clock.PreloadAsync(body.Events!, ct).ConfigureAwait(false);
+                foreach (var e in body.Events!)
+                {
+                    inputs.Add(e!.ToInput(await clock.TimestampAsync(e, ct).ConfigureAwait(false)));
+                }
             }
 
             var results = await metering.RecordBatchAsync(inputs, ct).ConfigureAwait(false);

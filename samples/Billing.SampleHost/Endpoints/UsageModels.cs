@@ -98,11 +98,27 @@ internal sealed record EntitlementDecisionDto(string Object, string CustomerId, 
 }
 
 /// <summary>"Now" for an event without a timestamp: the time of the customer's test clock, else the host's clock.
-/// Caches per customer and subscription within one request.</summary>
-internal sealed class UsageClock(IBillingStore store, TimeProvider time)
+/// Reads through one session and caches per customer and subscription within one request.</summary>
+internal sealed class UsageClock(IBillingStore store, TimeProvider time) : IAsyncDisposable
 {
     private readonly Dictionary<string, DateTimeOffset> _customers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DateTimeOffset> _subscriptions = new(StringComparer.Ordinal);
+    private IBillingSession? _session;
+
+    /// <summary>The event's timestamp, or "now" on its customer's clock when it has none.</summary>
+    public ValueTask<DateTimeOffset> TimestampAsync(UsageEventRequest e, CancellationToken cancellationToken) =>
+        e.Timestamp is { } timestamp ? ValueTask.FromResult(timestamp) : NowAsync(e.CustomerId, e.SubscriptionId, cancellationToken);
+
+    /// <summary>Reads ahead the customers of the events that have no timestamp (one session, a few queries).</summary>
+    public async ValueTask PreloadAsync(IEnumerable<UsageEventRequest?> events, CancellationToken cancellationToken)
+    {
+        var customers = events.Where(e => e is { Timestamp: null, SubscriptionId: null, CustomerId: not null }).Select(e => e!.CustomerId!).Distinct(StringComparer.Ordinal).ToList();
+        if (customers.Count > 1)
+        {
+            var session = _session ??= await store.BeginAsync(cancellationToken).ConfigureAwait(false);
+            await session.Subscriptions.PreloadByCustomersAsync(customers, cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     public async ValueTask<DateTimeOffset> NowAsync(string? customerId, string? subscriptionId, CancellationToken cancellationToken)
     {
@@ -116,7 +132,7 @@ internal sealed class UsageClock(IBillingStore store, TimeProvider time)
             return cached;
         }
 
-        await using var session = await store.BeginAsync(cancellationToken).ConfigureAwait(false);
+        var session = _session ??= await store.BeginAsync(cancellationToken).ConfigureAwait(false);
         string? clockId = null;
         if (subscriptionId is not null)
         {
@@ -141,4 +157,6 @@ internal sealed class UsageClock(IBillingStore store, TimeProvider time)
 
         return now;
     }
+
+    public ValueTask DisposeAsync() => _session?.DisposeAsync() ?? ValueTask.CompletedTask;
 }

@@ -103,6 +103,21 @@ public interface ISubscriptionStore
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The subscriptions.</returns>
     ValueTask<IReadOnlyList<Subscription>> ListByCustomerAsync(string customerId, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// A read-ahead hint: reads the given customers and their subscriptions together (a store with round trips does it
+    /// in a few queries instead of two per customer), so that this session's later <see cref="ICustomerStore.GetAsync"/>
+    /// of those customers and <see cref="ListByCustomerAsync"/> of them answer from what was read.
+    /// </summary>
+    /// <param name="customerIds">The customers (duplicates and unknown ids are allowed).</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>A task that completes when the rows are read.</returns>
+    /// <remarks>
+    /// Changes nothing and returns nothing: the answers after it are the ones the individual reads would have given at
+    /// the moment of the read-ahead (writes pending in the session still win over what was read). The default does
+    /// nothing, which is right for stores without round trips.
+    /// </remarks>
+    ValueTask PreloadByCustomersAsync(IReadOnlyCollection<string> customerIds, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
 }
 
 /// <summary>Invoices and gap-free invoice numbering.</summary>

@@ -125,6 +125,8 @@ public sealed class UsageMeteringService
         await using (var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false))
         {
             var resolver = new Resolver(session, _time, cancellationToken);
+            // One read-ahead of the batch's customers and their subscriptions instead of two reads per customer.
+            await session.Subscriptions.PreloadByCustomersAsync([.. inputs.Where(i => i is { SubscriptionId: null, CustomerId: not null }).Select(i => i.CustomerId!)], cancellationToken).ConfigureAwait(false);
             for (var i = 0; i < inputs.Count; i++)
             {
                 var input = inputs[i];

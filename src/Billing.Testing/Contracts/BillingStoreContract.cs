@@ -1013,6 +1013,45 @@ public abstract class BillingStoreContract
         Assert.Empty(await session.Subscriptions.ListByCustomerAsync("cus_none"));
     }
 
+    /// <summary>A read-ahead of customers (<see cref="ISubscriptionStore.PreloadByCustomersAsync"/>) changes no answer: the
+    /// customers and subscriptions read after it are the stored ones (unknown ids stay unknown, repeated ids are fine),
+    /// and the session's own writes, before or after it, still win over what was read ahead.</summary>
+    /// <returns>The test.</returns>
+    [Fact]
+    public async Task PreloadByCustomersAsync_changes_no_answer_and_the_sessions_writes_still_win()
+    {
+        var store = await CreateStoreAsync();
+        await CommitAsync(store, s =>
+        {
+            s.Customers.Add(NewCustomer("cus_1"));
+            s.Customers.Add(NewCustomer("cus_2"));
+            s.Customers.Add(NewCustomer("cus_3"));
+            s.Subscriptions.Add(NewSubscription("sub_c", "cus_1"));
+            s.Subscriptions.Add(NewSubscription("sub_a", "cus_1"));
+            s.Subscriptions.Add(NewSubscription("sub_b", "cus_2"));
+        });
+
+        await using var session = await store.BeginAsync();
+        session.Subscriptions.Add(NewSubscription("sub_new", "cus_2"));
+        await session.Subscriptions.PreloadByCustomersAsync(["cus_1", "cus_2", "cus_3", "cus_1", "cus_none"]);
+
+        Assert.Equal(["sub_a", "sub_c"], Ids(await session.Subscriptions.ListByCustomerAsync("cus_1")));
+        Assert.Equal(["sub_b", "sub_new"], Ids(await session.Subscriptions.ListByCustomerAsync("cus_2")));
+        Assert.Empty(await session.Subscriptions.ListByCustomerAsync("cus_3"));
+        Assert.Empty(await session.Subscriptions.ListByCustomerAsync("cus_none"));
+        Assert.Equal("Customer cus_1", (await session.Customers.GetAsync("cus_1"))?.Name);
+        Assert.Null(await session.Customers.GetAsync("cus_none"));
+
+        var subscription = await session.Subscriptions.GetAsync("sub_a");
+        session.Subscriptions.Update(subscription! with { Quantity = 7 });
+        var customer = await session.Customers.GetAsync("cus_3");
+        session.Customers.Update(customer! with { Name = "Renamed" });
+        await session.Subscriptions.PreloadByCustomersAsync(["cus_1", "cus_3"]);
+
+        Assert.Equal(7, (await session.Subscriptions.ListByCustomerAsync("cus_1")).Single(s => s.Id == "sub_a").Quantity);
+        Assert.Equal("Renamed", (await session.Customers.GetAsync("cus_3"))?.Name);
+    }
+
     /// <summary>A subscription's invoices, oldest first, and only its.</summary>
     /// <returns>The test.</returns>
     [Fact]
