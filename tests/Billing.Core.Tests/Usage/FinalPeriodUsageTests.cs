@@ -36,12 +36,7 @@ public sealed class FinalPeriodUsageTests
         _metering = new UsageMeteringService(_h.Store, new InMemoryUsageCounter(), _events, _h.Time, new MeteringOptions());
     }
 
-    private static MeteredPrice ProCalls => new()
-    {
-        Meter = new Meter { Key = "api_calls" },
-        Description = "API calls",
-        Price = new GraduatedPrice(Currency.USD, [PriceTier.Until(1_000, 0), PriceTier.Until(5_000, 2), PriceTier.Unbounded(1)]),
-    };
+    private static MeteredPrice ProCalls => UsagePrices.GraduatedApiCalls;
 
     private async Task<(string Clock, string Customer, Subscription Subscription, Plan Team, Plan Lite)> SubscribeAsync()
     {

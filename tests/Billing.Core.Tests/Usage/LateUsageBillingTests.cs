@@ -22,12 +22,7 @@ public sealed class LateUsageBillingTests
     private static readonly DateTimeOffset Start = Utc(2025, 1, 1);
     private static readonly BillingPeriod January = new(Utc(2025, 1, 1), Utc(2025, 2, 1));
 
-    private static MeteredPrice ApiCalls => new()
-    {
-        Meter = new Meter { Key = "api_calls" },
-        Description = "API calls",
-        Price = new GraduatedPrice(Currency.USD, [PriceTier.Until(1_000, 0), PriceTier.Until(5_000, 2), PriceTier.Unbounded(1)]),
-    };
+    private static MeteredPrice ApiCalls => UsagePrices.GraduatedApiCalls;
 
     [Fact]
     public async Task An_event_accepted_after_the_renewal_draft_was_created_is_on_the_finalized_invoice_with_discount_and_tax_computed_again()

@@ -26,12 +26,7 @@ public sealed class UsageMeteringServiceTests
         _metering = new UsageMeteringService(_h.Store, _counter, _events, _h.Time, new MeteringOptions());
     }
 
-    private static MeteredPrice ApiCalls => new()
-    {
-        Meter = new Meter { Key = "api_calls" },
-        Description = "API calls",
-        Price = new GraduatedPrice(Currency.USD, [PriceTier.Until(1_000, 0), PriceTier.Until(5_000, 2), PriceTier.Unbounded(1)]),
-    };
+    private static MeteredPrice ApiCalls => UsagePrices.GraduatedApiCalls;
 
     private async Task<(string ClockId, string CustomerId, Subscription Subscription)> SubscribeAsync(params Entitlement[] entitlements)
     {
