@@ -18,7 +18,11 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// <para>
 /// <see cref="AppendAsync"/> writes a batch in one statement: on PostgreSQL one <c>INSERT … SELECT FROM unnest(…)
 /// ON CONFLICT DO NOTHING RETURNING</c>, on SQLite one transaction of a prepared <c>INSERT … ON CONFLICT DO
-/// NOTHING</c> per event (SQLite serializes writers; this process's writers take turns per database file). The
+/// NOTHING</c> per event (SQLite serializes writers; this process's writers take turns per database file). On SQLite
+/// concurrent appends share transactions (group commit, <see cref="BatchingUsageEventStore"/> with one flush at a
+/// time and up to <see cref="SqliteGroupCommitEvents"/> events): calls that arrive while a transaction is written
+/// are written together in the next one, so a commit (and its sync of the write-ahead log) serves many callers, each
+/// with its own answers; a failed transaction fails exactly the calls in it. The
 /// database's unique key decides: an event whose key is stored already, by an earlier or a concurrent append, is
 /// reported as not stored and changes nothing. Keys repeated inside a batch: the first event of the key wins. Rows
 /// are sent in ordinal key order (concurrent batches take each other's keys in one order), and each append writes the
@@ -52,6 +56,10 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
     private readonly string _list;
     private readonly string _find;
     private readonly string _listCounters;
+    private readonly BatchingUsageEventStore? _sqliteGroup;
+
+    /// <summary>The most events one SQLite group-commit transaction takes (calls with as many events or more are written on their own).</summary>
+    public const int SqliteGroupCommitEvents = 1_000;
 
     /// <summary>Creates a store over a configured provider.</summary>
     /// <param name="options">Options with <c>UseNpgsql(connectionString)</c> or <c>UseSqlite(connectionString)</c>.</param>
@@ -93,6 +101,10 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             WHERE e.period_start = @period
             ORDER BY e.customer_id, e.meter_key
             """; // both columns are COLLATE "C" on PostgreSQL
+        if (!_db.IsPostgreSql)
+        {
+            _sqliteGroup = new BatchingUsageEventStore(new Writer(this), new BatchingUsageEventStoreOptions { MaxBatchSize = SqliteGroupCommitEvents, MaxConcurrentFlushes = 1 });
+        }
     }
 
     /// <summary>The database provider.</summary>
@@ -125,9 +137,15 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
 
     /// <inheritdoc />
     /// <exception cref="ArgumentException">An event is malformed; nothing of the batch is stored.</exception>
-    public async ValueTask<IReadOnlyList<bool>> AppendAsync(IReadOnlyList<StoredUsageEvent> events, CancellationToken cancellationToken = default)
+    public ValueTask<IReadOnlyList<bool>> AppendAsync(IReadOnlyList<StoredUsageEvent> events, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(events);
+        return _sqliteGroup is null ? AppendNowAsync(events, cancellationToken) : _sqliteGroup.AppendAsync(events, cancellationToken);
+    }
+
+    /// <summary>Writes the events in one statement (PostgreSQL) or one transaction (SQLite).</summary>
+    private async ValueTask<IReadOnlyList<bool>> AppendNowAsync(IReadOnlyList<StoredUsageEvent> events, CancellationToken cancellationToken)
+    {
         var results = new bool[events.Count];
         if (results.Length == 0)
         {
@@ -332,7 +350,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
     private async Task AppendSqliteAsync(UsageAppendBatch send, bool[] results, CancellationToken cancellationToken)
     {
         using var turn = await _db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
-        await using var connection = await _db.OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
+        await using var connection = await _db.OpenSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
         await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using var command = connection.CreateCommand();
         command.Transaction = tx;
@@ -383,5 +401,24 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
     {
         ArgumentNullException.ThrowIfNull(counter.CustomerId);
         ArgumentNullException.ThrowIfNull(counter.MeterKey);
+    }
+
+    /// <summary>The store's own appends, for the SQLite group commit (reads are never sent here).</summary>
+    private sealed class Writer(EntityFrameworkUsageEventStore store) : IUsageEventStore
+    {
+        public ValueTask<IReadOnlyList<bool>> AppendAsync(IReadOnlyList<StoredUsageEvent> events, CancellationToken cancellationToken = default) =>
+            store.AppendNowAsync(events, cancellationToken);
+
+        public ValueTask<IReadOnlyList<StoredUsageEvent>> ListAsync(UsageCounterKey counter, CancellationToken cancellationToken = default) =>
+            store.ListAsync(counter, cancellationToken);
+
+        public ValueTask<StoredUsageEvent?> FindAsync(string customerId, string idempotencyKey, CancellationToken cancellationToken = default) =>
+            store.FindAsync(customerId, idempotencyKey, cancellationToken);
+
+        public ValueTask<IReadOnlyList<UsageCounterKey>> ListCountersAsync(DateTimeOffset periodStart, CancellationToken cancellationToken = default) =>
+            store.ListCountersAsync(periodStart, cancellationToken);
+
+        public ValueTask<long> AggregateAsync(UsageCounterKey counter, MeterAggregation aggregation, CancellationToken cancellationToken = default) =>
+            store.AggregateAsync(counter, aggregation, cancellationToken);
     }
 }

@@ -97,6 +97,29 @@ internal sealed class UsageDatabase
     public ValueTask<SqliteConnection> OpenSqliteAsync(CancellationToken cancellationToken) =>
         OpenAsync(new SqliteConnection(_connectionString), cancellationToken);
 
+    /// <summary>
+    /// A connection for a batch of usage writes: with a 32 MiB page cache (the default 2 MiB holds a few thousand of
+    /// the random index pages a batch of keys touches) and an automatic checkpoint every 10,000 pages of write-ahead
+    /// log (about 40 MiB) instead of 1,000, so a page written by many commits is copied back to the database once.
+    /// Both are settings of the (pooled) connection; the log is still synced at every commit.
+    /// </summary>
+    public async ValueTask<SqliteConnection> OpenSqliteWriterAsync(CancellationToken cancellationToken)
+    {
+        var connection = await OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await using var pragma = connection.CreateCommand();
+            pragma.CommandText = "PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 10000;";
+            await pragma.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
     private static async ValueTask<TConnection> OpenAsync<TConnection>(TConnection connection, CancellationToken cancellationToken)
         where TConnection : System.Data.Common.DbConnection
     {
