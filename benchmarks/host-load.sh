@@ -15,7 +15,7 @@
 #          repeats of an earlier event that must come back duplicate): events/s, p50/p90/p99 per request
 #   bare   the same bodies to POST /benchmarks/bare/usage/batch (only parses the JSON): the ratio usage / bare
 #   get    GET /v1/subscriptions/{id} in an open loop at 1,000 requests/s, latency from the intended send time
-# and stops and deletes everything. Options (see HostLoadRun.cs): --seconds 10 --warmup 15 --writers 8 --batch 100
+# and stops and deletes everything. Options (see HostLoadRun.cs): --seconds 10 --warmup 40 --writers 8 --batch 100
 # --customers 1000 --duplicates 5 --rate 1000 --get-seconds 10 --phases usage,bare,get --repeat 1 --pg-fast
 # Set DOTNET_PerfMapEnabled=1 to profile the host with perf (the host inherits the environment).
 set -euo pipefail

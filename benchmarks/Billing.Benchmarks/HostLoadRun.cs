@@ -29,7 +29,7 @@ namespace Billing.Benchmarks;
 /// each latency is measured from the request's intended send time (so a stall counts for every request it delays: no
 /// coordinated omission).</para>
 /// <para>Options: <c>--provider sqlite|postgresql</c>, <c>--redis</c>, <c>--pg-fast</c> (PostgreSQL with fsync and
-/// synchronous commit off; durable by default), <c>--seconds 10</c>, <c>--warmup 15</c> (seconds of the same load first, untimed: the host reaches tier-1 code), <c>--batch 100</c>,
+/// synchronous commit off; durable by default), <c>--seconds 10</c>, <c>--warmup 40</c> (seconds of the same load first, untimed: the host reaches tier-1 code; with 15 s the tiered JIT was still compiling, up to a third of the host's CPU, during the measurement), <c>--batch 100</c>,
 /// <c>--customers 1000</c>, <c>--writers 8</c>, <c>--duplicates 5</c> (percent), <c>--rate 1000</c>, <c>--get-seconds 10</c>,
 /// <c>--phases usage,bare,get</c>, <c>--repeat 1</c>, <c>--env NAME=VALUE</c> (more environment for the host; repeatable).</para>
 /// </remarks>
@@ -39,7 +39,7 @@ internal static class HostLoadRun
     private const string ApiKey = "sk_hostload_0123456789abcdefghijklmnopqrstuvwxyz";
 
     public static int Run(string[] args) =>
-        ConsoleBenchmark.Run("host-load", args, Settings.Parse, "--host-dll PATH [--provider sqlite|postgresql] [--redis] [--pg-fast] [--seconds 10] [--warmup 15] [--batch 100] [--customers 1000] [--writers 8] [--duplicates 5] [--rate 1000] [--get-seconds 10] [--phases usage,bare,get] [--repeat 1] [--env NAME=VALUE]...", RunAsync);
+        ConsoleBenchmark.Run("host-load", args, Settings.Parse, "--host-dll PATH [--provider sqlite|postgresql] [--redis] [--pg-fast] [--seconds 10] [--warmup 40] [--batch 100] [--customers 1000] [--writers 8] [--duplicates 5] [--rate 1000] [--get-seconds 10] [--phases usage,bare,get] [--repeat 1] [--env NAME=VALUE]...", RunAsync);
 
     private static async Task<int> RunAsync(Settings settings)
     {
@@ -524,7 +524,7 @@ internal static class HostLoadRun
     {
         public static Settings Parse(string[] args)
         {
-            var s = new Settings(string.Empty, "sqlite", false, false, 10, 15, 100, 1000, 8, 5, 1000, 10, ["usage", "bare", "get"], 1, []);
+            var s = new Settings(string.Empty, "sqlite", false, false, 10, 40, 100, 1000, 8, 5, 1000, 10, ["usage", "bare", "get"], 1, []);
             for (var i = 0; i < args.Length; i++)
             {
                 string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
