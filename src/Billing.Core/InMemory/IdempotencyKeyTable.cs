@@ -3,17 +3,22 @@ using System.Numerics;
 namespace Billing.InMemory;
 
 /// <summary>
-/// One customer's idempotency keys: a compact chained hash table from key to (expiry, original total), built for the
+/// One customer's idempotency keys: a compact hash table from key to (expiry, original total), built for the
 /// in-memory counter's hot path. Not thread-safe: the owner serializes access.
 /// </summary>
 /// <remarks>
 /// <para>
-/// Entries live in one array in insertion order (int buckets, 1-based, chain to them); each entry keeps its key's hash
-/// code, so a sweep or a resize never reads a key string again. A new key is appended; when the array is full, the
-/// entries expired at that moment are dropped by compacting the live ones to the front (one sequential pass) and the
-/// buckets are rebuilt from the stored hash codes. The array doubles when more than half of it is live after the sweep
-/// and halves when less than a quarter is, so a sweep runs at most once per half array of inserts and memory follows
-/// the live keys (the window), not the history.
+/// Entries live in one array in insertion order, each with its key's hash code; an open-addressing index (linear
+/// probing, at most half full) of 8-byte slots, each holding an entry's hash code and position, finds them. A lookup
+/// reads one or two adjacent slots and touches an entry only when the full 32-bit hash code matches, so a new key
+/// usually costs one slot read and an append.
+/// </para>
+/// <para>
+/// Nothing is removed one by one. When the entry array is full, the entries expired at that moment are dropped by
+/// compacting the live ones to the front (one sequential pass) and the index is rebuilt from the stored hash codes (no
+/// key is hashed again). The array doubles when more than half of it is live after the sweep and shrinks when less
+/// than a quarter is, so a sweep runs at most once per half array of inserts and memory follows the live keys (the
+/// window), not the history.
 /// </para>
 /// <para>
 /// An entry is live while its expiry is after the caller's <c>now</c>; an expired entry may still be found (until a
@@ -24,7 +29,8 @@ internal sealed class IdempotencyKeyTable
 {
     private const int MinimumCapacity = 16;
     private readonly int _minimumCapacity;
-    private int[] _buckets;
+    private const ulong TagMask = 0xFFFF_FFFF_0000_0000;
+    private ulong[] _slots;
     private Entry[] _entries;
     private int _count;
 
@@ -33,7 +39,7 @@ internal sealed class IdempotencyKeyTable
     public IdempotencyKeyTable(int capacity)
     {
         _minimumCapacity = CapacityFor(capacity);
-        _buckets = new int[_minimumCapacity];
+        _slots = new ulong[_minimumCapacity * 2];
         _entries = new Entry[_minimumCapacity];
     }
 
@@ -55,19 +61,27 @@ internal sealed class IdempotencyKeyTable
     public int Find(string key, int hashCode)
     {
         var entries = _entries;
-        var i = _buckets[hashCode & (_buckets.Length - 1)] - 1;
-        while (unchecked((uint)i) < (uint)entries.Length)
+        var slots = _slots;
+        var mask = slots.Length - 1;
+        var tag = TagOf(hashCode);
+        for (var p = hashCode & mask; ; p = (p + 1) & mask)
         {
-            ref var entry = ref entries[i];
-            if (entry.HashCode == hashCode && (ReferenceEquals(entry.Key, key) || string.Equals(entry.Key, key, StringComparison.Ordinal)))
+            var slot = slots[p];
+            if (slot == 0)
             {
-                return i;
+                return -1;
             }
 
-            i = entry.Next - 1;
+            if ((slot & TagMask) == tag)
+            {
+                var i = IndexOf(slot);
+                var candidate = entries[i].Key;
+                if (ReferenceEquals(candidate, key) || string.Equals(candidate, key, StringComparison.Ordinal))
+                {
+                    return i;
+                }
+            }
         }
-
-        return -1;
     }
 
     /// <summary>The expiry (UTC ticks) of the entry at <paramref name="index"/>.</summary>
@@ -80,8 +94,7 @@ internal sealed class IdempotencyKeyTable
     public void Set(int index, long expiresAtTicks, long total)
     {
         ref var entry = ref _entries[index];
-        entry.ExpiresAtTicks = expiresAtTicks;
-        entry.Total = total;
+        entry = new Entry(entry.HashCode, entry.Key, expiresAtTicks, total);
     }
 
     /// <summary>Adds a key that <see cref="Find"/> did not find.</summary>
@@ -101,9 +114,8 @@ internal sealed class IdempotencyKeyTable
         }
 
         var i = _count;
-        ref var bucket = ref _buckets[hashCode & (_buckets.Length - 1)];
-        _entries[i] = new Entry(hashCode, bucket, key, expiresAtTicks, total);
-        bucket = i + 1;
+        _entries[i] = new Entry(hashCode, key, expiresAtTicks, total);
+        Link(_slots, hashCode, i);
         _count = i + 1;
     }
 
@@ -153,31 +165,43 @@ internal sealed class IdempotencyKeyTable
             var resized = new Entry[capacity];
             Array.Copy(entries, resized, live);
             _entries = entries = resized;
-            _buckets = new int[capacity];
+            _slots = new ulong[capacity * 2];
         }
         else
         {
-            Array.Clear(_buckets);
+            Array.Clear(_slots);
         }
 
-        var buckets = _buckets;
-        var mask = buckets.Length - 1;
+        var slots = _slots;
         for (var i = 0; i < live; i++)
         {
-            ref var entry = ref entries[i];
-            ref var bucket = ref buckets[entry.HashCode & mask];
-            entry.Next = bucket;
-            bucket = i + 1;
+            Link(slots, entries[i].HashCode, i);
         }
     }
 
-    /// <summary>One key: its hash code, the next entry of its chain (1-based, 0 ends it), expiry and original total.</summary>
-    private struct Entry(int hashCode, int next, string key, long expiresAtTicks, long total)
+    private static ulong TagOf(int hashCode) => unchecked((ulong)(uint)hashCode << 32);
+
+    private static int IndexOf(ulong slot) => unchecked((int)(uint)slot) - 1;
+
+    /// <summary>Puts entry <paramref name="index"/> in the first free slot of its probe sequence.</summary>
+    private static void Link(ulong[] slots, int hashCode, int index)
+    {
+        var mask = slots.Length - 1;
+        var p = hashCode & mask;
+        while (slots[p] != 0)
+        {
+            p = (p + 1) & mask;
+        }
+
+        slots[p] = TagOf(hashCode) | unchecked((uint)(index + 1));
+    }
+
+    /// <summary>One key: its hash code, expiry and original total.</summary>
+    private readonly struct Entry(int hashCode, string key, long expiresAtTicks, long total)
     {
         public readonly int HashCode = hashCode;
-        public int Next = next;
         public readonly string Key = key;
-        public long ExpiresAtTicks = expiresAtTicks;
-        public long Total = total;
+        public readonly long ExpiresAtTicks = expiresAtTicks;
+        public readonly long Total = total;
     }
 }
