@@ -9,9 +9,9 @@ namespace Billing.InMemory;
 /// <remarks>
 /// <para>
 /// Entries live in one array in insertion order, each with its key's hash code; an open-addressing index (linear
-/// probing, at most half full) of 8-byte slots, each holding an entry's hash code and position, finds them. A lookup
-/// reads one or two adjacent slots and touches an entry only when the full 32-bit hash code matches, so a new key
-/// usually costs one slot read and an append.
+/// probing, at most half full) of 4-byte slots finds them: a slot holds an entry's position (1-based, in the low bits
+/// the slot count needs) and the rest of the hash code's bits above them (a tag). A lookup reads one or two adjacent
+/// slots and touches an entry only when the tag matches, so a new key usually costs one slot read and an append.
 /// </para>
 /// <para>
 /// Nothing is removed one by one. When the entry array is full, the entries expired at that moment are dropped by
@@ -29,8 +29,7 @@ internal sealed class IdempotencyKeyTable
 {
     private const int MinimumCapacity = 16;
     private readonly int _minimumCapacity;
-    private const ulong TagMask = 0xFFFF_FFFF_0000_0000;
-    private ulong[] _slots;
+    private uint[] _slots;
     private Entry[] _entries;
     private int _count;
 
@@ -39,7 +38,7 @@ internal sealed class IdempotencyKeyTable
     public IdempotencyKeyTable(int capacity)
     {
         _minimumCapacity = CapacityFor(capacity);
-        _slots = new ulong[_minimumCapacity * 2];
+        _slots = new uint[_minimumCapacity * 2];
         _entries = new Entry[_minimumCapacity];
     }
 
@@ -63,7 +62,7 @@ internal sealed class IdempotencyKeyTable
         var entries = _entries;
         var slots = _slots;
         var mask = slots.Length - 1;
-        var tag = TagOf(hashCode);
+        var tag = TagOf(hashCode, mask);
         for (var p = hashCode & mask; ; p = (p + 1) & mask)
         {
             var slot = slots[p];
@@ -72,9 +71,9 @@ internal sealed class IdempotencyKeyTable
                 return -1;
             }
 
-            if ((slot & TagMask) == tag)
+            if ((slot & ~(uint)mask) == tag)
             {
-                var i = IndexOf(slot);
+                var i = (int)(slot & (uint)mask) - 1;
                 var candidate = entries[i].Key;
                 if (ReferenceEquals(candidate, key) || string.Equals(candidate, key, StringComparison.Ordinal))
                 {
@@ -165,7 +164,7 @@ internal sealed class IdempotencyKeyTable
             var resized = new Entry[capacity];
             Array.Copy(entries, resized, live);
             _entries = entries = resized;
-            _slots = new ulong[capacity * 2];
+            _slots = new uint[capacity * 2];
         }
         else
         {
@@ -179,12 +178,11 @@ internal sealed class IdempotencyKeyTable
         }
     }
 
-    private static ulong TagOf(int hashCode) => unchecked((ulong)(uint)hashCode << 32);
-
-    private static int IndexOf(ulong slot) => unchecked((int)(uint)slot) - 1;
+    /// <summary>The bits of a hash code a slot keeps next to the entry position (those above the slot mask).</summary>
+    private static uint TagOf(int hashCode, int mask) => unchecked((uint)hashCode) & ~(uint)mask;
 
     /// <summary>Puts entry <paramref name="index"/> in the first free slot of its probe sequence.</summary>
-    private static void Link(ulong[] slots, int hashCode, int index)
+    private static void Link(uint[] slots, int hashCode, int index)
     {
         var mask = slots.Length - 1;
         var p = hashCode & mask;
@@ -193,7 +191,7 @@ internal sealed class IdempotencyKeyTable
             p = (p + 1) & mask;
         }
 
-        slots[p] = TagOf(hashCode) | unchecked((uint)(index + 1));
+        slots[p] = TagOf(hashCode, mask) | (uint)(index + 1);
     }
 
     /// <summary>One key: its hash code, expiry and original total.</summary>
