@@ -15,14 +15,14 @@ namespace Billing.InMemory;
 /// customer is serialized: the idempotency check, the hard-limit check and the increment are one critical section.
 /// </para>
 /// <para>
-/// Idempotency keys expire after their dedup window; a customer's expired keys are swept when its key table has doubled
-/// since the last sweep, so memory follows the window, not the history. Totals live for the life of the process: this
+/// Idempotency keys expire after their dedup window; a customer's expired keys are swept when its key table is full
+/// (one sequential pass, no key re-hashed), and the table is sized to twice the live keys, so memory follows the window,
+/// not the history. Totals live for the life of the process: this
 /// is the single-process default; use the Redis adapter to share counters between processes.
 /// </para>
 /// </remarks>
 public sealed class InMemoryUsageCounter : IUsageCounter
 {
-    private const int MinimumSweep = 1024;
     private const int MaximumInitialKeys = 1 << 20;
     private readonly ConcurrentDictionary<string, CustomerCounters> _customers = new(StringComparer.Ordinal);
     private readonly Func<string, CustomerCounters> _newCustomer;
@@ -94,7 +94,7 @@ public sealed class InMemoryUsageCounter : IUsageCounter
             {
                 if (seen.Add(e.IdempotencyKey))
                 {
-                    customer.Keys[e.IdempotencyKey] = new KeyEntry(ExpiryOf(e), state.Apply(aggregation, e));
+                    customer.Keys.Put(e.IdempotencyKey, ExpiryOf(e), state.Apply(aggregation, e));
                 }
             }
 
@@ -115,12 +115,15 @@ public sealed class InMemoryUsageCounter : IUsageCounter
         var nowTicks = e.Now.UtcTicks;
         lock (customer.Gate)
         {
-            ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(customer.Keys, e.IdempotencyKey, out var exists);
-            if (exists && entry.ExpiresAtTicks > nowTicks)
+            var keys = customer.Keys;
+            var hashCode = IdempotencyKeyTable.HashOf(e.IdempotencyKey);
+            var index = keys.Find(e.IdempotencyKey, hashCode);
+            if (index >= 0 && keys.ExpiresAtTicks(index) > nowTicks)
             {
-                return new UsageCounterResult(UsageOutcome.Duplicate, entry.Total);
+                return new UsageCounterResult(UsageOutcome.Duplicate, keys.Total(index));
             }
 
+            // A refused event leaves its key free: a new key is not added, an expired one is marked expired for good.
             var state = customer.Find(e.Counter.MeterKey, e.Counter.PeriodStart.UtcTicks) ?? customer.Add(e.Counter.MeterKey, e.Counter.PeriodStart.UtcTicks);
             long candidate;
             try
@@ -129,37 +132,36 @@ public sealed class InMemoryUsageCounter : IUsageCounter
             }
             catch (OverflowException)
             {
-                Release(customer, e.IdempotencyKey, exists, ref entry);
+                Release(keys, index);
                 throw;
             }
 
             if (e.HardLimit is { } limit && candidate > limit)
             {
-                Release(customer, e.IdempotencyKey, exists, ref entry);
+                Release(keys, index);
                 return new UsageCounterResult(UsageOutcome.OverLimit, state.Total);
             }
 
             state.Commit(e.Aggregation, e, candidate);
-            entry = new KeyEntry(ExpiryOf(e), candidate);
-            if (!exists && customer.Keys.Count >= customer.SweepAt)
+            if (index >= 0)
             {
-                customer.Sweep(nowTicks);
+                keys.Set(index, ExpiryOf(e), candidate);
+            }
+            else
+            {
+                keys.Add(e.IdempotencyKey, hashCode, ExpiryOf(e), candidate, nowTicks);
             }
 
             return new UsageCounterResult(UsageOutcome.Accepted, candidate);
         }
     }
 
-    /// <summary>Leaves a key free after a refused event: a new key is removed, an expired one stays expired.</summary>
-    private static void Release(CustomerCounters customer, string key, bool existed, ref KeyEntry entry)
+    /// <summary>Leaves a key free after a refused event: an expired entry is marked expired whatever the clock.</summary>
+    private static void Release(IdempotencyKeyTable keys, int index)
     {
-        if (existed)
+        if (index >= 0)
         {
-            entry = default;
-        }
-        else
-        {
-            customer.Keys.Remove(key);
+            keys.Set(index, 0, 0);
         }
     }
 
@@ -168,14 +170,11 @@ public sealed class InMemoryUsageCounter : IUsageCounter
     private CustomerCounters CustomerOf(string customerId) =>
         _customers.TryGetValue(customerId, out var customer) ? customer : _customers.GetOrAdd(customerId, _newCustomer);
 
-    private readonly record struct KeyEntry(long ExpiresAtTicks, long Total);
-
     /// <summary>A customer's lock, idempotency keys (ordinal string keys: the fast dictionary path) and counters.</summary>
     private sealed class CustomerCounters(int capacity)
     {
         public readonly Lock Gate = new();
-        public readonly Dictionary<string, KeyEntry> Keys = new(capacity, StringComparer.Ordinal);
-        public int SweepAt = Math.Max(MinimumSweep, capacity);
+        public readonly IdempotencyKeyTable Keys = new(capacity);
         private (string Meter, long PeriodTicks, UsageCounterState State)[] _counters = [];
 
         /// <summary>The counter of a meter and period; a customer has few, so a scan beats a hash.</summary>
@@ -211,19 +210,6 @@ public sealed class InMemoryUsageCounter : IUsageCounter
             }
 
             _counters = [.. _counters, (meter, periodTicks, state)];
-        }
-
-        public void Sweep(long nowTicks)
-        {
-            foreach (var (key, entry) in Keys)
-            {
-                if (entry.ExpiresAtTicks <= nowTicks)
-                {
-                    Keys.Remove(key);
-                }
-            }
-
-            SweepAt = Math.Max(MinimumSweep, Math.Max(SweepAt, Keys.Count * 2));
         }
     }
 }
