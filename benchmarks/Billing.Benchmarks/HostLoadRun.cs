@@ -429,9 +429,12 @@ internal static class HostLoadRun
             for (long i = 0; i < total; i++)
             {
                 var intended = start + (i * Stopwatch.Frequency / rate);
+                // Sleep, never spin: a yielding loop (Sleep(0)) kept this thread runnable all the time and took a share
+                // of the 2 cores from the host and PostgreSQL it measures. A request sent late by the sleep's
+                // granularity (about 1 ms) counts that lateness in its latency, which runs from the intended time.
                 while (Stopwatch.GetTimestamp() < intended)
                 {
-                    Thread.Sleep(intended - Stopwatch.GetTimestamp() > Stopwatch.Frequency / 1000 ? 1 : 0);
+                    Thread.Sleep(1);
                 }
 
                 var index = i;

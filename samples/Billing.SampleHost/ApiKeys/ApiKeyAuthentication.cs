@@ -10,7 +10,9 @@ namespace Billing.SampleHost.ApiKeys;
 /// <summary>
 /// <c>Authorization: Bearer sk_…</c>. No header: anonymous (endpoints that need a scope answer 401). A malformed,
 /// unknown, revoked or expired key: 401 <c>authentication_required</c> naming which. A key without the scope: 403
-/// <c>forbidden</c>. The key's row is read on every request; its last-used time is written at most once a minute.
+/// <c>forbidden</c>. The key's row comes from <see cref="ApiKeyStore.AuthenticateAsync"/> (reused for at most
+/// <c>Billing:ApiKeys:CacheDuration</c>; a revocation through this instance and an expiry count from the next
+/// request); its last-used time is written at most once a minute.
 /// </summary>
 internal sealed class ApiKeyAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> options,
@@ -22,7 +24,6 @@ internal sealed class ApiKeyAuthenticationHandler(
 {
     public const string SchemeName = "ApiKey";
     public const string ScopeClaim = "scope";
-    private static readonly TimeSpan TouchInterval = TimeSpan.FromMinutes(1);
 
     protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
@@ -39,7 +40,7 @@ internal sealed class ApiKeyAuthenticationHandler(
         }
 
         var secret = value["Bearer ".Length..].Trim();
-        var key = await keys.FindBySecretAsync(secret, Context.RequestAborted).ConfigureAwait(false);
+        var key = await keys.AuthenticateAsync(secret, Context.RequestAborted).ConfigureAwait(false);
         if (key is null)
         {
             return AuthenticateResult.Fail("The API key is not valid.");
@@ -56,10 +57,7 @@ internal sealed class ApiKeyAuthenticationHandler(
             return AuthenticateResult.Fail("The API key has expired.");
         }
 
-        if (key.LastUsedAt is null || now - key.LastUsedAt.Value >= TouchInterval)
-        {
-            await keys.TouchAsync(key.Id, now, Context.RequestAborted).ConfigureAwait(false);
-        }
+        await keys.TouchIfDueAsync(key, now, Context.RequestAborted).ConfigureAwait(false);
 
         var claims = new List<Claim> { new(ClaimTypes.NameIdentifier, key.Id), new(ClaimTypes.Name, key.Name) };
         claims.AddRange(key.Scopes.Select(s => new Claim(ScopeClaim, s)));

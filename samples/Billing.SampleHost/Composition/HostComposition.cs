@@ -74,7 +74,8 @@ internal static class HostComposition
 
                 var schema = string.IsNullOrWhiteSpace(settings.Database.Schema) ? "billing" : settings.Database.Schema;
                 billing.AddEntityFrameworkCore(o => o.UseNpgsql(TunedNpgsql(connectionString)), schema);
-                database = HostDatabase.ForPostgreSql(connectionString, schema);
+                // The host's own queries (API keys, idempotency records, lists) get the same tuning as the store's.
+                database = HostDatabase.ForPostgreSql(TunedNpgsql(connectionString), schema);
                 break;
             }
 
@@ -95,13 +96,14 @@ internal static class HostComposition
             throw new InvalidOperationException($"Billing:BootstrapApiKey must start with 'sk_' and have {ApiKeySecrets.MinimumLength} to 200 letters, digits or '_'.");
         }
 
-        var workerErrors = settings.Workers.Validate();
+        var workerErrors = settings.Workers.Validate().Concat(settings.ApiKeys.Validate()).ToList();
         if (workerErrors.Count > 0)
         {
             throw new InvalidOperationException(string.Join(" ", workerErrors));
         }
 
         services.AddSingleton(settings.Workers);
+        services.AddSingleton(settings.ApiKeys);
         services.AddSingleton<Workers.WorkerStatus>();
         services.AddSingleton<Workers.OutboxCheckpointStore>();
         services.TryAddSingleton<Workers.IOutboxSink, Workers.LoggingOutboxSink>();

@@ -26,6 +26,33 @@ internal sealed class SampleHostOptions
     /// the host creates one and prints it once.
     /// </summary>
     public string? BootstrapApiKey { get; set; }
+
+    /// <summary><c>Billing:ApiKeys</c>: how authentication reads API keys.</summary>
+    public ApiKeySettings ApiKeys { get; set; } = new();
+}
+
+/// <summary><c>Billing:ApiKeys</c>.</summary>
+internal sealed class ApiKeySettings
+{
+    public static readonly TimeSpan MaxCacheDuration = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// How long an instance reuses a key row it read to authenticate (default one second; <c>00:00:00</c> reads the
+    /// row on every request).
+    /// </summary>
+    /// <remarks>
+    /// Bounds how late a change made elsewhere is seen: a key revoked through another instance (or in the database)
+    /// is refused by this one at most this long after the revocation committed. A revocation through this instance,
+    /// and an expiry (checked against the clock on every request), take effect on the next request regardless. A key
+    /// created anywhere works at once: unknown keys are never cached.
+    /// </remarks>
+    public TimeSpan CacheDuration { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The problems with these settings (empty when valid).</summary>
+    public IReadOnlyList<string> Validate() =>
+        CacheDuration < TimeSpan.Zero || CacheDuration > MaxCacheDuration
+            ? [$"Billing:ApiKeys:CacheDuration must be from 00:00:00 to {MaxCacheDuration:c}, not {CacheDuration}."]
+            : [];
 }
 
 internal sealed class DatabaseSettings

@@ -83,7 +83,7 @@ internal static class ApiKeyEndpoints
 
             var key = await store.GetAsync(id, ct).ConfigureAwait(false) ?? throw new BillingNotFoundException("api_key", id);
             return TypedResults.Ok(new DataEnvelope<ApiKeyDto>(ApiKeyDto.From(key)));
-        }).WithName("RevokeApiKey").WithSummary("Revoke an API key (effective on the next request)");
+        }).WithName("RevokeApiKey").WithSummary("Revoke an API key (refused from the next request on by this instance, by others within Billing:ApiKeys:CacheDuration)");
 
         return v1;
     }
