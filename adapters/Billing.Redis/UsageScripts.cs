@@ -27,8 +27,8 @@ namespace Billing.Redis;
 /// <para>
 /// <b>Cost.</b> Idempotency keys are fields of one hash per customer and generation (see <see cref="Idempotency"/>), so a
 /// call looks up all of a customer's keys with one <c>HMGET</c> per generation it must search (two with the defaults) and
-/// takes the new ones with one <c>HSET</c> and one <c>PEXPIRE … GT</c> (plus a <c>PTTL</c> and a <c>PEXPIRE</c> for a new
-/// hash, or before Redis 7): a few Redis calls per customer
+/// takes the new ones with one <c>HSET</c>, a <c>PTTL</c> and at most one <c>PEXPIRE</c> (none when the expiry is
+/// already far enough, e.g. within the same ms): a few Redis calls per customer
 /// and call instead of one per event. Per counter and call: one <c>HGET</c> (<c>HMGET</c> for Last) before the first
 /// event, and one <c>HSET</c> of the final state plus a <c>PEXPIRE</c> at the end. UniqueCount adds a <c>SISMEMBER</c> per
 /// event and one <c>SADD</c> of the new values at the end. Duplicates and events that cannot be accepted (over the limit, overflow) write
@@ -509,9 +509,7 @@ internal static class UsageScripts
             redis.call('HSET', name, unpack(writes, s, e))
           end
           local need = expiry - now
-          -- One call when the hash already has an expiry (Redis 7: GT); PTTL for a new hash or an older server.
-          local r = redis.pcall('PEXPIRE', name, need, 'GT')
-          if r ~= 1 and redis.call('PTTL', name) < need then redis.call('PEXPIRE', name, need) end
+          if redis.call('PTTL', name) < need then redis.call('PEXPIRE', name, need) end
         end
 
         """;
