@@ -16,7 +16,7 @@ internal static class RecordCommand
     private static readonly RedisValue One = 1;
 
     /// <summary>The call for one event (<see cref="RedisUsageCounter.RecordAsync"/>).</summary>
-    public static (RedisKey[] Keys, RedisValue[] Values) Single(RedisKeys names, in UsageCounterEvent e, long defaultRetentionMs, long generationMs)
+    public static RecordCall Single(RedisKeys names, in UsageCounterEvent e, long defaultRetentionMs, long generationMs)
     {
         var customer = names.Customer(e.Counter.CustomerId);
         var aggregation = e.Aggregation;
@@ -30,38 +30,49 @@ internal static class RecordCommand
             keys[2] = RedisKeys.UniqueSet(customer, e.Counter);
         }
 
-        var values = new RedisValue[3 + UsageScripts.RecordArgumentsPerProfile + EventArguments(aggregation)];
+        const int Header = 5, Group = Header + UsageScripts.RecordArgumentsPerProfile;
+        var values = new RedisValue[Group + 4 + EventArguments(aggregation)];
         values[0] = One;
         values[1] = One;
         values[2] = generationMs;
-        WriteProfile(values, 3, hashIndex: 2, customerIndex: 1, code, e, defaultRetentionMs);
-        WriteEvent(values, 3 + UsageScripts.RecordArgumentsPerProfile, aggregation, e);
-        return (keys, values);
+        values[3] = One; // in the event's order
+        values[4] = One;
+        WriteProfile(values, Header, hashIndex: 2, customerIndex: 1, code, e, defaultRetentionMs);
+        values[Group] = One; // one event, customer 1, profile 1
+        values[Group + 1] = One;
+        values[Group + 2] = One;
+        values[Group + 3] = e.IdempotencyKey;
+        WriteEvent(values, Group + 4, aggregation, e);
+        return new RecordCall(keys, values, null);
     }
 
     /// <summary>
     /// The call for <paramref name="count"/> events of <paramref name="events"/> from <paramref name="start"/> (positions in
-    /// <paramref name="indices"/> when given).
+    /// <paramref name="indices"/> when given). With <paramref name="byCustomer"/> the events go grouped by customer (each
+    /// customer's in their order), otherwise in their order (consecutive events of one customer form a group).
     /// </summary>
-    public static (RedisKey[] Keys, RedisValue[] Values) Batch(RedisKeys names, IReadOnlyList<UsageCounterEvent> events, IReadOnlyList<int>? indices, int start, int count, long defaultRetentionMs, long generationMs)
+    public static RecordCall Batch(RedisKeys names, IReadOnlyList<UsageCounterEvent> events, IReadOnlyList<int>? indices, int start, int count, long defaultRetentionMs, long generationMs, bool byCustomer = true)
     {
         var counters = new List<Counter>();
         var counterIndex = new Dictionary<UsageCounterKey, int>(); // DateTimeOffset equality compares instants
         var profiles = new List<Profile>();
         var profileIndex = new Dictionary<Profile, int>();
         var eventProfile = new int[count];
+        var eventCustomer = new int[count];
         var customers = new Dictionary<string, Customer>(StringComparer.Ordinal);
         var eventArguments = 0;
         var previous = -1;
+        var runs = 0;
         for (var i = 0; i < count; i++)
         {
             var e = events[indices is null ? start + i : indices[start + i]];
-            eventArguments += EventArguments(e.Aggregation);
+            eventArguments += 1 + EventArguments(e.Aggregation);
             var dedup = Milliseconds(e.DedupWindow);
             var retention = Retention(e, defaultRetentionMs);
             if (previous >= 0 && profiles[previous].Matches(e, dedup, retention))
             {
                 eventProfile[i] = previous;
+                eventCustomer[i] = eventCustomer[i - 1];
                 continue;
             }
 
@@ -92,6 +103,35 @@ internal static class RecordCommand
             }
 
             eventProfile[i] = previous = p;
+            eventCustomer[i] = counters[c].Customer.KeyIndex;
+            if (i == 0 || eventCustomer[i] != eventCustomer[i - 1])
+            {
+                runs++;
+            }
+        }
+
+        // The order the events are sent in (null: theirs) and the groups: a customer's consecutive events.
+        int[]? order = null;
+        var groups = runs;
+        if (byCustomer && runs > customers.Count)
+        {
+            groups = customers.Count;
+            var next = new int[customers.Count + 1];
+            for (var i = 0; i < count; i++)
+            {
+                next[eventCustomer[i]]++;
+            }
+
+            for (int k = 1, at = 0; k <= customers.Count; k++)
+            {
+                (next[k], at) = (at, at + next[k]);
+            }
+
+            order = new int[count];
+            for (var i = 0; i < count; i++)
+            {
+                order[next[eventCustomer[i]]++] = i;
+            }
         }
 
         // KEYS: each customer's idempotency hashes, then each counter's hash (and its set where a UniqueCount event uses it).
@@ -117,37 +157,72 @@ internal static class RecordCommand
             }
         }
 
-        var several = profiles.Count > 1;
-        var values = new RedisValue[3 + (profiles.Count * UsageScripts.RecordArgumentsPerProfile) + eventArguments + (several ? count : 0)];
+        // The groups: from, to (positions in sent order) and whether their events have several profiles.
+        var bounds = new (int From, int To, bool Several)[groups];
+        var profileArguments = 0;
+        for (int from = 0, g = 0; from < count; g++)
+        {
+            var first = order is null ? from : order[from];
+            var to = from + 1;
+            var several = false;
+            for (; to < count && eventCustomer[order is null ? to : order[to]] == eventCustomer[first]; to++)
+            {
+                several |= eventProfile[order is null ? to : order[to]] != eventProfile[first];
+            }
+
+            bounds[g] = (from, to, several);
+            profileArguments += several ? to - from : 0;
+            from = to;
+        }
+
+        // ARGV: the header, the profiles, then per group its size, customer and profile (0: each event names its own),
+        // its events' idempotency keys, and per event its profile (when the group has several) and the rest of its arguments.
+        var values = new RedisValue[5 + (profiles.Count * UsageScripts.RecordArgumentsPerProfile) + (3 * groups) + eventArguments + profileArguments];
         values[0] = count;
         values[1] = profiles.Count;
         values[2] = generationMs;
-        var at = 3;
+        values[3] = order is null ? 1 : 0;
+        values[4] = groups;
+        var a = 5;
         foreach (var p in profiles)
         {
             var c = counters[p.CounterIndex];
-            values[at] = c.HashIndex;
-            values[at + 1] = Code(p.Aggregation);
-            values[at + 2] = p.Limit is { } limit ? limit : RedisValue.EmptyString;
-            values[at + 3] = p.DedupMs;
-            values[at + 4] = p.RetentionMs;
-            values[at + 5] = c.Customer.KeyIndex;
-            at += UsageScripts.RecordArgumentsPerProfile;
+            values[a] = c.HashIndex;
+            values[a + 1] = Code(p.Aggregation);
+            values[a + 2] = p.Limit is { } limit ? limit : RedisValue.EmptyString;
+            values[a + 3] = p.DedupMs;
+            values[a + 4] = p.RetentionMs;
+            values[a + 5] = c.Customer.KeyIndex;
+            a += UsageScripts.RecordArgumentsPerProfile;
         }
 
-        for (var i = 0; i < count; i++)
+        foreach (var (from, to, several) in bounds)
         {
-            var e = events[indices is null ? start + i : indices[start + i]];
-            var p = eventProfile[i];
-            if (several)
+            var first = order is null ? from : order[from];
+            values[a] = to - from;
+            values[a + 1] = eventCustomer[first];
+            values[a + 2] = several ? 0 : eventProfile[first] + 1;
+            a += 3;
+            for (var s = from; s < to; s++)
             {
-                values[at++] = p + 1;
+                var i = order is null ? s : order[s];
+                values[a++] = events[indices is null ? start + i : indices[start + i]].IdempotencyKey;
             }
 
-            at = WriteEvent(values, at, e.Aggregation, e);
+            for (var s = from; s < to; s++)
+            {
+                var i = order is null ? s : order[s];
+                if (several)
+                {
+                    values[a++] = eventProfile[i] + 1;
+                }
+
+                var e = events[indices is null ? start + i : indices[start + i]];
+                a = WriteEvent(values, a, e.Aggregation, e);
+            }
         }
 
-        return (keys, values);
+        return new RecordCall(keys, values, order);
     }
 
     /// <summary>The aggregation's code in the scripts; throws for an unknown one.</summary>
@@ -181,11 +256,13 @@ internal static class RecordCommand
         }
     });
 
+    /// <summary>An event's arguments after its idempotency key (and profile): quantity, then timestamp and ordinal key
+    /// (Last) or unique value (UniqueCount).</summary>
     private static int EventArguments(MeterAggregation aggregation) => aggregation switch
     {
-        MeterAggregation.Last => 4,
-        MeterAggregation.UniqueCount => 3,
-        _ => 2,
+        MeterAggregation.Last => 3,
+        MeterAggregation.UniqueCount => 2,
+        _ => 1,
     };
 
     private static void WriteProfile(RedisValue[] values, int at, int hashIndex, int customerIndex, string code, in UsageCounterEvent e, long defaultRetentionMs)
@@ -200,7 +277,6 @@ internal static class RecordCommand
 
     private static int WriteEvent(RedisValue[] values, int at, MeterAggregation aggregation, in UsageCounterEvent e)
     {
-        values[at++] = e.IdempotencyKey;
         values[at++] = e.Quantity;
         switch (aggregation)
         {
@@ -215,6 +291,11 @@ internal static class RecordCommand
 
         return at;
     }
+
+    /// <summary>One script call: its keys and arguments, and the order its events are sent in (event positions in sent
+    /// order; null when it is theirs, and then the script stops at an overflow, keeping what the events before it did;
+    /// otherwise it writes nothing when an event overflows).</summary>
+    internal sealed record RecordCall(RedisKey[] Keys, RedisValue[] Values, int[]? Order);
 
     /// <summary>A customer of the call: its key prefix and the index of its idempotency hashes' name in <c>KEYS</c> (from 1).</summary>
     private sealed record Customer(string Prefix, int KeyIndex);

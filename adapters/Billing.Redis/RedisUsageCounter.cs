@@ -139,8 +139,8 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
             return Coalesce(database, usageEvent, cancellationToken);
         }
 
-        var (keys, values) = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs, _generationMs);
-        return RecordOneAsync(keys, values, usageEvent, cancellationToken);
+        var call = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs, _generationMs);
+        return RecordOneAsync(call.Keys, call.Values, usageEvent, cancellationToken);
     }
 
     /// <inheritdoc />
@@ -352,16 +352,16 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     /// replays it with <c>redis-benchmark</c>).</summary>
     internal (string Script, RedisKey[] Keys, RedisValue[] Values) RecordCommandFor(in UsageCounterEvent usageEvent)
     {
-        var (keys, values) = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs, _generationMs);
-        return (UsageScripts.Record, keys, values);
+        var call = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs, _generationMs);
+        return (UsageScripts.Record, call.Keys, call.Values);
     }
 
     /// <summary>The script call <see cref="RecordBatchAsync"/> sends for <paramref name="events"/> on a standalone server
     /// (at most <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> events; for the benchmark).</summary>
     internal (string Script, RedisKey[] Keys, RedisValue[] Values) RecordBatchCommandFor(IReadOnlyList<UsageCounterEvent> events)
     {
-        var (keys, values) = RecordCommand.Batch(_keys, events, null, 0, events.Count, _defaultRetentionMs, _generationMs);
-        return (UsageScripts.Record, keys, values);
+        var call = RecordCommand.Batch(_keys, events, null, 0, events.Count, _defaultRetentionMs, _generationMs);
+        return (UsageScripts.Record, call.Keys, call.Values);
     }
 
     /// <summary>Overrides what the server is taken to be (tests): true one call per batch, false per slot.</summary>
@@ -370,8 +370,28 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     private async ValueTask<UsageCounterResult> RecordOneAsync(RedisKey[] keys, RedisValue[] values, UsageCounterEvent usageEvent, CancellationToken cancellationToken)
     {
         var database = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        var reply = (RedisResult[])(await EvaluateAsync(database, Script.Record, keys, values, cancellationToken).ConfigureAwait(false))!;
-        return reply.Length == 1 && TryDecode(reply[0], out var result) ? result : throw Overflow(usageEvent);
+        RedisResult[] reply;
+        if (cancellationToken.CanBeCanceled)
+        {
+            reply = (RedisResult[])(await EvaluateAsync(database, Script.Record, keys, values, cancellationToken).ConfigureAwait(false))!;
+        }
+        else
+        {
+            // EVALSHA awaited here rather than through EvaluateAsync: one continuation less per event.
+            RedisResult? result = null;
+            try
+            {
+                result = await database.ScriptEvaluateAsync(UsageScripts.RecordSha1, keys, values).ConfigureAwait(false);
+            }
+            catch (RedisServerException e) when (IsNoScript(e))
+            {
+                // The script did not run.
+            }
+
+            reply = (RedisResult[])(result ?? await EvaluateTextAsync(database, Script.Record, keys, values, cancellationToken).ConfigureAwait(false))!;
+        }
+
+        return reply.Length == 1 && TryDecode(reply[0], out var decoded) ? decoded : throw Overflow(usageEvent);
     }
 
     /// <summary>Queues an event for the next coalesced call, or sends it at once when fewer than two are in flight.</summary>
@@ -479,18 +499,12 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
                 events[i] = batch[i].Event;
             }
 
-            var (keys, values) = events.Length == 1
-                ? RecordCommand.Single(_keys, events[0], _defaultRetentionMs, _generationMs)
-                : RecordCommand.Batch(_keys, events, null, 0, events.Length, _defaultRetentionMs, _generationMs);
-            return EvaluateArrayAsync(database, keys, values);
+            return EvaluateRecordAsync(database, events, null, 0, events.Length, CancellationToken.None);
         }
         catch (Exception e)
         {
             return Task.FromException<RedisResult[]>(e);
         }
-
-        static async Task<RedisResult[]> EvaluateArrayAsync(IDatabase database, RedisKey[] keys, RedisValue[] values) =>
-            (RedisResult[])(await EvaluateAsync(database, Script.Record, keys, values, CancellationToken.None).ConfigureAwait(false))!;
     }
 
     /// <summary>Completes each caller of a coalesced call; events the call did not apply are sent again on their own.</summary>
@@ -534,8 +548,8 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     {
         try
         {
-            var (keys, values) = RecordCommand.Single(_keys, pending.Event, _defaultRetentionMs, _generationMs);
-            pending.TrySetResult(await RecordOneAsync(keys, values, pending.Event, CancellationToken.None).ConfigureAwait(false));
+            var call = RecordCommand.Single(_keys, pending.Event, _defaultRetentionMs, _generationMs);
+            pending.TrySetResult(await RecordOneAsync(call.Keys, call.Values, pending.Event, CancellationToken.None).ConfigureAwait(false));
         }
         catch (Exception e)
         {
@@ -653,8 +667,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     /// <summary>One script call; returns the batch index of the event that overflowed, or null.</summary>
     private async Task<int?> RecordCallAsync(IDatabase database, IReadOnlyList<UsageCounterEvent> events, List<int>? indices, int start, int count, UsageCounterResult[] results, CancellationToken cancellationToken)
     {
-        var (keys, values) = RecordCommand.Batch(_keys, events, indices, start, count, _defaultRetentionMs, _generationMs);
-        var reply = (RedisResult[])(await EvaluateAsync(database, Script.Record, keys, values, cancellationToken).ConfigureAwait(false))!;
+        var reply = await EvaluateRecordAsync(database, events, indices, start, count, cancellationToken).ConfigureAwait(false);
         if (reply.Length > count)
         {
             throw new InvalidOperationException($"The usage script returned {reply.Length} results for {count} events.");
@@ -672,6 +685,54 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         return reply.Length == count
             ? null
             : throw new InvalidOperationException($"The usage script returned {reply.Length} results for {count} events without an overflow.");
+    }
+
+    /// <summary>
+    /// Records <paramref name="count"/> events (from <paramref name="start"/>, positions in <paramref name="indices"/> when
+    /// given) in one script call and returns their results in their order: one per event, or up to and including the
+    /// first that overflowed (the events before it applied, those after it not).
+    /// </summary>
+    /// <remarks>The events go grouped by customer (each customer's in their order: events of different customers share no
+    /// key, so the results are those of their order). Grouped out of their order, the script writes nothing when an event
+    /// overflows; the events are then sent again in their order (a rare path: a total past <see cref="long.MaxValue"/>).</remarks>
+    private async Task<RedisResult[]> EvaluateRecordAsync(IDatabase database, IReadOnlyList<UsageCounterEvent> events, List<int>? indices, int start, int count, CancellationToken cancellationToken)
+    {
+        var call = count == 1
+            ? RecordCommand.Single(_keys, events[indices is null ? start : indices[start]], _defaultRetentionMs, _generationMs)
+            : RecordCommand.Batch(_keys, events, indices, start, count, _defaultRetentionMs, _generationMs);
+        var reply = (RedisResult[])(await EvaluateAsync(database, Script.Record, call.Keys, call.Values, cancellationToken).ConfigureAwait(false))!;
+        if (call.Order is not { } order || reply.Length > count)
+        {
+            return reply;
+        }
+
+        if (reply.Length == count && !IsOverflow(reply[^1]))
+        {
+            var results = new RedisResult[count];
+            for (var i = 0; i < count; i++)
+            {
+                results[order[i]] = reply[i];
+            }
+
+            return results;
+        }
+
+        // An event overflowed and nothing was written: send the events again in their order.
+        call = RecordCommand.Batch(_keys, events, indices, start, count, _defaultRetentionMs, _generationMs, byCustomer: false);
+        return (RedisResult[])(await EvaluateAsync(database, Script.Record, call.Keys, call.Values, cancellationToken).ConfigureAwait(false))!;
+    }
+
+    /// <summary>Whether an event's result is an overflow (outcome 3).</summary>
+    private static bool IsOverflow(RedisResult element)
+    {
+        var value = (RedisValue)element;
+        if (value.IsInteger)
+        {
+            return ((long)value & 3) == OverflowOutcome;
+        }
+
+        var text = (string?)value;
+        return text is { Length: > 0 } && text[0] - '0' == OverflowOutcome;
     }
 
     /// <summary>
@@ -698,11 +759,17 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
             // The script did not run.
         }
 
+        return await EvaluateTextAsync(database, script, keys, values, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Sends a script by its text (after a <c>NOSCRIPT</c> reply to its SHA1), which loads it.</summary>
+    private static async Task<RedisResult> EvaluateTextAsync(IDatabase database, Script script, RedisKey[] keys, RedisValue[] values, CancellationToken cancellationToken)
+    {
         var text = script == Script.Record ? UsageScripts.Record : UsageScripts.Rebuild;
         for (var attempt = 1; ; attempt++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            call = database.ScriptEvaluateAsync(text, keys, values);
+            var call = database.ScriptEvaluateAsync(text, keys, values);
             try
             {
                 return await (cancellationToken.CanBeCanceled ? call.WaitAsync(cancellationToken) : call).ConfigureAwait(false);

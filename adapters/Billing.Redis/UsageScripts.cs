@@ -27,10 +27,11 @@ namespace Billing.Redis;
 /// <para>
 /// <b>Cost.</b> Idempotency keys are fields of one hash per customer and generation (see <see cref="Idempotency"/>), so a
 /// call looks up all of a customer's keys with one <c>HMGET</c> per generation it must search (two with the defaults) and
-/// takes the new ones with one <c>HSET</c>, a <c>PTTL</c> and at most one <c>PEXPIRE</c>: a few Redis calls per customer
-/// and call instead of one per event. Per counter and call: one <c>HGET</c> (<c>HMGET</c> for Last) when it is first
-/// used, and one <c>HSET</c> of the final state plus a <c>PEXPIRE</c> at the end. UniqueCount adds a <c>SISMEMBER</c> per
-/// event and a <c>SADD</c> per new value. Duplicates and events that cannot be accepted (over the limit, overflow) write
+/// takes the new ones with one <c>HSET</c>, a <c>PTTL</c> and at most one <c>PEXPIRE</c> (none when the expiry is
+/// already far enough, e.g. within the same ms): a few Redis calls per customer
+/// and call instead of one per event. Per counter and call: one <c>HGET</c> (<c>HMGET</c> for Last) before the first
+/// event, and one <c>HSET</c> of the final state plus a <c>PEXPIRE</c> at the end. UniqueCount adds a <c>SISMEMBER</c> per
+/// event and one <c>SADD</c> of the new values at the end. Duplicates and events that cannot be accepted (over the limit, overflow) write
 /// nothing. Reading the server clock (<c>TIME</c>) needs Redis 5 or later (script effects replication).
 /// </para>
 /// <para><b>Results.</b> One element per event, in order: the integer <c>outcome + 4 × total</c> when the total is below
@@ -152,163 +153,212 @@ internal static class UsageScripts
         """;
 
     /// <summary>
-    /// Records events in order. <c>KEYS</c>: per customer the start of its idempotency hashes' names
-    /// (<c>{prefix}:{cus}:i:</c>, the script appends the generation), then per counter its hash, followed by its set of
-    /// unique values when a UniqueCount event uses it. <c>ARGV</c>: n, the number of profiles p, the generation length in ms,
-    /// then per profile (<see cref="RecordArgumentsPerProfile"/>): the index of the counter hash in <c>KEYS</c>, aggregation,
-    /// hard limit (empty for none), dedup window ms (0: the key is not kept), counter retention ms, the index of the
-    /// customer's idempotency name in <c>KEYS</c>; then per event: its profile (1..p, only when p &gt; 1), idempotency key,
-    /// quantity, UTC ticks and ordinal key (Last only), unique value (UniqueCount only).
+    /// Records events: in groups, each of one customer's events in their order (events of different customers share no
+    /// key, so any interleaving of the groups gives the same results). <c>KEYS</c>: per customer the start of its
+    /// idempotency hashes' names (<c>{prefix}:{cus}:i:</c>, the script appends the generation), then per counter its hash,
+    /// followed by its set of unique values when a UniqueCount event uses it. <c>ARGV</c>: n, the number of profiles p, the
+    /// generation length in ms, whether the events are sent in their order (1: an overflow keeps what the events before it
+    /// did; 0: an overflow writes nothing, the caller sends them again in their order), the number of groups; then per
+    /// profile (<see cref="RecordArgumentsPerProfile"/>): the index of the counter hash in <c>KEYS</c>, aggregation, hard
+    /// limit (empty for none), dedup window ms (0: the key is not kept), counter retention ms, the index of the customer's
+    /// idempotency name in <c>KEYS</c>; then per group: its number of events m, the index of its customer's idempotency
+    /// name, its events' profile (0 when they have several), the m idempotency keys (consecutive, so they are looked up
+    /// straight from <c>ARGV</c>), then per event: its profile (only when the group's is 0), quantity, UTC ticks and
+    /// ordinal key (Last only), unique value (UniqueCount only). Nothing is written before the last event is decided.
     /// </summary>
     public const string Record = Helpers + Idempotency + """
-        local n, p, gen = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+        local A, call = ARGV, redis.call
+        local n, p, gen, ordered, ng = tonumber(A[1]), tonumber(A[2]), tonumber(A[3]), A[4] == '1', tonumber(A[5])
         local now = servertime()
-        local pc, pagg, plim, pdedup, pret, pcus, psuffix = {}, {}, {}, {}, {}, {}, {}
-        local a = 3
+        -- Profiles (by their index, also as text for the per-event index), customers, counters.
+        local prof, named, cust, tot, big, stamps, skeys, counters, ret = {}, {}, {}, {}, {}, {}, {}, {}, {}
+        local nc, a = 0, 5
         for j = 1, p do
-          pc[j] = tonumber(ARGV[a + 1])
-          pagg[j] = ARGV[a + 2]
-          local l = ARGV[a + 3]
-          if l == '' then plim[j] = false else plim[j] = num(l) end
-          pdedup[j] = tonumber(ARGV[a + 4])
-          pret[j] = ARGV[a + 5]
-          pcus[j] = tonumber(ARGV[a + 6])
-          psuffix[j] = ':' .. format('%.0f', now + pdedup[j])
+          local ci, agg, l, dedup, ix = tonumber(A[a + 1]), A[a + 2], A[a + 3], tonumber(A[a + 4]), tonumber(A[a + 6])
+          local cu = cust[ix]
+          if not cu then
+            cu = { base = KEYS[ix], window = 0, found = {}, writes = {}, nw = 0, expiry = 0 }
+            cust[ix] = cu
+          end
+          if dedup > cu.window then cu.window = dedup end
+          local lim = false
+          if l ~= '' then lim = num(l) end
+          local w = 1
+          if agg == 'l' then w = 3 elseif agg == 'u' then w = 2 elseif agg ~= 's' and agg ~= 'c' and agg ~= 'm' then
+            error('unknown aggregation ' .. tostring(agg))
+          end
+          local exp = now + dedup
+          local pr = { ci = ci, agg = agg, lim = lim, nlim = type(lim) == 'number', dedup = dedup, ret = A[a + 5], cu = cu,
+            exp = exp, sfx = ':' .. format('%.0f', exp), w = w }
+          prof[j] = pr
+          if p > 1 then named[tostring(j)] = pr end
+          -- Every counter is read once, before any event (nothing is written before the last event).
+          if tot[ci] == nil then
+            nc = nc + 1
+            counters[nc] = ci
+            if agg == 'l' then
+              local h = call('HMGET', KEYS[ci], 'total', 'last_ts', 'last_key')
+              if h[1] then tot[ci] = num(h[1]) else tot[ci] = 0 end
+              stamps[ci] = h[2] or false
+              skeys[ci] = h[3]
+            else
+              local h = call('HGET', KEYS[ci], 'total')
+              if h then tot[ci] = num(h) else tot[ci] = 0 end
+            end
+            big[ci] = type(tot[ci]) ~= 'number'
+          elseif agg == 'l' and stamps[ci] == nil then
+            local h = call('HMGET', KEYS[ci], 'last_ts', 'last_key')
+            stamps[ci] = h[1] or false
+            skeys[ci] = h[2]
+          end
           a = a + 6
         end
-        -- First pass: where each event's arguments start, and each customer's keys (looked up together).
-        local ep, ea, cust, corder = {}, {}, {}, {}
-        local pi = 1
-        for i = 1, n do
-          if p > 1 then
-            a = a + 1
-            pi = tonumber(ARGV[a])
-          end
-          ep[i], ea[i] = pi, a
-          local ci, agg = pcus[pi], pagg[pi]
-          local cu = cust[ci]
-          if not cu then
-            cu = { keys = {}, window = 0, writes = {}, expiry = 0 }
-            cust[ci] = cu
-            corder[#corder + 1] = ci
-          end
-          cu.keys[#cu.keys + 1] = ARGV[a + 1]
-          if pdedup[pi] > cu.window then cu.window = pdedup[pi] end
-          if agg == 'l' then a = a + 4 elseif agg == 'u' then a = a + 3 else a = a + 2 end
-        end
-        for k = 1, #corder do
-          local ci = corder[k]
-          local cu = cust[ci]
-          cu.found = lookup(KEYS[ci], cu.keys, now, gen, cu.window)
-        end
-        local totals, stamps, skeys, changed, sets, ret, order, out = {}, {}, {}, {}, {}, {}, {}, {}
-        for i = 1, n do
-          pi = ep[i]
-          a = ea[i]
-          local key, q = ARGV[a + 1], ARGV[a + 2]
-          a = a + 2
-          local ci, agg = pc[pi], pagg[pi]
-          local cu = cust[pcus[pi]]
-          local t = totals[ci]
-          if agg == 'l' and stamps[ci] == nil then
-            local h = redis.call('HMGET', KEYS[ci], 'total', 'last_ts', 'last_key')
-            if t == nil then
-              if h[1] then t = num(h[1]) else t = 0 end
-              totals[ci] = t
-            end
-            stamps[ci] = h[2] or false
-            skeys[ci] = h[3]
-          elseif t == nil then
-            local h = redis.call('HGET', KEYS[ci], 'total')
-            if h then t = num(h) else t = 0 end
-            totals[ci] = t
-          end
-          local original = cu.found[key]
-          if original then
-            out[i] = reply(1, num(original))
+        -- First pass: each group's keys (consecutive arguments) are looked up together in its customer's hashes.
+        local first = a
+        for g = 1, ng do
+          local m, cu, gp = tonumber(A[a + 1]), cust[tonumber(A[a + 2])], tonumber(A[a + 3])
+          lookup(cu.base, cu.found, a + 4, a + 3 + m, now, gen, cu.window)
+          a = a + 3 + m
+          if gp > 0 then
+            a = a + m * prof[gp].w
           else
-            local c, ts, kh, uv, later
-            if agg == 's' then
-              if type(t) == 'number' and #q <= 15 then
-                c = t + tonumber(q)
-                if c >= BIG then c = format('%.0f', c) end
-              else
-                c = add(t, num(q))
-              end
-            elseif agg == 'c' then
-              c = add(t, 1)
-            elseif agg == 'm' then
-              c = num(q)
-              if cmp(c, t) <= 0 then c = t end
-            elseif agg == 'l' then
-              ts, kh = ARGV[a + 1], ARGV[a + 2]
-              local lts = stamps[ci]
-              later = not lts
-              if not later then
-                local d = cmpstr(ts, lts)
-                later = d > 0 or (d == 0 and bytecmp(kh, skeys[ci]) > 0)
-              end
-              if later then c = num(q) else c = t end
-            elseif agg == 'u' then
-              uv = ARGV[a + 1]
-              later = redis.call('SISMEMBER', KEYS[ci + 1], uv) == 0
-              if later then c = add(t, 1) else c = t end
-            else
-              error('unknown aggregation ' .. tostring(agg))
+            for i = 1, m do a = a + 1 + named[A[a + 1]].w end
+          end
+        end
+        -- Second pass: the events, group by group. Nothing is written until the end.
+        local changed, sets, adds, added, out, o = {}, {}, {}, {}, {}, 0
+        a = first
+        local stopped = false
+        for g = 1, ng do
+          local m, cu, gp = tonumber(A[a + 1]), cust[tonumber(A[a + 2])], tonumber(A[a + 3])
+          local ks = a + 3
+          a = ks + m
+          local pr = prof[gp]
+          local found = cu.found
+          for i = 1, m do
+            if gp == 0 then
+              a = a + 1
+              pr = named[A[a]]
             end
-            local lim, ok = plim[pi], false
-            if type(c) == 'number' then
-              ok = not lim or type(lim) ~= 'number' or c <= lim
+            local key, q, x, y = A[ks + i], A[a + 1], A[a + 2], A[a + 3]
+            a = a + pr.w
+            o = o + 1
+            local original = found[key]
+            if original then
+              out[o] = reply(1, original)
             else
-              ok = fits(c) and (not lim or cmp(c, lim) <= 0)
-            end
-            if ok then
-              local dedup = pdedup[pi]
-              if dedup > 0 then
-                local ct = c
-                if type(c) == 'number' then ct = format('%d', c) end
-                cu.found[key] = ct
-                local w = cu.writes
-                w[#w + 1] = key
-                w[#w + 1] = ct .. psuffix[pi]
-                if now + dedup > cu.expiry then cu.expiry = now + dedup end
-              end
-              totals[ci] = c
-              if agg == 'l' then
-                if later then
-                  stamps[ci] = ts
-                  skeys[ci] = kh
-                  changed[ci] = true
+              local ci, agg = pr.ci, pr.agg
+              local t = tot[ci]
+              local c, later
+              if agg == 's' then
+                if #q <= 15 and not big[ci] then
+                  c = t + q -- decimal text of at most 15 digits: converted exactly
+                  if c >= BIG then c = format('%.0f', c) end
+                else
+                  c = add(t, num(q))
                 end
-              elseif agg == 'u' then
-                if later then redis.call('SADD', KEYS[ci + 1], uv) end
-                sets[ci] = true
+              elseif agg == 'c' then
+                if big[ci] then
+                  c = addstr(t, '1')
+                else
+                  c = t + 1
+                  if c >= BIG then c = format('%.0f', c) end
+                end
+              elseif agg == 'm' then
+                c = num(q)
+                if cmp(c, t) <= 0 then c = t end
+              elseif agg == 'l' then
+                local lts = stamps[ci]
+                later = not lts
+                if not later then
+                  local d = cmpstr(x, lts)
+                  later = d > 0 or (d == 0 and bytecmp(y, skeys[ci]) > 0)
+                end
+                if later then c = num(q) else c = t end
+              else
+                local seen = added[ci]
+                later = not (seen and seen[x]) and call('SISMEMBER', KEYS[ci + 1], x) == 0
+                if later then c = add(t, 1) else c = t end
               end
-              if not ret[ci] then order[#order + 1] = ci end
-              ret[ci] = pret[pi]
-              if type(c) == 'number' then out[i] = 4 * c else out[i] = '0' .. c end
-            elseif fits(c) then
-              out[i] = reply(2, t)
-            else
-              out[i] = reply(3, t)
-              break
+              local small = type(c) == 'number'
+              local ok
+              if small then
+                ok = not pr.nlim or c <= pr.lim
+              else
+                ok = fits(c) and (not pr.lim or cmp(c, pr.lim) <= 0)
+              end
+              if ok then
+                if pr.dedup > 0 then
+                  local v
+                  if small then v = format('%d%s', c, pr.sfx) else v = c .. pr.sfx end
+                  found[key] = c
+                  local w, nw = cu.writes, cu.nw
+                  w[nw + 1] = key
+                  w[nw + 2] = v
+                  cu.nw = nw + 2
+                  if pr.exp > cu.expiry then cu.expiry = pr.exp end
+                end
+                tot[ci] = c
+                big[ci] = not small
+                if agg == 'l' then
+                  if later then
+                    stamps[ci] = x
+                    skeys[ci] = y
+                    changed[ci] = true
+                  end
+                elseif agg == 'u' then
+                  if later then
+                    local seen = added[ci]
+                    if not seen then
+                      seen = {}
+                      added[ci] = seen
+                      adds[ci] = {}
+                    end
+                    seen[x] = true
+                    adds[ci][#adds[ci] + 1] = x
+                  end
+                  sets[ci] = true
+                end
+                ret[ci] = pr.ret
+                if small then out[o] = 4 * c else out[o] = '0' .. c end
+              elseif fits(c) then
+                out[o] = reply(2, t)
+              else
+                out[o] = reply(3, t)
+                -- Sent in the batch's order: keep what the events before it did. Otherwise write nothing (the caller sends
+                -- the batch again in its order).
+                if not ordered then return out end
+                stopped = true
+                break
+              end
             end
           end
+          if stopped then break end
         end
-        for k = 1, #corder do
-          local cu = cust[corder[k]]
-          store(KEYS[corder[k]], cu.writes, cu.expiry, now, gen)
+        for ix, cu in pairs(cust) do
+          store(cu.base, cu.writes, cu.nw, cu.expiry, now, gen)
         end
-        for k = 1, #order do
-          local ci = order[k]
-          local ckey, ms = KEYS[ci], ret[ci]
-          if changed[ci] then
-            redis.call('HSET', ckey, 'total', totals[ci], 'last_ts', stamps[ci], 'last_key', skeys[ci])
-          else
-            redis.call('HSET', ckey, 'total', totals[ci])
+        for k = 1, nc do
+          local ci = counters[k]
+          local ms = ret[ci]
+          if ms then
+            local ckey = KEYS[ci]
+            if changed[ci] then
+              call('HSET', ckey, 'total', tot[ci], 'last_ts', stamps[ci], 'last_key', skeys[ci])
+            else
+              call('HSET', ckey, 'total', tot[ci])
+            end
+            call('PEXPIRE', ckey, ms)
+            if sets[ci] then
+              local list = adds[ci]
+              if list then
+                for s = 1, #list, CHUNK do
+                  call('SADD', KEYS[ci + 1], unpack(list, s, math.min(s + CHUNK - 1, #list)))
+                end
+              end
+              call('PEXPIRE', KEYS[ci + 1], ms)
+            end
           end
-          redis.call('PEXPIRE', ckey, ms)
-          if sets[ci] then redis.call('PEXPIRE', KEYS[ci + 1], ms) end
         end
         return out
         """;
@@ -379,7 +429,7 @@ internal static class UsageScripts
           retention = ARGV[a + 6]
         end
         forget(ikey, keys, now, gen, window)
-        store(ikey, writes, maxexp, now, gen)
+        store(ikey, writes, #writes, maxexp, now, gen)
         if retention then
           if changed then
             redis.call('HSET', ckey, 'total', t, 'last_ts', lts, 'last_key', lkh)
@@ -413,27 +463,27 @@ internal static class UsageScripts
           return floor((now - window) / gen), floor(now / gen)
         end
 
-        -- The keys of the list that are held (not expired): key -> total text. Newer generations win.
-        local function lookup(base, keys, now, gen, window)
-          local found = {}
+        -- Looks up the keys ARGV[from..to] in every generation the window reaches and adds those held (not expired) to found:
+        -- key -> total (a value of num()). Newer generations win.
+        local function lookup(base, found, from, to, now, gen, window)
           local first, last = generations(now, gen, window)
           for g = first, last do
             local name = base .. format('%.0f', g)
-            for s = 1, #keys, CHUNK do
-              local e = math.min(s + CHUNK - 1, #keys)
-              local vals = redis.call('HMGET', name, unpack(keys, s, e))
+            for s = from, to, CHUNK do
+              local e = s + CHUNK - 1
+              if e > to then e = to end
+              local vals = redis.call('HMGET', name, unpack(ARGV, s, e))
               for j = 1, #vals do
                 local v = vals[j]
                 if v then
                   local at = string.find(v, ':', 1, true)
                   if tonumber(string.sub(v, at + 1)) > now then
-                    found[keys[s + j - 1]] = string.sub(v, 1, at - 1)
+                    found[ARGV[s + j - 1]] = num(string.sub(v, 1, at - 1))
                   end
                 end
               end
             end
           end
-          return found
         end
 
         -- Removes the keys from every generation their window can reach.
@@ -448,12 +498,15 @@ internal static class UsageScripts
           end
         end
 
-        -- Writes key/value pairs into the current generation and keeps the hash until its last key expires.
-        local function store(base, writes, expiry, now, gen)
-          if #writes == 0 then return end
+        -- Writes the first nw entries of writes (key/value pairs) into the current generation and keeps the hash until its last
+        -- key expires.
+        local function store(base, writes, nw, expiry, now, gen)
+          if nw == 0 then return end
           local name = base .. format('%.0f', floor(now / gen))
-          for s = 1, #writes, 2 * CHUNK do
-            redis.call('HSET', name, unpack(writes, s, math.min(s + 2 * CHUNK - 1, #writes)))
+          for s = 1, nw, 2 * CHUNK do
+            local e = s + 2 * CHUNK - 1
+            if e > nw then e = nw end
+            redis.call('HSET', name, unpack(writes, s, e))
           end
           local need = expiry - now
           if redis.call('PTTL', name) < need then redis.call('PEXPIRE', name, need) end

@@ -228,6 +228,40 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task A_batch_grouped_by_customer_gives_the_results_of_its_order_and_an_overflow_sent_last_applies_nothing_after_it()
+    {
+        // Interleaved customers go to the script grouped by customer; results, duplicates and unique values are those of
+        // the batch's order.
+        var a = NewCustomer();
+        var b = NewCustomer();
+        UsageCounterEvent Unique(string c, string key, string value) =>
+            Event(c, key, 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = value };
+        var results = await Counter.RecordBatchAsync(
+        [
+            Unique(a, "k1", "v1"), Unique(b, "k1", "v1"), Event(a, "s1", 3), Unique(a, "k2", "v1"), Event(b, "s1", 4),
+            Unique(a, "k3", "v2"), Unique(a, "k1", "v9"), Event(b, "s1", 7), Event(a, "s2", 2),
+        ]);
+        Assert.Equal(
+        [
+            new(UsageOutcome.Accepted, 1), new(UsageOutcome.Accepted, 1), new(UsageOutcome.Accepted, 3), new(UsageOutcome.Accepted, 1),
+            new(UsageOutcome.Accepted, 4), new(UsageOutcome.Accepted, 2), new(UsageOutcome.Duplicate, 1), new(UsageOutcome.Duplicate, 4),
+            new(UsageOutcome.Accepted, 5),
+        ],
+        results);
+        Assert.Equal(2, await Counter.GetTotalAsync(Key(a, "users")));
+        Assert.Equal(["v1", "v2"], ((object?[])(await Server.ExecuteAsync("SMEMBERS", $"billing:{{{a}}}:u:users:{PeriodSeconds}"))!).Cast<string>().Order(StringComparer.Ordinal));
+
+        // The overflowing event is the last one sent (its customer's group comes after the other's): the events before it
+        // in the batch are applied, the one after it is not.
+        Assert.Equal(long.MaxValue, (await Counter.RecordAsync(Event(a, "max", long.MaxValue - 5))).Total);
+        await Assert.ThrowsAsync<OverflowException>(async () => await Counter.RecordBatchAsync([Event(b, "o1", 1), Event(a, "over", 10), Event(b, "o2", 1)]));
+        Assert.Equal(long.MaxValue, await Counter.GetTotalAsync(Key(a)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 5), await Counter.RecordAsync(Event(b, "o1", 1)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 6), await Counter.RecordAsync(Event(b, "o2", 1)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, long.MaxValue), await Counter.RecordAsync(Event(a, "over", 0))); // still free
+    }
+
+    [Fact]
     public async Task A_batch_is_one_script_call_on_a_standalone_server_and_keeps_its_order()
     {
         string[] customers = [NewCustomer(), NewCustomer(), NewCustomer()];
