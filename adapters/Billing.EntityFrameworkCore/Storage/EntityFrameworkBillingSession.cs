@@ -27,6 +27,7 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     private readonly SqlDialect _sql;
     private readonly CompiledQueries _queries;
     private readonly PostgreSqlWriter? _writer;
+    private readonly BillingStoreChangeFeed? _feed;
     private readonly PendingWrites<Customer> _customers = new("customer", c => c.Id);
     private readonly PendingWrites<Plan> _plans = new("plan", p => p.Id);
     private readonly PendingWrites<Subscription> _subscriptions = new("subscription", s => s.Id);
@@ -43,8 +44,9 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     private IDbContextTransaction? _transaction;
     private bool _done;
 
-    public EntityFrameworkBillingSession(DbContext db, SqlDialect sql, CompiledQueries queries, PostgreSqlWriter? writer)
+    public EntityFrameworkBillingSession(DbContext db, SqlDialect sql, CompiledQueries queries, PostgreSqlWriter? writer, BillingStoreChangeFeed? feed = null)
     {
+        _feed = feed;
         _db = db;
         _sql = sql;
         _queries = queries;
@@ -89,13 +91,16 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
             if (_writer is not null)
             {
                 await WriteBatchAsync(_writer, cancellationToken).ConfigureAwait(false);
-                return;
+            }
+            else
+            {
+                await EnsureTransactionAsync(cancellationToken).ConfigureAwait(false);
+                await StageAsync(cancellationToken).ConfigureAwait(false);
+                await _db.SaveChangesAsync(acceptAllChangesOnSuccess: false, cancellationToken).ConfigureAwait(false);
+                await _transaction!.CommitAsync(cancellationToken).ConfigureAwait(false);
             }
 
-            await EnsureTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await StageAsync(cancellationToken).ConfigureAwait(false);
-            await _db.SaveChangesAsync(acceptAllChangesOnSuccess: false, cancellationToken).ConfigureAwait(false);
-            await _transaction!.CommitAsync(cancellationToken).ConfigureAwait(false);
+            PublishChanges();
         }
         catch (Exception e) when (DatabaseErrors.Translate(e) is { } translated)
         {
@@ -106,6 +111,19 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
             await DisposeTransactionAsync().ConfigureAwait(false);
             _db.ChangeTracker.Clear();
         }
+    }
+
+    /// <summary>Tells the store's subscribers which customers (directly or through subscriptions) and plans this commit changed.</summary>
+    private void PublishChanges()
+    {
+        if (_feed is null || (_customers.IsEmpty && _subscriptions.IsEmpty && _plans.IsEmpty))
+        {
+            return;
+        }
+
+        var customers = new HashSet<string>(_customers.Changes.Select(c => c.Value.Id), StringComparer.Ordinal);
+        customers.UnionWith(_subscriptions.Changes.Select(s => s.Value.CustomerId));
+        _feed.Publish(customers, [.. _plans.Changes.Select(p => p.Value.Id)]);
     }
 
     public async ValueTask DisposeAsync()

@@ -32,7 +32,7 @@ namespace Billing.EntityFrameworkCore.Storage;
 /// resolution; keep one store per database and schema (the DI registration does).
 /// </para>
 /// </remarks>
-public sealed class EntityFrameworkBillingStore : IBillingStore
+public sealed class EntityFrameworkBillingStore : IBillingStore, IBillingStoreChanges
 {
     /// <summary>Contexts kept for reuse: enough for every concurrent session of a busy host.</summary>
     private const int ContextPoolSize = 256;
@@ -40,6 +40,7 @@ public sealed class EntityFrameworkBillingStore : IBillingStore
     private readonly PooledDbContextFactory<BillingDbContext> _contexts;
     private readonly SqlDialect _sql;
     private readonly CompiledQueries _queries = new();
+    private readonly BillingStoreChangeFeed _changes = new();
     private PostgreSqlWriter? _writer;
 
     /// <summary>Creates a store over a configured provider.</summary>
@@ -102,6 +103,10 @@ public sealed class EntityFrameworkBillingStore : IBillingStore
         var context = _contexts.CreateDbContext();
         context.Schema = Schema;
         var writer = Provider == BillingDatabaseProvider.PostgreSql ? _writer ??= PostgreSqlWriter.For(context, Schema!) : null;
-        return ValueTask.FromResult<IBillingSession>(new EntityFrameworkBillingSession(context, _sql, _queries, writer));
+        return ValueTask.FromResult<IBillingSession>(new EntityFrameworkBillingSession(context, _sql, _queries, writer, _changes));
     }
+
+    /// <inheritdoc />
+    /// <remarks>Only commits through this store object are reported, not those of another process or store object.</remarks>
+    public IDisposable Subscribe(Action<BillingStoreChange> committed) => _changes.Subscribe(committed);
 }

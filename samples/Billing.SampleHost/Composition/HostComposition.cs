@@ -34,6 +34,12 @@ internal static class HostComposition
         services.AddSingleton<IPaymentGateway, FakePaymentGateway>();
 
         var billing = services.AddBilling(o => builder.Configuration.GetSection(SampleHostOptions.Section + ":Engine").Bind(o));
+        // Usage ingestion: the host reuses what it read to resolve events for 1 s unless configured (Billing:Metering).
+        billing.ConfigureMetering(o =>
+        {
+            o.ResolutionCacheDuration = TimeSpan.FromSeconds(1);
+            builder.Configuration.GetSection(SampleHostOptions.Section + ":Metering").Bind(o);
+        });
         var redis = settings.Redis.Configuration;
         var counters = settings.UsageCounters.Trim().ToLowerInvariant();
         if (string.IsNullOrWhiteSpace(redis))

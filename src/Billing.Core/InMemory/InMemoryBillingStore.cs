@@ -19,8 +19,9 @@ namespace Billing.InMemory;
 /// lock; reads take the lock briefly and return immutable records. Two sessions that take a number from the same
 /// sequence conflict at commit (the second fails and can retry), as a row lock would make them wait in a database.
 /// </remarks>
-public sealed class InMemoryBillingStore : IBillingStore
+public sealed class InMemoryBillingStore : IBillingStore, IBillingStoreChanges
 {
+    private readonly BillingStoreChangeFeed _changes = new();
     private readonly Lock _gate = new();
     private readonly Dictionary<string, long> _sequences = new(StringComparer.Ordinal);
     private readonly List<OutboxEntry> _outbox = [];
@@ -74,7 +75,18 @@ public sealed class InMemoryBillingStore : IBillingStore
         }
     }
 
+    /// <inheritdoc />
+    public IDisposable Subscribe(Action<BillingStoreChange> committed) => _changes.Subscribe(committed);
+
     internal void Commit(InMemorySession session)
+    {
+        CommitLocked(session);
+        var customers = new HashSet<string>(session.Customers.Changes.Select(c => c.Value.Id), StringComparer.Ordinal);
+        customers.UnionWith(session.Subscriptions.Changes.Select(s => s.Value.CustomerId));
+        _changes.Publish(customers, [.. session.Plans.Changes.Select(p => p.Value.Id)]);
+    }
+
+    private void CommitLocked(InMemorySession session)
     {
         lock (_gate)
         {

@@ -29,6 +29,20 @@ public sealed class MeteringOptions
     /// <summary>The most events in one batch (default 1,000; 1 to 10,000).</summary>
     public int MaxBatchSize { get; set; } = 1_000;
 
+    /// <summary>
+    /// How long the service reuses a customer's subscriptions and the plans it read to resolve events (default 0: read
+    /// them for every batch; at most 1 minute).
+    /// </summary>
+    /// <remarks>
+    /// Only with a store that reports its commits (<see cref="Ports.IBillingStoreChanges"/>; the in-memory and EF Core
+    /// stores do): a commit through the same store object (a new subscription, a cancellation, a plan change, a renewal)
+    /// drops what it changed at once, so within one process events always resolve against the latest state. What another
+    /// process changed is seen within this duration: until then, that process's cancellation or plan change may still
+    /// let events through on the old plan and period (they are counted, stored and billed as such). Customers on a test
+    /// clock are never cached.
+    /// </remarks>
+    public TimeSpan ResolutionCacheDuration { get; set; } = TimeSpan.Zero;
+
     /// <summary>Throws when a setting is out of range.</summary>
     /// <exception cref="BillingValidationException">The first bad setting.</exception>
     public void Validate()
@@ -39,6 +53,7 @@ public sealed class MeteringOptions
         Check(CounterRetention >= TimeSpan.FromDays(1), nameof(CounterRetention), "at least 1 day.");
         Check(BlockingStatuses is not null, nameof(BlockingStatuses), "required.");
         Check(MaxBatchSize is >= 1 and <= 10_000, nameof(MaxBatchSize), "1 to 10,000.");
+        Check(ResolutionCacheDuration >= TimeSpan.Zero && ResolutionCacheDuration <= TimeSpan.FromMinutes(1), nameof(ResolutionCacheDuration), "0 to 1 minute.");
     }
 
     private static void Check(bool ok, string field, string message)

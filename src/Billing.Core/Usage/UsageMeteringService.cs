@@ -75,6 +75,8 @@ public sealed class UsageMeteringService
     /// <summary>Threshold event ids already written, with when their period's usage closes (after that none can recur).</summary>
     private readonly ConcurrentDictionary<string, DateTimeOffset> _thresholdsSent = new(StringComparer.Ordinal);
     private int _pruning;
+    /// <summary>Customers, subscriptions and plans kept between batches (null unless <see cref="MeteringOptions.ResolutionCacheDuration"/> is set and the store reports its commits).</summary>
+    private readonly ResolutionCache? _cache;
 
     /// <summary>Creates the service.</summary>
     /// <param name="store">The billing store (customers, plans, subscriptions, outbox).</param>
@@ -91,6 +93,7 @@ public sealed class UsageMeteringService
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         (_store, _counter, _events, _time, _options) = (store, counter, events, time, options);
+        _cache = ResolutionCache.For(store, time, options.ResolutionCacheDuration);
     }
 
     /// <summary>How many threshold event ids the service remembers at most before it prunes them (10,000 by default).</summary>
@@ -122,11 +125,10 @@ public sealed class UsageMeteringService
         using var activity = Diagnostics.BillingDiagnostics.StartUsageIngest(inputs.Count);
         var results = new UsageIngestResult?[inputs.Count];
         var resolved = new List<(int Index, UsageCounterEvent Event, Target Target, UsageEventInput Input)>(inputs.Count);
-        await using (var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false))
+        await using (var resolver = new Resolver(_store, _cache, _time, cancellationToken))
         {
-            var resolver = new Resolver(session, _time, cancellationToken);
-            // One read-ahead of the batch's customers and their subscriptions instead of two reads per customer.
-            await session.Subscriptions.PreloadByCustomersAsync([.. inputs.Where(i => i is { SubscriptionId: null, CustomerId: not null }).Select(i => i.CustomerId!)], cancellationToken).ConfigureAwait(false);
+            // One read-ahead of the batch's customers (those not cached) and their subscriptions instead of two reads per customer.
+            await resolver.PreloadAsync(inputs).ConfigureAwait(false);
             for (var i = 0; i < inputs.Count; i++)
             {
                 var input = inputs[i];
@@ -575,12 +577,64 @@ public sealed class UsageMeteringService
     /// <summary>Where an event goes: subscription, plan, meter, period, limits, and the customer's "now".</summary>
     private sealed record Target(Subscription Subscription, Plan Plan, Meter Meter, BillingPeriod Period, long? HardLimit, IReadOnlyList<(string Feature, long Threshold)> SoftThresholds, DateTimeOffset Now);
 
-    /// <summary>Resolves events within one batch, reading each customer and plan once.</summary>
-    private sealed class Resolver(IBillingSession session, TimeProvider time, CancellationToken cancellationToken)
+    /// <summary>
+    /// Resolves events within one batch, reading each customer and plan once (from the cache when it has them); opens a
+    /// session only when something must be read.
+    /// </summary>
+    private sealed class Resolver(IBillingStore store, ResolutionCache? cache, TimeProvider time, CancellationToken cancellationToken) : IAsyncDisposable
     {
         private readonly Dictionary<string, (Customer? Customer, DateTimeOffset Now, IReadOnlyList<Subscription> Subscriptions)> _customers = new(StringComparer.Ordinal);
         private readonly Dictionary<string, Plan?> _plans = new(StringComparer.Ordinal);
         private readonly Dictionary<string, Invoice?> _invoices = new(StringComparer.Ordinal);
+        /// <summary>The cache's version before anything was read: what is read later is cached only if no commit came in between.</summary>
+        private readonly long _version = cache?.Version ?? 0;
+        private IBillingSession? _session;
+
+        public ValueTask DisposeAsync() => _session?.DisposeAsync() ?? ValueTask.CompletedTask;
+
+        /// <summary>Reads ahead the customers (named without a subscription) that the cache does not have.</summary>
+        public async ValueTask PreloadAsync(IReadOnlyList<UsageEventInput> inputs)
+        {
+            List<string>? ids = null;
+            foreach (var input in inputs)
+            {
+                if (input is { SubscriptionId: null, CustomerId: { } id } && !_customers.ContainsKey(id))
+                {
+                    if (cache is not null && cache.TryGetCustomer(id, out var cached))
+                    {
+                        _customers[id] = (cached.Customer, time.GetUtcNow(), cached.Subscriptions);
+                    }
+                    else
+                    {
+                        (ids ??= []).Add(id);
+                    }
+                }
+            }
+
+            if (ids is not null)
+            {
+                var session = await SessionAsync().ConfigureAwait(false);
+                await session.Subscriptions.PreloadByCustomersAsync(ids, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        private async ValueTask<IBillingSession> SessionAsync() => _session ??= await store.BeginAsync(cancellationToken).ConfigureAwait(false);
+
+        /// <summary>A subscription by id: from its customer's cached subscriptions when the cache knows it.</summary>
+        private async ValueTask<Subscription?> SubscriptionAsync(string subscriptionId)
+        {
+            if (cache?.CustomerOf(subscriptionId) is { } customerId && (_customers.ContainsKey(customerId) || cache.TryGetCustomer(customerId, out _)))
+            {
+                var (_, _, subscriptions) = await CustomerAsync(customerId).ConfigureAwait(false);
+                if (subscriptions.FirstOrDefault(s => s.Id == subscriptionId) is { } known)
+                {
+                    return known;
+                }
+            }
+
+            var session = await SessionAsync().ConfigureAwait(false);
+            return await session.Subscriptions.GetAsync(subscriptionId, cancellationToken).ConfigureAwait(false);
+        }
 
         public async ValueTask<(Target? Target, UsageIngestResult? Rejection)> ResolveAsync(UsageEventInput input, MeteringOptions options)
         {
@@ -589,7 +643,7 @@ public sealed class UsageMeteringService
             string customerId;
             if (input.SubscriptionId is { } subscriptionId)
             {
-                subscription = await session.Subscriptions.GetAsync(subscriptionId, cancellationToken).ConfigureAwait(false);
+                subscription = await SubscriptionAsync(subscriptionId).ConfigureAwait(false);
                 if (subscription is null || (input.CustomerId is not null && input.CustomerId != subscription.CustomerId))
                 {
                     return (null, UsageIngestResult.Rejected(key, "subscription_not_found", $"No subscription '{subscriptionId}' for this customer.", "subscription"));
@@ -722,6 +776,7 @@ public sealed class UsageMeteringService
         {
             if (!_invoices.TryGetValue(dedupKey, out var invoice))
             {
+                var session = await SessionAsync().ConfigureAwait(false);
                 invoice = await session.Invoices.GetByDedupKeyAsync(dedupKey, cancellationToken).ConfigureAwait(false);
                 _invoices[dedupKey] = invoice;
             }
@@ -733,10 +788,23 @@ public sealed class UsageMeteringService
         {
             if (!_customers.TryGetValue(customerId, out var entry))
             {
-                var customer = await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false);
-                entry = customer is null
-                    ? (null, default, [])
-                    : (customer, await NowForAsync(session, customer, time, cancellationToken).ConfigureAwait(false), await session.Subscriptions.ListByCustomerAsync(customerId, cancellationToken).ConfigureAwait(false));
+                if (cache is not null && cache.TryGetCustomer(customerId, out var cached))
+                {
+                    entry = (cached.Customer, time.GetUtcNow(), cached.Subscriptions);
+                }
+                else
+                {
+                    var session = await SessionAsync().ConfigureAwait(false);
+                    var customer = await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false);
+                    entry = customer is null
+                        ? (null, default, [])
+                        : (customer, await NowForAsync(session, customer, time, cancellationToken).ConfigureAwait(false), await session.Subscriptions.ListByCustomerAsync(customerId, cancellationToken).ConfigureAwait(false));
+                    if (customer is not null)
+                    {
+                        cache?.AddCustomer(_version, customer, entry.Subscriptions);
+                    }
+                }
+
                 _customers[customerId] = entry;
             }
 
@@ -751,7 +819,20 @@ public sealed class UsageMeteringService
         {
             if (!_plans.TryGetValue(planId, out var plan))
             {
-                plan = await session.Plans.GetAsync(planId, cancellationToken).ConfigureAwait(false);
+                if (cache is not null && cache.TryGetPlan(planId, out var cached))
+                {
+                    plan = cached;
+                }
+                else
+                {
+                    var session = await SessionAsync().ConfigureAwait(false);
+                    plan = await session.Plans.GetAsync(planId, cancellationToken).ConfigureAwait(false);
+                    if (plan is not null)
+                    {
+                        cache?.AddPlan(_version, plan);
+                    }
+                }
+
                 _plans[planId] = plan;
             }
 
