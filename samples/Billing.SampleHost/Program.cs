@@ -6,8 +6,10 @@ using Billing.SampleHost.Idempotency;
 var builder = WebApplication.CreateBuilder(args);
 builder.AddSampleHost();
 builder.AddHardening();
+builder.AddForwardedHeaders();
 
 var app = builder.Build();
+app.UseHostForwardedHeaders();
 app.UseMiddleware<SecurityHeadersMiddleware>();
 app.UseMiddleware<RequestIdMiddleware>();
 app.UseMiddleware<ErrorHandlingMiddleware>();
@@ -16,6 +18,7 @@ app.UseHostCors();
 app.UseAuthentication();
 app.UseHostRateLimiting();
 app.UseAuthorization();
+app.UseMiddleware<JsonContentTypeMiddleware>();
 app.UseMiddleware<IdempotencyMiddleware>();
 
 app.MapOpenApi();

@@ -79,6 +79,58 @@ public sealed class BadInputSweepTests(SampleHostFactory host, Xunit.Abstraction
         }
     }
 
+    /// <summary>
+    /// Every POST and PATCH endpoint of /v1 (with a body or without) answers a text/plain body with a 415
+    /// <c>validation_error</c> whose <c>errors</c> name <c>Content-Type</c>, and changes nothing: no row in any table
+    /// moves, and an <c>Idempotency-Key</c> sent with it is not used up.
+    /// </summary>
+    [Fact]
+    public async Task A_text_plain_body_is_a_415_naming_Content_Type_on_every_POST_and_PATCH_endpoint_and_changes_nothing()
+    {
+        var client = host.Client();
+        var targets = await ArrangeAsync(client);
+        var key = (await client.Post("/v1/api_keys", "{\"name\":\"media\",\"scopes\":[\"billing:read\"]}")).Ok(HttpStatusCode.Created).Data.GetProperty("id").GetString()!;
+        var ids = targets.Select(t => t.Path.Split('/')).Where(p => p.Length >= 4).GroupBy(p => p[2]).ToDictionary(g => g.Key, g => g.First()[3]);
+        ids["api_keys"] = key;
+        var endpoints = host.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
+            .SelectMany(e => (e.Metadata.GetMetadata<IHttpMethodMetadata>()?.HttpMethods ?? []).Select(m => (Method: m, Route: Normalize(e.RoutePattern.RawText))))
+            .Where(x => x.Method is "POST" or "PATCH" or "PUT" && x.Route.StartsWith("/v1/", StringComparison.Ordinal))
+            .ToList();
+        Assert.True(endpoints.Count >= targets.Count + Bodiless.Length, string.Join(", ", endpoints));
+
+        var before = await CountRowsAsync();
+        foreach (var (method, route) in endpoints)
+        {
+            var path = route.Replace("{id}", ids[route.Split('/')[2]], StringComparison.Ordinal);
+            foreach (var body in new[] { "{}", "name=x", string.Empty })
+            {
+                using var request = new HttpRequestMessage(new HttpMethod(method), path) { Content = new StringContent(body, Encoding.UTF8, "text/plain") };
+                using var response = await client.SendAsync(request);
+                var answer = new ApiResponse(response, await response.Content.ReadAsStringAsync());
+                var problem = answer.Problem(HttpStatusCode.UnsupportedMediaType, "validation_error");
+                Assert.True(problem.GetProperty("errors").TryGetProperty("Content-Type", out var messages) && messages[0].GetString()!.Contains("application/json", StringComparison.Ordinal), $"{method} {path}: {answer.Body}");
+            }
+        }
+
+        Assert.Equal(before, await CountRowsAsync());
+
+        // The 415 did not use up the idempotency key: the same key with a JSON body runs.
+        using (var plain = new HttpRequestMessage(HttpMethod.Post, "/v1/customers") { Content = new StringContent("{\"name\":\"Media\",\"email\":\"media@example.com\",\"currency\":\"USD\"}", Encoding.UTF8, "text/plain") })
+        {
+            plain.Headers.Add("Idempotency-Key", "media-type-415");
+            Assert.Equal(HttpStatusCode.UnsupportedMediaType, (await client.SendAsync(plain)).StatusCode);
+        }
+
+        using var json = new HttpRequestMessage(HttpMethod.Post, "/v1/customers") { Content = new StringContent("{\"name\":\"Media\",\"email\":\"media@example.com\",\"currency\":\"USD\"}", Encoding.UTF8, "application/json") };
+        json.Headers.Add("Idempotency-Key", "media-type-415");
+        using var created = await client.SendAsync(json);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.False(created.Headers.Contains("Idempotent-Replayed"));
+
+        // A POST without a body and without a Content-Type still reaches a bodiless endpoint.
+        (await client.Post($"/v1/plans/{ids["plans"]}/archive")).Ok();
+    }
+
     private static string Normalize(string? raw) => "/" + (raw ?? string.Empty).Trim('/');
 
     /// <summary>A body to send: raw text and its content type (null: no Content-Type).</summary>

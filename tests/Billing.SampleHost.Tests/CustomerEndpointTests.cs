@@ -131,6 +131,29 @@ public sealed class CustomerEndpointTests(SampleHostFactory host) : IClassFixtur
     }
 
     [Fact]
+    public async Task List_filters_by_exact_email_and_rejects_a_cursor_that_names_no_customer()
+    {
+        var client = host.Client();
+        var lower = (await client.Post("/v1/customers", Api.NewCustomer("Lower", "filter.me@example.com"))).Ok(HttpStatusCode.Created).Data.GetProperty("id").GetString()!;
+        host.Clock.Advance(TimeSpan.FromSeconds(1));
+        (await client.Post("/v1/customers", Api.NewCustomer("Upper", "Filter.Me@example.com"))).Ok(HttpStatusCode.Created);
+        host.Clock.Advance(TimeSpan.FromSeconds(1));
+        var again = (await client.Post("/v1/customers", Api.NewCustomer("Again", "filter.me@example.com"))).Ok(HttpStatusCode.Created).Data.GetProperty("id").GetString()!;
+
+        var page = (await client.Get("/v1/customers?email=filter.me@example.com&limit=1")).Ok();
+        Assert.Equal([again], page.Data.EnumerateArray().Select(c => c.GetProperty("id").GetString()!));
+        Assert.True(page.Json.GetProperty("hasMore").GetBoolean());
+        var next = (await client.Get($"/v1/customers?email=filter.me@example.com&limit=1&starting_after={again}")).Ok();
+        Assert.Equal([lower], next.Data.EnumerateArray().Select(c => c.GetProperty("id").GetString()!));
+        Assert.False(next.Json.GetProperty("hasMore").GetBoolean());
+        Assert.Empty((await client.Get("/v1/customers?email=nobody@example.com")).Ok().Data.EnumerateArray());
+
+        (await client.Get("/v1/customers?email=")).ValidationError("email");
+        (await client.Get("/v1/customers?starting_after=cus_nope")).ValidationError("starting_after");
+        (await client.Get("/v1/customers?limit=101")).ValidationError("limit");
+    }
+
+    [Fact]
     public async Task Needs_a_key_and_the_right_scope()
     {
         var admin = host.Client();

@@ -127,6 +127,33 @@ public sealed class PlanEndpointTests(SampleHostFactory host) : IClassFixture<Sa
         Assert.Equal(listed.Skip(2), second.Data.EnumerateArray().Select(p => p.GetProperty("id").GetString()!));
     }
 
+    [Fact]
+    public async Task List_filters_by_archived_and_the_cursor_may_be_a_plan_the_filter_leaves_out()
+    {
+        var client = host.Client();
+        var kept = (await client.Post("/v1/plans", Api.FlatPlan("Kept"))).Ok(HttpStatusCode.Created).Data.GetProperty("id").GetString()!;
+        host.Clock.Advance(TimeSpan.FromSeconds(1));
+        var gone = (await client.Post("/v1/plans", Api.FlatPlan("Gone"))).Ok(HttpStatusCode.Created).Data.GetProperty("id").GetString()!;
+        (await client.Post($"/v1/plans/{gone}/archive")).Ok();
+        host.Clock.Advance(TimeSpan.FromSeconds(1));
+
+        static List<(string Id, bool Archived)> Items(ApiResponse r) =>
+            [.. r.Data.EnumerateArray().Select(p => (p.GetProperty("id").GetString()!, p.GetProperty("archived").GetBoolean()))];
+
+        var archived = Items((await client.Get("/v1/plans?archived=true&limit=100")).Ok());
+        Assert.Contains((gone, true), archived);
+        Assert.All(archived, p => Assert.True(p.Archived));
+        var active = Items((await client.Get("/v1/plans?archived=false&limit=100")).Ok());
+        Assert.Contains((kept, false), active);
+        Assert.DoesNotContain(active, p => p.Archived);
+
+        // The archived plan is a valid cursor of the active list: the page starts right after its position.
+        var after = Items((await client.Get($"/v1/plans?archived=false&limit=1&starting_after={gone}")).Ok());
+        Assert.Equal([(kept, false)], after);
+        (await client.Get("/v1/plans?archived=maybe")).ValidationError("archived");
+        (await client.Get("/v1/plans?archived=true&archived=false")).ValidationError("archived");
+    }
+
     [Theory]
     [InlineData("limit=0", "limit")]
     [InlineData("limit=101", "limit")]

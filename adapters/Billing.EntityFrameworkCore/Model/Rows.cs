@@ -4,7 +4,15 @@ namespace Billing.EntityFrameworkCore.Model;
 // Instants are UTC DateTimeOffset (timestamptz on PostgreSQL, ticks on SQLite); nested values are JSON strings.
 #pragma warning disable CA1819 // rows are plain column carriers
 
-internal sealed class CustomerRow
+/// <summary>A row listed newest first (see <c>NewestFirst</c>).</summary>
+internal interface IListedRow
+{
+    string Id { get; }
+
+    DateTimeOffset CreatedAt { get; }
+}
+
+internal sealed class CustomerRow : IListedRow
 {
     public string Id { get; set; } = "";
     public string Name { get; set; } = "";
@@ -21,7 +29,7 @@ internal sealed class CustomerRow
     public long Version { get; set; }
 }
 
-internal sealed class PlanRow
+internal sealed class PlanRow : IListedRow
 {
     public string Id { get; set; } = "";
     public string Name { get; set; } = "";

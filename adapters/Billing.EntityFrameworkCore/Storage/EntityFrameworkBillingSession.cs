@@ -436,6 +436,25 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
         return [.. _customers.Overlay(rows.Select(RowMapper.ToDomain), c => c.TestClockId == testClockId).OrderBy(c => c.Id, StringComparer.Ordinal)];
     }
 
+    async ValueTask<ListPage<Customer>> ICustomerStore.ListAsync(PageRequest page, string? email, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(page);
+        page.Validate();
+        var after = page.StartingAfter is { } cursor
+            ? Key(await ((ICustomerStore)this).GetAsync(cursor, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", cursor))
+            : ((DateTimeOffset, string)?)null;
+        var query = _db.Set<CustomerRow>().AsQueryable();
+        if (email is not null)
+        {
+            query = query.Where(r => r.Email == email);
+        }
+
+        var rows = await NewestFirstAfter(query, after).Take(checked(page.Limit + 1 + _customers.Count)).ToListAsync(cancellationToken).ConfigureAwait(false);
+        return NewestFirst.Page(_customers.Overlay(rows.Select(RowMapper.ToDomain), c => email is null || string.Equals(c.Email, email, StringComparison.Ordinal)), Key, page.Limit, after);
+
+        static (DateTimeOffset, string) Key(Customer c) => (c.CreatedAt, c.Id);
+    }
+
     // ---------------------------------------------------------------- plans
 
     ValueTask<Plan?> IPlanStore.GetAsync(string id, CancellationToken cancellationToken) =>
@@ -446,6 +465,25 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     void IPlanStore.Add(Plan plan) => _plans.Add(plan, plan.Version);
 
     void IPlanStore.Update(Plan plan) => _plans.Update(plan, plan.Version);
+
+    async ValueTask<ListPage<Plan>> IPlanStore.ListAsync(PageRequest page, bool? archived, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(page);
+        page.Validate();
+        var after = page.StartingAfter is { } cursor
+            ? Key(await ((IPlanStore)this).GetAsync(cursor, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("plan", cursor))
+            : ((DateTimeOffset, string)?)null;
+        var query = _db.Set<PlanRow>().AsQueryable();
+        if (archived is { } only)
+        {
+            query = query.Where(r => r.Archived == only);
+        }
+
+        var rows = await NewestFirstAfter(query, after).Take(checked(page.Limit + 1 + _plans.Count)).ToListAsync(cancellationToken).ConfigureAwait(false);
+        return NewestFirst.Page(_plans.Overlay(rows.Select(RowMapper.ToDomain), p => archived is not { } keep || p.Archived == keep), Key, page.Limit, after);
+
+        static (DateTimeOffset, string) Key(Plan p) => (p.CreatedAt, p.Id);
+    }
 
     // ---------------------------------------------------------------- subscriptions
 
@@ -735,6 +773,25 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
         }
 
         return [.. parameters];
+    }
+
+    /// <summary>
+    /// Rows after the cursor in list order (created_at descending, then id descending; ids compare by code point:
+    /// <c>COLLATE "C"</c> on PostgreSQL, BINARY on SQLite). The caller takes limit + 1 + its pending writes, so the
+    /// page stays exact when they are overlaid (see <see cref="NewestFirst.Page{T}"/>).
+    /// </summary>
+    private static IQueryable<TRow> NewestFirstAfter<TRow>(IQueryable<TRow> query, (DateTimeOffset CreatedAt, string Id)? after)
+        where TRow : class, IListedRow
+    {
+        if (after is { } cursor)
+        {
+            var (at, id) = cursor;
+#pragma warning disable CA1309 // translated to SQL `id < @id` (ordinal by the column's collation); never run in .NET
+            query = query.Where(r => r.CreatedAt < at || (r.CreatedAt == at && string.Compare(r.Id, id) < 0));
+#pragma warning restore CA1309
+        }
+
+        return query.OrderByDescending(r => r.CreatedAt).ThenByDescending(r => r.Id);
     }
 
     private static List<T> Due<T>(List<T> rows, Func<T, DateTimeOffset?> due, Func<T, string> id, int limit) =>

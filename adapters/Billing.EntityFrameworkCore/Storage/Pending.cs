@@ -17,6 +17,8 @@ internal sealed class PendingWrites<T>
 
     public bool IsEmpty => _changes is null || _changes.Count == 0;
 
+    public int Count => _changes?.Count ?? 0;
+
     public IEnumerable<PendingWrite<T>> Changes => _changes?.Values ?? Enumerable.Empty<PendingWrite<T>>();
 
     public bool TryGet(string id, out T? value)

@@ -116,7 +116,9 @@ internal static class HardeningComposition
         return app;
     }
 
-    /// <summary>The partition: the authenticated key's id, else the remote address.</summary>
+    /// <summary>The partition: the authenticated key's id, else the remote address (the client's address from
+    /// <c>X-Forwarded-For</c> only when <c>Billing:ForwardedHeaders</c> trusts the proxy the request came through;
+    /// see <see cref="ForwardedHeadersSettings"/>).</summary>
     internal static string PartitionKey(HttpContext context) =>
         context.User.Identity?.IsAuthenticated == true && context.User.FindFirstValue(ClaimTypes.NameIdentifier) is { } keyId
             ? "key:" + keyId

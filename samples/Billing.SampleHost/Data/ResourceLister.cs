@@ -1,5 +1,3 @@
-using Billing.Catalog;
-using Billing.Customers;
 using Billing.Invoices;
 using Billing.Ports;
 using Billing.SampleHost.Http;
@@ -8,44 +6,13 @@ using Billing.Subscriptions;
 namespace Billing.SampleHost.Data;
 
 /// <summary>
-/// Lists plans, customers, subscriptions and invoices, newest first, with a cursor. The library's stores have no list operations yet, so the
-/// host reads the page of ids from the EF Core adapter's tables (<c>plans</c>, <c>customers</c>: id and
-/// <c>created_at</c>) and loads each object through the billing store.
+/// Lists subscriptions and invoices, newest first, with a cursor. The library's stores list only plans and customers
+/// (<see cref="Engine.BillingEngine.ListPlansAsync"/>, <see cref="Engine.BillingEngine.ListCustomersAsync"/>), so for
+/// these two the host reads the page of ids from the EF Core adapter's tables (id and <c>created_at</c>) and loads
+/// each object through the billing store.
 /// </summary>
 internal sealed class ResourceLister(HostDatabase database, IBillingStore store)
 {
-    public async Task<(IReadOnlyList<Plan> Items, bool HasMore)> ListPlansAsync(Page page, CancellationToken cancellationToken)
-    {
-        var (ids, hasMore) = await ListIdsAsync("plans", page, cancellationToken).ConfigureAwait(false);
-        await using var session = await store.BeginAsync(cancellationToken).ConfigureAwait(false);
-        var items = new List<Plan>(ids.Count);
-        foreach (var id in ids)
-        {
-            if (await session.Plans.GetAsync(id, cancellationToken).ConfigureAwait(false) is { } plan)
-            {
-                items.Add(plan);
-            }
-        }
-
-        return (items, hasMore);
-    }
-
-    public async Task<(IReadOnlyList<Customer> Items, bool HasMore)> ListCustomersAsync(Page page, CancellationToken cancellationToken)
-    {
-        var (ids, hasMore) = await ListIdsAsync("customers", page, cancellationToken).ConfigureAwait(false);
-        await using var session = await store.BeginAsync(cancellationToken).ConfigureAwait(false);
-        var items = new List<Customer>(ids.Count);
-        foreach (var id in ids)
-        {
-            if (await session.Customers.GetAsync(id, cancellationToken).ConfigureAwait(false) is { } customer)
-            {
-                items.Add(customer);
-            }
-        }
-
-        return (items, hasMore);
-    }
-
     public async Task<(IReadOnlyList<Subscription> Items, bool HasMore)> ListSubscriptionsAsync(Page page, string? customerId, string? status, CancellationToken cancellationToken)
     {
         var (ids, hasMore) = await ListIdsAsync("subscriptions", page, cancellationToken, ("customer_id", customerId), ("status", status)).ConfigureAwait(false);

@@ -1,7 +1,6 @@
 using Billing.Engine;
 using Billing.SampleHost.ApiKeys;
 using Billing.SampleHost.Composition;
-using Billing.SampleHost.Data;
 using Billing.SampleHost.Http;
 
 namespace Billing.SampleHost.Endpoints;
@@ -18,11 +17,14 @@ internal static class CustomerEndpoints
             return TypedResults.Created($"/v1/customers/{customer.Id}", new DataEnvelope<CustomerDto>(CustomerDto.From(customer)));
         }).RequireAuthorization(Scopes.Write).WithName("CreateCustomer").WithSummary("Create a customer");
 
-        customers.MapGet("/", async (HttpRequest request, ResourceLister lister, CancellationToken ct) =>
+        customers.MapGet("/", async (HttpRequest request, BillingEngine engine, CancellationToken ct) =>
         {
-            var (items, hasMore) = await lister.ListCustomersAsync(Page.From(request), ct).ConfigureAwait(false);
-            return TypedResults.Ok(new ListEnvelope<CustomerDto>([.. items.Select(CustomerDto.From)], hasMore));
-        }).RequireAuthorization(Scopes.Read).WithName("ListCustomers").WithSummary("List customers, newest first");
+            var errors = new FieldErrors();
+            var email = CustomerMapping.EmailFilter(errors, request);
+            errors.ThrowIfAny();
+            var page = await engine.ListCustomersAsync(Page.From(request).ToRequest(), email, ct).ConfigureAwait(false);
+            return TypedResults.Ok(new ListEnvelope<CustomerDto>([.. page.Items.Select(CustomerDto.From)], page.HasMore));
+        }).RequireAuthorization(Scopes.Read).WithName("ListCustomers").WithSummary("List customers, newest first (filter: email, exact and case-sensitive)");
 
         customers.MapGet("/{id}", async (string id, BillingEngine engine, CancellationToken ct) =>
             TypedResults.Ok(new DataEnvelope<CustomerDto>(CustomerDto.From(await engine.GetCustomerAsync(id, ct).ConfigureAwait(false)))))

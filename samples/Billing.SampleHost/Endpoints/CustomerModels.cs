@@ -143,6 +143,18 @@ internal sealed record CustomerDto(
 
 internal static class CustomerMapping
 {
+    /// <summary>The <c>email</c> list filter: one address, matched exactly (case-sensitive); null when absent.</summary>
+    public static string? EmailFilter(FieldErrors errors, HttpRequest request)
+    {
+        var values = request.Query["email"];
+        if (values.Count == 0)
+        {
+            return null;
+        }
+
+        return errors.Check(values.Count == 1 && values[0] is { Length: >= 1 and <= 320 }, "email", "email is one address (1 to 320 characters).") ? values[0] : null;
+    }
+
     public static void Email(FieldErrors errors, string? email, bool required)
     {
         if (email is null)

@@ -1,6 +1,5 @@
 using Billing.Engine;
 using Billing.SampleHost.ApiKeys;
-using Billing.SampleHost.Data;
 using Billing.SampleHost.Http;
 
 namespace Billing.SampleHost.Endpoints;
@@ -17,11 +16,14 @@ internal static class PlanEndpoints
             return TypedResults.Created($"/v1/plans/{plan.Id}", new DataEnvelope<PlanDto>(PlanDto.From(plan)));
         }).RequireAuthorization(Scopes.Write).WithName("CreatePlan").WithSummary("Create a plan");
 
-        plans.MapGet("/", async (HttpRequest request, ResourceLister lister, CancellationToken ct) =>
+        plans.MapGet("/", async (HttpRequest request, BillingEngine engine, CancellationToken ct) =>
         {
-            var (items, hasMore) = await lister.ListPlansAsync(Page.From(request), ct).ConfigureAwait(false);
-            return TypedResults.Ok(new ListEnvelope<PlanDto>([.. items.Select(PlanDto.From)], hasMore));
-        }).RequireAuthorization(Scopes.Read).WithName("ListPlans").WithSummary("List plans, newest first");
+            var errors = new FieldErrors();
+            var archived = PlanMapping.ArchivedFilter(errors, request);
+            errors.ThrowIfAny();
+            var page = await engine.ListPlansAsync(Page.From(request).ToRequest(), archived, ct).ConfigureAwait(false);
+            return TypedResults.Ok(new ListEnvelope<PlanDto>([.. page.Items.Select(PlanDto.From)], page.HasMore));
+        }).RequireAuthorization(Scopes.Read).WithName("ListPlans").WithSummary("List plans, newest first (filter: archived)");
 
         plans.MapGet("/{id}", async (string id, BillingEngine engine, CancellationToken ct) =>
             TypedResults.Ok(new DataEnvelope<PlanDto>(PlanDto.From(await engine.GetPlanAsync(id, ct).ConfigureAwait(false)))))

@@ -216,6 +216,19 @@ internal sealed record PlanDto(
 
 internal static class PlanMapping
 {
+    /// <summary>The <c>archived</c> list filter: <c>true</c> (archived plans only), <c>false</c> (active plans only), or null when absent.</summary>
+    public static bool? ArchivedFilter(FieldErrors errors, HttpRequest request)
+    {
+        var values = request.Query["archived"];
+        if (values.Count == 0)
+        {
+            return null;
+        }
+
+        var ok = values.Count == 1 && values[0] is "true" or "false";
+        return errors.Check(ok, "archived", "archived is true or false.") ? values[0] == "true" : null;
+    }
+
     public static BillingInterval? Interval(FieldErrors errors, string field, IntervalInput? input)
     {
         if (input is null)

@@ -35,4 +35,7 @@ internal readonly record struct Page(int Limit, string? StartingAfter)
         errors.ThrowIfAny();
         return new Page(limit, startingAfter);
     }
+
+    /// <summary>The library's page request.</summary>
+    public Billing.Ports.PageRequest ToRequest() => new() { Limit = Limit, StartingAfter = StartingAfter };
 }

@@ -31,12 +31,17 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
         if (context.Response.StatusCode >= 400 && !context.Response.HasStarted && context.Response.ContentLength is null && context.Response.ContentType is null)
         {
             var status = context.Response.StatusCode;
+            if (status == StatusCodes.Status415UnsupportedMediaType)
+            {
+                await JsonContentTypeMiddleware.WriteAsync(context).ConfigureAwait(false);
+                return;
+            }
+
             var (code, detail) = status switch
             {
                 404 => (ErrorCodes.NotFound, $"No endpoint at {context.Request.Method} {context.Request.Path}."),
                 405 => (ErrorCodes.MethodNotAllowed, $"{context.Request.Method} is not allowed on {context.Request.Path}."),
                 413 => (ErrorCodes.RequestTooLarge, "The request body is too large."),
-                415 => (ErrorCodes.ValidationError, "Send the body as application/json."),
                 429 => (ErrorCodes.RateLimited, "Too many requests."),
                 >= 500 => (ErrorCodes.InternalError, "The server failed to handle the request."),
                 _ => (ErrorCodes.ValidationError, "The request is not valid."),
@@ -92,6 +97,11 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
             return Problems.WriteAsync(context, status, ErrorCodes.ValidationError, "The request body could not be read; see errors.", new Dictionary<string, string[]> { [field] = [message] });
         }
 
+        if (status == StatusCodes.Status415UnsupportedMediaType)
+        {
+            return JsonContentTypeMiddleware.WriteAsync(context);
+        }
+
         if (status == 413)
         {
             return Problems.WriteAsync(context, status, ErrorCodes.RequestTooLarge, "The request body is too large.");
@@ -137,6 +147,7 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
             "plan" => "planId",
             "customer" => "customerId",
             "subscription" => "subscriptionId",
+            "startingAfter" => "starting_after", // a query parameter: keeps its snake_case name
             _ => field.StartsWith("timeZone", StringComparison.Ordinal) ? "timeZone" : field,
         };
     }

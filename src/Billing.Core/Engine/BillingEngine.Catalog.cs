@@ -52,6 +52,16 @@ public sealed partial class BillingEngine
         return await session.Plans.GetAsync(planId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("plan", planId);
     }
 
+    /// <summary>Lists plans a page at a time, newest first (creation time, ties by id, both descending).</summary>
+    /// <param name="page">The page size (1–100, default 20) and the cursor: the id of the last plan of the previous page; null for the first page of 20.</param>
+    /// <param name="archived">Only archived plans (true), only active ones (false), or all (null).</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The page and whether more plans follow.</returns>
+    /// <remarks>The cursor may name a plan the filter leaves out (it is a position in the list, not a member of it).</remarks>
+    /// <exception cref="BillingValidationException">A limit outside 1–100 (field <c>limit</c>), or a cursor that names no plan (field <c>starting_after</c>).</exception>
+    public Task<ListPage<Plan>> ListPlansAsync(PageRequest? page = null, bool? archived = null, CancellationToken cancellationToken = default) =>
+        ListAsync(page, "plan", (session, p) => session.Plans.ListAsync(p, archived, cancellationToken), cancellationToken);
+
     /// <summary>
     /// Updates what may change on a plan: its name, description and metadata. The price and interval never change
     /// once created (a new price is a new plan), so invoices stay explainable.
@@ -142,6 +152,32 @@ public sealed partial class BillingEngine
     {
         await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
         return await session.Customers.GetAsync(customerId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", customerId);
+    }
+
+    /// <summary>Lists customers a page at a time, newest first (creation time, ties by id, both descending).</summary>
+    /// <param name="page">The page size (1–100, default 20) and the cursor: the id of the last customer of the previous page; null for the first page of 20.</param>
+    /// <param name="email">Only customers with exactly this email address (case-sensitive), or null for all.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The page and whether more customers follow.</returns>
+    /// <remarks>The cursor may name a customer the filter leaves out (it is a position in the list, not a member of it).</remarks>
+    /// <exception cref="BillingValidationException">A limit outside 1–100 (field <c>limit</c>), or a cursor that names no customer (field <c>starting_after</c>).</exception>
+    public Task<ListPage<Customer>> ListCustomersAsync(PageRequest? page = null, string? email = null, CancellationToken cancellationToken = default) =>
+        ListAsync(page, "customer", (session, p) => session.Customers.ListAsync(p, email, cancellationToken), cancellationToken);
+
+    /// <summary>Reads one page in a read-only session; a cursor naming nothing becomes a validation error on <c>starting_after</c>.</summary>
+    private async Task<ListPage<T>> ListAsync<T>(PageRequest? page, string objectType, Func<IBillingSession, PageRequest, ValueTask<ListPage<T>>> list, CancellationToken cancellationToken)
+    {
+        page ??= new PageRequest();
+        page.Validate();
+        await using var session = await _store.BeginAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await list(session, page).ConfigureAwait(false);
+        }
+        catch (BillingNotFoundException e) when (e.ObjectType == objectType && e.Id == page.StartingAfter)
+        {
+            throw new BillingValidationException("starting_after", $"No {objectType} with id '{e.Id}' to start after.");
+        }
     }
 
     /// <summary>

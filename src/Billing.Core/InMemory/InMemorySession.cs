@@ -84,12 +84,18 @@ internal sealed class InMemorySession : IBillingSession, ICustomerStore, IPlanSt
     ValueTask<IReadOnlyList<Customer>> ICustomerStore.ListByTestClockAsync(string testClockId, CancellationToken cancellationToken) =>
         new(Customers.Where(c => c.TestClockId == testClockId).OrderBy(c => c.Id, StringComparer.Ordinal).ToList());
 
+    ValueTask<ListPage<Customer>> ICustomerStore.ListAsync(PageRequest page, string? email, CancellationToken cancellationToken) =>
+        new(Customers.Page(page, c => (c.CreatedAt, c.Id), c => email is null || string.Equals(c.Email, email, StringComparison.Ordinal)));
+
     // Plans
     ValueTask<Plan?> IPlanStore.GetAsync(string id, CancellationToken cancellationToken) => new(Plans.Get(id));
 
     void IPlanStore.Add(Plan plan) => Plans.Add(plan);
 
     void IPlanStore.Update(Plan plan) => Plans.Update(plan, plan.Version);
+
+    ValueTask<ListPage<Plan>> IPlanStore.ListAsync(PageRequest page, bool? archived, CancellationToken cancellationToken) =>
+        new(Plans.Page(page, p => (p.CreatedAt, p.Id), p => archived is not { } only || p.Archived == only));
 
     // Subscriptions
     ValueTask<Subscription?> ISubscriptionStore.GetAsync(string id, CancellationToken cancellationToken) => new(Subscriptions.Get(id));
@@ -242,6 +248,23 @@ internal sealed class PendingSet<T>
         }
 
         return committed.Concat(_changes.Values.Select(p => p.Value).Where(predicate));
+    }
+
+    /// <summary>
+    /// A page of the rows that match, newest first (committed rows overlaid with this session's writes); the cursor
+    /// must name a row this session can read.
+    /// </summary>
+    public ListPage<T> Page(PageRequest page, Func<T, (DateTimeOffset CreatedAt, string Id)> key, Func<T, bool> predicate)
+    {
+        ArgumentNullException.ThrowIfNull(page);
+        page.Validate();
+        (DateTimeOffset CreatedAt, string Id)? after = null;
+        if (page.StartingAfter is { } id)
+        {
+            after = key(Get(id) ?? throw new BillingNotFoundException(_table.ObjectType, id));
+        }
+
+        return NewestFirst.Page(Where(predicate), key, page.Limit, after);
     }
 
     /// <summary>

@@ -29,6 +29,15 @@ public interface ICustomerStore
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The customers.</returns>
     ValueTask<IReadOnlyList<Customer>> ListByTestClockAsync(string testClockId, CancellationToken cancellationToken = default);
+
+    /// <summary>Lists customers a page at a time, newest first (see <see cref="PageRequest"/> for the order and the cursor).</summary>
+    /// <param name="page">The page size and the cursor (a customer id).</param>
+    /// <param name="email">Only customers with exactly this email address (ordinal, case-sensitive), or null for all.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The page.</returns>
+    /// <remarks>Sees committed customers plus this session's own writes, like every read.</remarks>
+    /// <exception cref="BillingNotFoundException">The cursor names no customer.</exception>
+    ValueTask<ListPage<Customer>> ListAsync(PageRequest page, string? email = null, CancellationToken cancellationToken = default);
 }
 
 /// <summary>Plans (the catalog).</summary>
@@ -47,6 +56,15 @@ public interface IPlanStore
     /// <summary>Updates a plan; its <c>Version</c> must be the version read.</summary>
     /// <param name="plan">The plan.</param>
     void Update(Plan plan);
+
+    /// <summary>Lists plans a page at a time, newest first (see <see cref="PageRequest"/> for the order and the cursor).</summary>
+    /// <param name="page">The page size and the cursor (a plan id).</param>
+    /// <param name="archived">Only archived plans (true), only active ones (false), or all (null).</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The page.</returns>
+    /// <remarks>Sees committed plans plus this session's own writes, like every read.</remarks>
+    /// <exception cref="BillingNotFoundException">The cursor names no plan.</exception>
+    ValueTask<ListPage<Plan>> ListAsync(PageRequest page, bool? archived = null, CancellationToken cancellationToken = default);
 }
 
 /// <summary>Subscriptions.</summary>

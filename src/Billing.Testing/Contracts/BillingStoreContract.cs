@@ -24,7 +24,7 @@ namespace Billing.Testing.Contracts;
 /// whole seconds in UTC so that database adapters round-trip them exactly.
 /// </remarks>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1707", Justification = "Test names read as sentences.")]
-public abstract class BillingStoreContract
+public abstract partial class BillingStoreContract
 {
     private const string Sequence = "INV";
 
