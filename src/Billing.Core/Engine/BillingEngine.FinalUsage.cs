@@ -1,3 +1,4 @@
+using System.Globalization;
 using Billing.Catalog;
 using Billing.Customers;
 using Billing.Invoices;
@@ -32,7 +33,8 @@ public sealed partial class BillingEngine
     /// events within the grace) plus <see cref="BillingOptions.DraftFinalizationDelay"/>, and its usage is priced again
     /// from the durable usage when it is finalized. Its key is the one a renewal at <paramref name="end"/> would have, and
     /// its <see cref="Invoice.Period"/> is the span, so the metering service resolves the span's late events to it and
-    /// rejects them once it is finalized.
+    /// rejects them once it is finalized (when a final invoice ending at the same instant exists already, which only
+    /// happens when the span did not move because no plan prices usage, it is keyed by the subscription's version).
     /// </summary>
     /// <returns>
     /// The invoice, and the subscription as billed by it (latest invoice, discount left, pending lines cleared) for the
@@ -65,7 +67,15 @@ public sealed partial class BillingEngine
 
         var closesAt = _usage.UsageClosesAt(plan, period);
         var finalizeAt = (closesAt > at ? closesAt : at) + _options.DraftFinalizationDelay;
-        var (invoice, after) = NewSubscriptionDraft(customer, billed, PeriodKey(subscription.Id, end), reason, period, null, usage, at, finalizeAt);
+        var key = PeriodKey(subscription.Id, end);
+        if (await session.Invoices.GetByDedupKeyAsync(key, cancellationToken).ConfigureAwait(false) is not null)
+        {
+            // Another final invoice ends at this instant (a second change, or a cancellation right after a change, where
+            // the span did not move because neither plan prices usage): this one bills pending lines only, keyed by version.
+            key = string.Create(CultureInfo.InvariantCulture, $"{subscription.Id}/final/v{subscription.Version}");
+        }
+
+        var (invoice, after) = NewSubscriptionDraft(customer, billed, key, reason, period, null, usage, at, finalizeAt);
         session.Invoices.Add(invoice);
         session.Outbox.Append(NewEvent("invoice.created", at, "invoice", invoice.Id, customer.Id, ("subscription", subscription.Id), ("total", invoice.Total.MinorUnits)));
         return (invoice, billPending ? after : after with { PendingLines = subscription.PendingLines });

@@ -196,4 +196,35 @@ public sealed class FinalInvoiceTests
         Assert.Equal(Usd(3_000), june.Total);
         Assert.Equal([-2_000L, 4_000, -2_000, 1_000], invoices.SelectMany(i => i.Lines).Where(l => l.Proration is not null).Select(l => l.Amount.MinorUnits));
     }
+
+    [Fact]
+    public async Task A_cancellation_at_the_instant_of_a_change_bills_that_changes_prorations_on_a_final_invoice_of_its_own()
+    {
+        var lite = await PlanAsync("Lite", 3_000);
+        var plus = await PlanAsync("Plus", 6_000);
+        var (clock, customer) = await CustomerAsync(taxed: true);
+        var subscription = await _h.Engine.CreateSubscriptionAsync(new NewSubscription(customer, lite.Id));
+        await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 11));
+        await _h.Engine.ChangeSubscriptionAsync(subscription.Id, new SubscriptionChange { PlanId = plus.Id, ProrationBehavior = ProrationBehavior.CreateProrations });
+        await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 21));
+        await _h.Engine.ChangeSubscriptionAsync(subscription.Id, new SubscriptionChange { PlanId = lite.Id, ProrationBehavior = ProrationBehavior.CreateProrations });
+        var canceled = await _h.Engine.CancelSubscriptionAsync(subscription.Id);
+
+        var finals = (await _h.InvoicesAsync(subscription.Id)).Where(i => i.Reason == BillingReason.SubscriptionUpdate).ToArray();
+        Assert.Equal(2, finals.Length);
+        Assert.Equal(2, finals.Select(i => i.DedupKey).Distinct().Count());
+        // At the second change: the first change's −20.00 + 40.00 = 20.00; VAT 2.00
+        var atChange = Assert.Single(finals, i => i.Total.IsPositive);
+        Assert.Equal([-2_000L, 4_000, 200], Amounts(atChange));
+        // At the cancellation: the second change's 10/30 of Plus −20.00 and of Lite +10.00 = −10.00; VAT −1.00
+        var atCancel = Assert.Single(finals, i => i.Total.IsNegative);
+        Assert.Equal([-2_000L, 1_000, -100], Amounts(atCancel));
+        Assert.Equal(atCancel.Id, canceled.LatestInvoiceId);
+
+        await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 21, 2));
+        // The negative total is credited to the balance (and pays the other final invoice when that is finalized after it).
+        atChange = await _h.Engine.GetInvoiceAsync(atChange.Id);
+        Assert.Equal((InvoiceStatus.Paid, Usd(2_200)), (atChange.Status, atChange.CreditApplied + atChange.AmountPaid));
+        Assert.Equal(Usd(1_100), (await _h.Engine.GetCustomerAsync(customer)).CreditBalance + atChange.CreditApplied);
+    }
 }
