@@ -685,9 +685,10 @@ public sealed class UsageMeteringService
         /// usage span (or a later period) on the current plan; for a canceled subscription, the span up to its
         /// cancellation; before the current span, the span billed by the invoice that closed it (its usage lines name
         /// the plan and the span: a plan change or a cancellation), walking back through the final invoices of earlier
-        /// plan changes in the period (each keyed at its span's end, its period the span) to the one whose span holds
-        /// the timestamp (or, where a span made no invoice, among the subscription's invoices while
-        /// <paramref name="oldestOpenEnd"/> allows a span there to take events); else the previous period on the current plan.
+        /// plan changes in the period (each keyed at its span's end, its period the span; from a renewal whose plan
+        /// prices no usage, to the last change's schedule start) to the one whose span holds the timestamp (or, where a
+        /// span made no invoice, among the subscription's invoices while <paramref name="oldestOpenEnd"/> allows a span
+        /// there to take events); else the previous period on the current plan.
         /// No plan when the subscription has no usage span there (<c>TooOld</c>: before its billing started).
         /// </summary>
         private async ValueTask<(Plan? Plan, BillingPeriod Period, bool TooOld)> SegmentAsync(Subscription subscription, Customer customer, DateTimeOffset timestamp, DateTimeOffset oldestOpenEnd)
@@ -730,13 +731,17 @@ public sealed class UsageMeteringService
                     return (await PlanAsync(planId).ConfigureAwait(false), span, false);
                 }
 
+                // The span ending at the cursor: a usage line's, a final invoice's period, or (a renewal whose plan prices no
+                // usage) the last stretch of the ended period, which starts where the last plan change put the schedule start.
                 var before = closing?.Lines.FirstOrDefault(l => l is { Kind: InvoiceLineKind.Usage, Period: { } p } && p.End == cursor)?.Period
-                    ?? (closing?.Period is { } billed && billed.End == cursor ? billed : null);
+                    ?? (closing?.Period is { } billed && billed.End == cursor ? billed
+                        : closing?.Period?.Start == cursor && subscription.ScheduleStart < cursor ? new BillingPeriod(subscription.ScheduleStart, cursor) : null);
                 if (before is not { } previous || timestamp >= previous.Start || previous.Start >= cursor)
                 {
-                    // The walk stops, e.g. at a span that made no invoice (nothing to bill: no usage pricing, no pending
-                    // line). While a span ending by the cursor can still take events, look among all the subscription's invoices.
-                    if (cursor >= oldestOpenEnd && UsageLineAt((await InvoicesAsync(subscription.Id).ConfigureAwait(false)).SelectMany(i => i.Lines), timestamp, cursor) is { PlanId: { } foundPlan, Period: { } found })
+                    // A span with nothing to bill (no usage pricing, no pending line) made no invoice: while a span ending
+                    // by the cursor can still take events, look among all the subscription's invoices.
+                    if (closing is null && cursor >= oldestOpenEnd
+                        && UsageLineAt((await InvoicesAsync(subscription.Id).ConfigureAwait(false)).SelectMany(i => i.Lines), timestamp, cursor) is { PlanId: { } foundPlan, Period: { } found })
                     {
                         return (await PlanAsync(foundPlan).ConfigureAwait(false), found, false);
                     }
