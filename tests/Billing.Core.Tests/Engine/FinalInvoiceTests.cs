@@ -6,7 +6,10 @@ using Billing.Periods;
 using Billing.Pricing;
 using Billing.Proration;
 using Billing.Subscriptions;
+using Billing.Tests.Support;
 using Billing.Usage;
+using FsCheck;
+using FsCheck.Fluent;
 using static Billing.Tests.Engine.EngineHarness;
 
 namespace Billing.Tests.Engine;
@@ -226,5 +229,55 @@ public sealed class FinalInvoiceTests
         atChange = await _h.Engine.GetInvoiceAsync(atChange.Id);
         Assert.Equal((InvoiceStatus.Paid, Usd(2_200)), (atChange.Status, atChange.CreditApplied + atChange.AmountPaid));
         Assert.Equal(Usd(1_100), (await _h.Engine.GetCustomerAsync(customer)).CreditBalance + atChange.CreditApplied);
+    }
+
+    /// <summary>A generated April: immediate changes (day, plan offset, quantity) and how the subscription ends.</summary>
+    public sealed record Changes((int Day, int PlanStep, int Quantity)[] Steps, int Ending);
+
+    [Fact]
+    public void For_any_changes_and_any_ending_every_proration_is_billed_exactly_once_and_nothing_stays_pending()
+    {
+        var scenarios =
+            from count in Gen.Choose(0, 4)
+            from days in Gen.ArrayOf(Gen.Choose(2, 29), count)
+            from steps in Gen.ArrayOf(Gen.Choose(1, 2), count)
+            from quantities in Gen.ArrayOf(Gen.Choose(1, 3), count)
+            from ending in Gen.Choose(0, 2)
+            select new Changes([.. days.Distinct().Order().Select((d, i) => (d, steps[i], quantities[i]))], ending);
+        Props.ForAll(scenarios, c => CheckProrationsAsync(c).GetAwaiter().GetResult(), maxTest: 60);
+    }
+
+    private static async Task CheckProrationsAsync(Changes scenario)
+    {
+        var t = new FinalInvoiceTests();
+        Plan[] plans = [await t.PlanAsync("Basic", 3_000, Calls("API calls", 1)), await t.PlanAsync("Pro", 6_000, Calls("API calls (Pro)", 2)), await t.PlanAsync("Lite", 9_000)];
+        var (clock, customer) = await t.CustomerAsync(taxed: true);
+        var subscription = await t._h.Engine.CreateSubscriptionAsync(new NewSubscription(customer, plans[0].Id) { Coupon = Coupon.PercentOff("TEN", 100_000, CouponDuration.Forever) });
+        var expected = new List<long>();
+        var index = 0;
+        foreach (var (day, step, quantity) in scenario.Steps)
+        {
+            await t._h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, day));
+            await t.CallAsync(customer, $"d{day}", 100 * day, Utc(2025, 4, day));
+            index = (index + step) % plans.Length;
+            var change = new SubscriptionChange { PlanId = plans[index].Id, Quantity = quantity, ProrationBehavior = ProrationBehavior.CreateProrations };
+            var preview = await t._h.Engine.PreviewChangeAsync(subscription.Id, change);
+            expected.AddRange(new[] { preview.Credit?.Amount, preview.Debit?.Amount }.Where(a => a is { IsZero: false }).Select(a => a!.Value.MinorUnits));
+            await t._h.Engine.ChangeSubscriptionAsync(subscription.Id, change);
+        }
+
+        await t._h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 30));
+        if (scenario.Ending < 2)
+        {
+            await t._h.Engine.CancelSubscriptionAsync(subscription.Id, atPeriodEnd: scenario.Ending == 1);
+        }
+
+        await t._h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 5, 3));
+        var invoices = await t._h.InvoicesAsync(subscription.Id);
+        var billed = invoices.SelectMany(i => i.Lines).Where(l => l.Kind is InvoiceLineKind.ProrationCredit or InvoiceLineKind.ProrationDebit).Select(l => l.Amount.MinorUnits);
+        Assert.Equal(expected, billed); // each once, in the order the changes made them
+        Assert.Empty((await t._h.Engine.GetSubscriptionAsync(subscription.Id)).PendingLines);
+        Assert.All(invoices, i => Assert.NotEqual(InvoiceStatus.Draft, i.Status));
+        Assert.All(invoices, i => Assert.Equal(i.Total.MinorUnits, i.Lines.Sum(l => l.Amount.MinorUnits)));
     }
 }
