@@ -1,3 +1,4 @@
+using System.Globalization;
 using Billing.Catalog;
 using Billing.Customers;
 using Billing.Invoices;
@@ -8,8 +9,9 @@ using Billing.Subscriptions;
 namespace Billing.Engine;
 
 /// <summary>
-/// The usage of a subscription's last stretch on a plan, billed when no renewal will bill it: at an immediate
-/// cancellation, at a cancellation at period end, and at an immediate plan change.
+/// The final invoice of a subscription's last stretch on a plan, billing what no renewal will bill (its usage and the
+/// pending lines): at an immediate cancellation (by hand or by dunning), at a cancellation at period end, and at an
+/// immediate plan change.
 /// </summary>
 public sealed partial class BillingEngine
 {
@@ -22,40 +24,60 @@ public sealed partial class BillingEngine
         subscription.ScheduleStart > period.Start && subscription.ScheduleStart < period.End ? new BillingPeriod(subscription.ScheduleStart, period.End) : period;
 
     /// <summary>
-    /// Adds to the session the draft invoice billing the usage of the current plan from the start of the current usage
-    /// span to <paramref name="end"/> (a cancellation or a plan change), priced like a renewal's usage lines: kept a
-    /// draft until the span's usage closes (late events within the grace) plus
-    /// <see cref="BillingOptions.DraftFinalizationDelay"/>, and priced again from the durable usage when finalized. Its
-    /// key is the one a renewal at <paramref name="end"/> would have, so the metering service rejects events for the
-    /// span once it is finalized. Returns null when there is nothing to bill (no usage lines, an empty span, or a
-    /// subscription that was not in a billing state: trialing, incomplete, paused).
+    /// Adds to the session the final invoice of the current plan's stretch, from the start of the current usage span to
+    /// <paramref name="end"/> (a cancellation, by hand or by dunning, or an immediate plan change), made on the renewal's
+    /// path (<see cref="NewSubscriptionDraft"/>) without a plan line: the subscription's pending lines (prorations that
+    /// would have gone on the next renewal; left pending when <paramref name="billPending"/> is false), the span's usage
+    /// priced like a renewal's usage lines, the coupon (a once coupon already used does not apply again; see
+    /// <see cref="ConsumeFinalDiscount"/>) and the customer's tax. It is kept a draft until the span's usage closes (late
+    /// events within the grace) plus <see cref="BillingOptions.DraftFinalizationDelay"/>, and its usage is priced again
+    /// from the durable usage when it is finalized. Its key is the one a renewal at <paramref name="end"/> would have, and
+    /// its <see cref="Invoice.Period"/> is the span, so the metering service resolves the span's late events to it and
+    /// rejects them once it is finalized (when a final invoice ending at the same instant exists already, which only
+    /// happens when the span did not move because no plan prices usage, it is keyed by the subscription's version).
     /// </summary>
-    private async Task<Invoice?> AddFinalUsageInvoiceAsync(IBillingSession session, Customer customer, Subscription subscription, Plan plan, DateTimeOffset end, BillingReason reason, DateTimeOffset at, CancellationToken cancellationToken)
+    /// <returns>
+    /// The invoice, and the subscription as billed by it (latest invoice, discount left, pending lines cleared) for the
+    /// caller to change further and store. No invoice, and the subscription unchanged, when there is nothing to bill (no
+    /// usage line and no pending line), when the span is empty (pending lines then stay on the subscription), or when the
+    /// subscription was not in a billing state (trialing, incomplete, paused).
+    /// </returns>
+    private async Task<(Invoice? Invoice, Subscription Subscription)> AddFinalUsageInvoiceAsync(
+        IBillingSession session, Customer customer, Subscription subscription, Plan plan, DateTimeOffset end, BillingReason reason, DateTimeOffset at, CancellationToken cancellationToken, bool billPending = true)
     {
         if (subscription.Status is not (SubscriptionStatus.Active or SubscriptionStatus.PastDue or SubscriptionStatus.Unpaid))
         {
-            return null;
+            return (null, subscription);
         }
 
         var start = UsagePeriodOf(subscription, subscription.CurrentPeriod).Start;
         end = end < subscription.CurrentPeriod.End ? end : subscription.CurrentPeriod.End;
         if (end <= start)
         {
-            return null;
+            return (null, subscription);
         }
 
         var period = new BillingPeriod(start, end);
         var usage = await _usage.GetUsageLinesAsync(subscription, plan, period, cancellationToken).ConfigureAwait(false);
-        if (usage.Count == 0)
+        var billed = billPending ? subscription : subscription with { PendingLines = [] };
+        if (usage.Count == 0 && billed.PendingLines.Count == 0)
         {
-            return null;
+            return (null, subscription);
         }
 
         var closesAt = _usage.UsageClosesAt(plan, period);
         var finalizeAt = (closesAt > at ? closesAt : at) + _options.DraftFinalizationDelay;
-        var invoice = NewDraft(customer, subscription, PeriodKey(subscription.Id, end), reason, period, usage, null, at, finalizeAt);
+        var key = PeriodKey(subscription.Id, end);
+        if (await session.Invoices.GetByDedupKeyAsync(key, cancellationToken).ConfigureAwait(false) is not null)
+        {
+            // Another final invoice ends at this instant (a second change, or a cancellation right after a change, where
+            // the span did not move because neither plan prices usage): this one bills pending lines only, keyed by version.
+            key = string.Create(CultureInfo.InvariantCulture, $"{subscription.Id}/final/v{subscription.Version}");
+        }
+
+        var (invoice, after) = NewSubscriptionDraft(customer, billed, key, reason, period, null, usage, at, finalizeAt);
         session.Invoices.Add(invoice);
         session.Outbox.Append(NewEvent("invoice.created", at, "invoice", invoice.Id, customer.Id, ("subscription", subscription.Id), ("total", invoice.Total.MinorUnits)));
-        return invoice;
+        return (invoice, billPending ? after : after with { PendingLines = subscription.PendingLines });
     }
 }

@@ -114,6 +114,42 @@ public sealed partial class BillingEngine
         _ => (discount.Coupon, null),
     };
 
+    /// <summary>
+    /// What is left of a discount after a final invoice (one that bills no new period: the usage and pending lines of a
+    /// stretch that ends at a cancellation or an immediate plan change): the coupon applies to it as it would to a
+    /// renewal; a <see cref="CouponDuration.Once"/> coupon is used up by it, a repeating or forever one keeps its count
+    /// of periods (it counts billed periods, and a final invoice bills none).
+    /// </summary>
+    private static (Coupon? Coupon, AppliedDiscount? Remaining) ConsumeFinalDiscount(AppliedDiscount? discount) => discount switch
+    {
+        null => (null, null),
+        { Coupon.Duration: CouponDuration.Once } => (discount.Coupon, null),
+        _ => (discount.Coupon, discount),
+    };
+
+    /// <summary>
+    /// The draft of an invoice that bills a subscription's period or stretch, the one path renewals and final invoices
+    /// share: <paramref name="planLine"/> (a renewal's plan charge; null on a final invoice), the pending lines (prorations
+    /// waiting for the next invoice), <paramref name="usage"/>, the coupon (consumed as by a renewal, or as by a final
+    /// invoice when there is no plan line: <see cref="ConsumeFinalDiscount"/>) and tax. Returns it with the subscription
+    /// as billed by it (latest invoice, discount left, pending lines cleared); the caller adds and stores both.
+    /// </summary>
+    private (Invoice Invoice, Subscription Subscription) NewSubscriptionDraft(
+        Customer customer, Subscription subscription, string dedupKey, BillingReason reason, BillingPeriod period, InvoiceLine? planLine, IReadOnlyList<InvoiceLine> usage, DateTimeOffset at, DateTimeOffset finalizeAt)
+    {
+        var items = new List<InvoiceLine>(subscription.PendingLines.Count + usage.Count + 1);
+        if (planLine is not null)
+        {
+            items.Add(planLine);
+        }
+
+        items.AddRange(subscription.PendingLines);
+        items.AddRange(usage);
+        var (coupon, remaining) = planLine is null ? ConsumeFinalDiscount(subscription.Discount) : ConsumeDiscount(subscription.Discount);
+        var invoice = NewDraft(customer, subscription, dedupKey, reason, period, items, coupon, at, finalizeAt);
+        return (invoice, subscription with { LatestInvoiceId = invoice.Id, Discount = remaining, PendingLines = [] });
+    }
+
     /// <summary>A draft invoice with computed lines and totals (credit is applied at finalization).</summary>
     private Invoice NewDraft(Customer customer, Subscription subscription, string dedupKey, BillingReason reason, BillingPeriod? period, IReadOnlyList<InvoiceLine> items, Coupon? coupon, DateTimeOffset at, DateTimeOffset finalizeAt)
     {
@@ -440,7 +476,7 @@ public sealed partial class BillingEngine
                 return 0; // another worker recorded this attempt already (a stale read here fails at commit anyway)
             }
 
-            RecordOutcome(session, payment, invoice, result, p.At, await SubscriptionOfAsync(session, invoice, cancellationToken).ConfigureAwait(false));
+            await RecordOutcomeAsync(session, payment, invoice, result, p.At, await SubscriptionOfAsync(session, invoice, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
             return 1;
         }, cancellationToken).ConfigureAwait(false);
         if (recorded == 1)
@@ -452,7 +488,14 @@ public sealed partial class BillingEngine
     private static async ValueTask<Subscription?> SubscriptionOfAsync(IBillingSession session, Invoice invoice, CancellationToken cancellationToken) =>
         invoice.SubscriptionId is { } id ? await session.Subscriptions.GetAsync(id, cancellationToken).ConfigureAwait(false) : null;
 
-    private void RecordOutcome(IBillingSession session, Payment payment, Invoice invoice, PaymentResult result, DateTimeOffset at, Subscription? subscription)
+    /// <summary>
+    /// Records a payment attempt's outcome: the payment, the invoice (paid, or its dunning decision) and the subscription
+    /// (activated, past due, unpaid, or canceled when dunning runs out with <see cref="DunningFinalAction.Cancel"/>). A
+    /// cancellation by dunning bills the stretch up to it on a final invoice, as an immediate cancellation by hand does
+    /// (<see cref="AddFinalUsageInvoiceAsync"/>: usage and pending lines, a draft until the usage closes, then finalized and
+    /// charged by the run).
+    /// </summary>
+    private async Task RecordOutcomeAsync(IBillingSession session, Payment payment, Invoice invoice, PaymentResult result, DateTimeOffset at, Subscription? subscription, CancellationToken cancellationToken)
     {
         var status = result.Outcome switch
         {
@@ -535,9 +578,18 @@ public sealed partial class BillingEngine
             if (SubscriptionStateMachine.CanFire(updated.Status, trigger))
             {
                 var final = SubscriptionStateMachine.Next(updated.Status, trigger);
-                updated = final == SubscriptionStatus.Canceled
-                    ? updated with { Status = final, CanceledAt = at, NextActionAt = null, CancelAtPeriodEnd = false }
-                    : updated with { Status = final };
+                if (final == SubscriptionStatus.Canceled)
+                {
+                    // As an immediate cancellation by hand: the stretch up to now is billed on a final invoice.
+                    var customer = await session.Customers.GetAsync(updated.CustomerId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("customer", updated.CustomerId);
+                    var plan = await session.Plans.GetAsync(updated.PlanId, cancellationToken).ConfigureAwait(false) ?? throw new BillingNotFoundException("plan", updated.PlanId);
+                    (_, updated) = await AddFinalUsageInvoiceAsync(session, customer, updated, plan, at, BillingReason.SubscriptionUpdate, at, cancellationToken).ConfigureAwait(false);
+                    updated = updated with { Status = final, CanceledAt = at, NextActionAt = null, CancelAtPeriodEnd = false };
+                }
+                else
+                {
+                    updated = updated with { Status = final };
+                }
             }
         }
 

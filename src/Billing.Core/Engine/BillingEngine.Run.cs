@@ -171,9 +171,9 @@ public sealed partial class BillingEngine
             if (subscription.CancelAtPeriodEnd && at >= subscription.CurrentPeriod.End)
             {
                 var status = SubscriptionStateMachine.Next(subscription.Status, SubscriptionTrigger.Cancel);
-                // The last period's usage is billed on a final invoice (a draft until the usage closes), as a renewal would.
-                var final = await AddFinalUsageInvoiceAsync(session, customer, subscription, plan, subscription.CurrentPeriod.End, BillingReason.SubscriptionCycle, at, cancellationToken).ConfigureAwait(false);
-                session.Subscriptions.Update(subscription with { Status = status, CanceledAt = subscription.CurrentPeriod.End, NextActionAt = null, CancelAtPeriodEnd = false, LatestInvoiceId = final?.Id ?? subscription.LatestInvoiceId });
+                // The last period's usage and the pending lines are billed on a final invoice (a draft until the usage closes), as a renewal would.
+                var (_, billed) = await AddFinalUsageInvoiceAsync(session, customer, subscription, plan, subscription.CurrentPeriod.End, BillingReason.SubscriptionCycle, at, cancellationToken).ConfigureAwait(false);
+                session.Subscriptions.Update(billed with { Status = status, CanceledAt = subscription.CurrentPeriod.End, NextActionAt = null, CancelAtPeriodEnd = false });
                 session.Outbox.Append(NewEvent("subscription.canceled", at, "subscription", subscription.Id, customer.Id, ("previous_status", Snake(subscription.Status)), ("reason", "cancel_at_period_end")));
                 return true;
             }

@@ -122,16 +122,12 @@ public sealed partial class BillingEngine
         IBillingSession session, Customer customer, Subscription subscription, Plan plan, BillingPeriod period, IReadOnlyList<InvoiceLine> usage,
         BillingReason reason, DateTimeOffset at, DateTimeOffset finalizeAt, RunCounters counters, bool finalizeNow, bool isNew, CancellationToken cancellationToken, bool newCycle = false)
     {
-        var items = new List<InvoiceLine>(subscription.PendingLines.Count + usage.Count + 1) { PlanLine(plan, subscription.Quantity, period) };
-        items.AddRange(subscription.PendingLines);
-        items.AddRange(usage);
-        var (coupon, remaining) = ConsumeDiscount(subscription.Discount);
         // A new cycle (restart, resume, new interval) may start where a canceled cycle's period started: key it by version.
         var key = newCycle ? UpdateKey(subscription) : PeriodKey(subscription.Id, period);
-        var invoice = NewDraft(customer, subscription, key, reason, period, items, coupon, at, finalizeAt);
+        Invoice invoice;
+        (invoice, subscription) = NewSubscriptionDraft(customer, subscription, key, reason, period, PlanLine(plan, subscription.Quantity, period), usage, at, finalizeAt);
         session.Outbox.Append(NewEvent("invoice.created", at, "invoice", invoice.Id, customer.Id, ("subscription", subscription.Id), ("total", invoice.Total.MinorUnits)));
         Interlocked.Increment(ref counters.Created);
-        subscription = subscription with { LatestInvoiceId = invoice.Id, Discount = remaining, PendingLines = [] };
 
         string? charge = null;
         if (finalizeNow)
@@ -171,11 +167,16 @@ public sealed partial class BillingEngine
     /// (now) or <c>subscription.updated</c> (at period end).
     /// </summary>
     /// <remarks>
-    /// The usage of the last stretch is billed on a final invoice (the subscription's latest invoice): now, the usage
-    /// of the period so far; at period end, the last period's usage, when the period ends (no renewal). The invoice
-    /// holds only usage lines, stays a draft until the usage closes (late events within the grace are accepted) plus
-    /// <see cref="BillingOptions.DraftFinalizationDelay"/>, and is priced again from the durable usage when finalized.
-    /// No final invoice for a plan without usage pricing, or when the subscription was trialing, incomplete or paused.
+    /// What no renewal will bill now is billed on a final invoice (the subscription's latest invoice): now, the usage
+    /// of the period so far; at period end, the last period's usage, when the period ends (no renewal). Like a renewal
+    /// without the plan charge, it also bills the pending lines (prorations of earlier changes that were waiting for the
+    /// next renewal; cleared once billed) and applies the coupon and tax as a renewal would (a once coupon already used
+    /// does not apply again; a once coupon used here is used up; a repeating one keeps its count of periods). It stays a
+    /// draft until the usage closes (late events within the grace are accepted) plus
+    /// <see cref="BillingOptions.DraftFinalizationDelay"/>, and its usage is priced again from the durable usage when it
+    /// is finalized; then it is charged. No final invoice when there is nothing to bill (no usage pricing and no pending
+    /// line), or when the subscription was trialing, incomplete or paused. A cancellation by dunning
+    /// (<see cref="Billing.Dunning.DunningFinalAction.Cancel"/>) makes the same final invoice as canceling now.
     /// </remarks>
     /// <param name="subscriptionId">The subscription.</param>
     /// <param name="atPeriodEnd">Cancel when the current period ends instead of now.</param>
@@ -208,9 +209,9 @@ public sealed partial class BillingEngine
                 }
             }
 
-            // The usage of the period so far is billed on a final invoice (a draft until the usage closes).
-            var final = await AddFinalUsageInvoiceAsync(session, customer, subscription, plan, now, BillingReason.SubscriptionUpdate, now, cancellationToken).ConfigureAwait(false);
-            var canceled = subscription with { Status = status, CanceledAt = now, NextActionAt = null, CancelAtPeriodEnd = false, PendingChange = null, LatestInvoiceId = final?.Id ?? subscription.LatestInvoiceId };
+            // The usage of the period so far and the pending lines are billed on a final invoice (a draft until the usage closes).
+            var (_, billed) = await AddFinalUsageInvoiceAsync(session, customer, subscription, plan, now, BillingReason.SubscriptionUpdate, now, cancellationToken).ConfigureAwait(false);
+            var canceled = billed with { Status = status, CanceledAt = now, NextActionAt = null, CancelAtPeriodEnd = false, PendingChange = null };
             session.Subscriptions.Update(canceled);
             session.Outbox.Append(NewEvent("subscription.canceled", now, "subscription", subscription.Id, customer.Id, ("previous_status", Snake(subscription.Status))));
             return canceled with { Version = subscription.Version + 1 };
@@ -363,11 +364,16 @@ public sealed partial class BillingEngine
     /// current period is credited and the new plan's first period is invoiced at once. During a trial the change
     /// applies without proration.
     /// <para>
-    /// Usage: an immediate change bills the old plan's usage of the period so far on an invoice of its own (reason
+    /// Usage: an immediate change bills the old plan's usage of the period so far on a final invoice of its own (reason
     /// <see cref="BillingReason.SubscriptionUpdate"/>, a draft until the usage closes, priced again when finalized), and
     /// the new plan's usage starts a span of its own at the change (<see cref="Subscription.ScheduleStart"/> moves to
-    /// it; the period boundaries stay), billed at the renewal. A change at period end bills the ended period's usage
-    /// with the old plan on the renewal.
+    /// it; the period boundaries stay), billed at the renewal. That invoice also bills the lines pending before the
+    /// change (prorations of earlier changes) with the coupon and tax, as a final invoice at a cancellation does (see
+    /// <see cref="CancelSubscriptionAsync"/>); the prorations of this change are then pending (or invoiced at once, per
+    /// <see cref="SubscriptionChange.ProrationBehavior"/>). It is made when there is usage pricing or a pending line. A
+    /// change to another interval leaves the pending lines to the new cycle's first invoice, made and charged at once.
+    /// Each change in a period closes its own span: late events of each span go to the invoice that bills it. A change at
+    /// period end bills the ended period's usage with the old plan on the renewal.
     /// </para>
     /// </remarks>
     /// <exception cref="BillingValidationException">Nothing changes, a bad quantity, an archived plan, or another currency.</exception>
@@ -399,8 +405,9 @@ public sealed partial class BillingEngine
 
             var at = change.ProrationDate ?? now;
             Require(subscription.CurrentPeriod.Contains(at), "proration_date", "The proration date must be inside the current period.");
-            // The old plan's usage up to the change is billed now (a draft until it closes); the new plan's from here.
-            await AddFinalUsageInvoiceAsync(session, customer, subscription, plan, at, BillingReason.SubscriptionUpdate, at, cancellationToken).ConfigureAwait(false);
+            // The old plan's usage up to the change is billed now (a draft until it closes), with the pending lines
+            // (a new interval bills those at once on the new cycle's first invoice); the new plan's usage from here.
+            (_, subscription) = await AddFinalUsageInvoiceAsync(session, customer, subscription, plan, at, BillingReason.SubscriptionUpdate, at, cancellationToken, billPending: newPlan.Interval == plan.Interval).ConfigureAwait(false);
             var usageMoves = plan.MeteredPrices.Count > 0 || newPlan.MeteredPrices.Count > 0;
             if (newPlan.Interval != plan.Interval)
             {

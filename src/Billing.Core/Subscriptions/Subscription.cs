@@ -52,6 +52,10 @@ public sealed record Subscription
     public ScheduledChange? PendingChange { get; init; }
 
     /// <summary>Proration lines waiting for the next invoice (<see cref="ProrationBehavior.CreateProrations"/>).</summary>
+    /// <remarks>
+    /// Billed and cleared by the next renewal, or by the final invoice made at an immediate plan change (to the same
+    /// interval), at a cancellation (by hand, at period end, or by dunning): whichever comes first, so each is billed once.
+    /// </remarks>
     public IReadOnlyList<InvoiceLine> PendingLines { get; init; } = [];
 
     /// <summary>The coupon in effect and how many more periods it applies, if any.</summary>

@@ -45,7 +45,9 @@ namespace Billing.Usage;
 /// span is billed on an invoice made at the change; a cancellation bills the span up to it on a final invoice. Late
 /// events for such a span (before the change or the cancellation) are accepted within the grace, resolved to the plan
 /// and span that the invoice closing it bills (its usage lines name both), and billed when that invoice is finalized;
-/// the same goes for the period before a plan change at period end.
+/// the same goes for the period before a plan change at period end. With several immediate plan changes in one period,
+/// each stretch has its own final invoice (keyed at the stretch's end, its period the stretch): a late event goes to the
+/// one whose stretch holds its timestamp, priced with that stretch's plan.
 /// </para>
 /// <para>
 /// Late events are billed, never lost: a period's usage closes <see cref="MeteringOptions.LateEventGrace"/> after it
@@ -583,9 +585,13 @@ public sealed class UsageMeteringService
     /// </summary>
     private sealed class Resolver(IBillingStore store, ResolutionCache? cache, TimeProvider time, CancellationToken cancellationToken) : IAsyncDisposable
     {
+        /// <summary>How many closed spans back an event may go (plan changes in one period); older ones are rejected as too old.</summary>
+        private const int MaxClosingHops = 64;
+
         private readonly Dictionary<string, (Customer? Customer, DateTimeOffset Now, IReadOnlyList<Subscription> Subscriptions)> _customers = new(StringComparer.Ordinal);
         private readonly Dictionary<string, Plan?> _plans = new(StringComparer.Ordinal);
         private readonly Dictionary<string, Invoice?> _invoices = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, IReadOnlyList<Invoice>> _subscriptionInvoices = new(StringComparer.Ordinal);
         /// <summary>The cache's version before anything was read: what is read later is cached only if no commit came in between.</summary>
         private readonly long _version = cache?.Version ?? 0;
         private IBillingSession? _session;
@@ -672,7 +678,7 @@ public sealed class UsageMeteringService
                 : [subscription];
             foreach (var candidate in candidates)
             {
-                var (candidatePlan, candidatePeriod, tooOld) = await SegmentAsync(candidate, customer, input.Timestamp).ConfigureAwait(false);
+                var (candidatePlan, candidatePeriod, tooOld) = await SegmentAsync(candidate, customer, input.Timestamp, now - options.LateEventGrace).ConfigureAwait(false);
                 beforeStart |= tooOld;
                 if (candidatePlan?.MeteredPrices.FirstOrDefault(p => p.Meter.Key == input.MeterKey) is { } found)
                 {
@@ -732,10 +738,14 @@ public sealed class UsageMeteringService
         /// The plan and usage span an event at <paramref name="timestamp"/> belongs to on a subscription: the current
         /// usage span (or a later period) on the current plan; for a canceled subscription, the span up to its
         /// cancellation; before the current span, the span billed by the invoice that closed it (its usage lines name
-        /// the plan and the span: a plan change or a cancellation), else the previous period on the current plan.
+        /// the plan and the span: a plan change or a cancellation), walking back through the final invoices of earlier
+        /// plan changes in the period (each keyed at its span's end, its period the span; from a renewal whose plan
+        /// prices no usage, to the last change's schedule start) to the one whose span holds the timestamp (or, where a
+        /// span made no invoice, among the subscription's invoices while <paramref name="oldestOpenEnd"/> allows a span
+        /// there to take events); else the previous period on the current plan.
         /// No plan when the subscription has no usage span there (<c>TooOld</c>: before its billing started).
         /// </summary>
-        private async ValueTask<(Plan? Plan, BillingPeriod Period, bool TooOld)> SegmentAsync(Subscription subscription, Customer customer, DateTimeOffset timestamp)
+        private async ValueTask<(Plan? Plan, BillingPeriod Period, bool TooOld)> SegmentAsync(Subscription subscription, Customer customer, DateTimeOffset timestamp, DateTimeOffset oldestOpenEnd)
         {
             var plan = await PlanAsync(subscription.PlanId).ConfigureAwait(false);
             var canceled = subscription.Status == SubscriptionStatus.Canceled;
@@ -762,15 +772,46 @@ public sealed class UsageMeteringService
                 return (plan, BillingEngine.UsagePeriodOf(subscription, PeriodOf(subscription, plan, customer, timestamp)), false);
             }
 
-            // Before the current span: the invoice that closed the span ending where the current one starts says how it was billed.
-            var closing = await InvoiceAsync(BillingEngine.PeriodKey(subscription.Id, current.Start)).ConfigureAwait(false);
-            if (closing?.Lines.FirstOrDefault(l => l is { Kind: InvoiceLineKind.Usage, PlanId: not null, Period: { } p } && p.Contains(timestamp)) is { PlanId: { } planId, Period: { } span })
+            // Before the current span: the invoices that closed the earlier spans say how each was billed (their usage
+            // lines name the plan and the span). The span ending at the cursor is closed by the invoice keyed there: a
+            // renewal (its usage lines end there) or the final invoice of a plan change or cancellation (its period is the
+            // span); walk back span by span, through each plan change of the period, to the one holding the timestamp.
+            var cursor = current.Start;
+            for (var hop = 0; hop < MaxClosingHops; hop++)
             {
-                return (await PlanAsync(planId).ConfigureAwait(false), span, false);
+                var closing = await InvoiceAsync(BillingEngine.PeriodKey(subscription.Id, cursor)).ConfigureAwait(false);
+                if (UsageLineAt(closing?.Lines ?? [], timestamp, cursor) is { PlanId: { } planId, Period: { } span })
+                {
+                    return (await PlanAsync(planId).ConfigureAwait(false), span, false);
+                }
+
+                // The span ending at the cursor: a usage line's, a final invoice's period, or (a renewal whose plan prices no
+                // usage) the last stretch of the ended period, which starts where the last plan change put the schedule start.
+                var before = closing?.Lines.FirstOrDefault(l => l is { Kind: InvoiceLineKind.Usage, Period: { } p } && p.End == cursor)?.Period
+                    ?? (closing?.Period is { } billed && billed.End == cursor ? billed
+                        : closing?.Period?.Start == cursor && subscription.ScheduleStart < cursor ? new BillingPeriod(subscription.ScheduleStart, cursor) : null);
+                if (before is not { } previous || timestamp >= previous.Start || previous.Start >= cursor)
+                {
+                    // A span with nothing to bill (no usage pricing, no pending line) made no invoice: while a span ending
+                    // by the cursor can still take events, look among all the subscription's invoices.
+                    if (closing is null && cursor >= oldestOpenEnd
+                        && UsageLineAt((await InvoicesAsync(subscription.Id).ConfigureAwait(false)).SelectMany(i => i.Lines), timestamp, cursor) is { PlanId: { } foundPlan, Period: { } found })
+                    {
+                        return (await PlanAsync(foundPlan).ConfigureAwait(false), found, false);
+                    }
+
+                    break;
+                }
+
+                cursor = previous.Start;
             }
 
             return canceled || timestamp < subscription.ScheduleStart ? (null, default, !canceled) : (plan, PeriodOf(subscription, plan, customer, timestamp), false);
         }
+
+        /// <summary>The usage line (naming its plan) of a span that holds <paramref name="timestamp"/> and ends by <paramref name="end"/>.</summary>
+        private static InvoiceLine? UsageLineAt(IEnumerable<InvoiceLine> lines, DateTimeOffset timestamp, DateTimeOffset end) =>
+            lines.FirstOrDefault(l => l is { Kind: InvoiceLineKind.Usage, PlanId: not null, Period: { } p } && p.Contains(timestamp) && p.End <= end);
 
         private async ValueTask<Invoice?> InvoiceAsync(string dedupKey)
         {
@@ -782,6 +823,18 @@ public sealed class UsageMeteringService
             }
 
             return invoice;
+        }
+
+        private async ValueTask<IReadOnlyList<Invoice>> InvoicesAsync(string subscriptionId)
+        {
+            if (!_subscriptionInvoices.TryGetValue(subscriptionId, out var invoices))
+            {
+                var session = await SessionAsync().ConfigureAwait(false);
+                invoices = await session.Invoices.ListBySubscriptionAsync(subscriptionId, cancellationToken).ConfigureAwait(false);
+                _subscriptionInvoices[subscriptionId] = invoices;
+            }
+
+            return invoices;
         }
 
         private async ValueTask<(Customer? Customer, DateTimeOffset Now, IReadOnlyList<Subscription> Subscriptions)> CustomerAsync(string customerId)
