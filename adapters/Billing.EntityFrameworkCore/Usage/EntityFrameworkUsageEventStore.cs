@@ -27,7 +27,9 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// reported as not stored and changes nothing. Keys repeated inside a batch: the first event of the key wins. Rows
 /// are sent in ordinal key order (concurrent batches take each other's keys in one order), and each append writes the
 /// row, its primary key entry and one entry of the counter index (migration 4); measure with the
-/// <c>usage-append-run</c> mode of the benchmark console.
+/// <c>usage-append-run</c> mode of the benchmark console. A row keeps the
+/// <see cref="StoredUsageEvent.AcceptanceToken"/> of the append that stored it (column <c>acceptance_token</c>,
+/// migration 7; null for rows stored before it), which <see cref="FindAsync"/> and <see cref="ListAsync"/> read back.
 /// </para>
 /// <para>
 /// Shared with <see cref="EntityFrameworkUsageCounter"/>: an event the durable counter recorded (the metering

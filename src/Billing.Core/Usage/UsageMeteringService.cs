@@ -29,7 +29,8 @@ namespace Billing.Usage;
 /// Acceptance tokens: each event sent to the counter carries a 64-bit token drawn by the service (a per-process random
 /// base plus a sequence, see <see cref="UsageCounterEvent.AcceptanceToken"/>). A counter keeps the token of the event
 /// that takes a key and answers later duplicates of the key with it; events are stored durably with the token of the
-/// acceptance they belong to (a duplicate with the original's), and rebuilds carry the stored tokens back into the counter.
+/// acceptance they belong to (a duplicate with the original's), and rebuilds carry the stored tokens back into the
+/// counter.
 /// </para>
 /// <para>
 /// When the durable store already had an event a fast counter accepted, the stored row's token tells why (one point read
@@ -38,10 +39,11 @@ namespace Billing.Usage;
 /// nothing is rebuilt, so exactly one of the two hears "accepted". Another token, or none: the counter lost the key (for
 /// example after a Redis flush) and accepted the event again; the result is a duplicate and the counter is rebuilt from
 /// the durable events. A fast counter that finds a forgotten key over the limit also answers duplicate (the durable
-/// store is asked, for over-limit rejections only). Before a fast counter counts events with a hard limit, a counter that reads 0 while the durable store holds
-/// events for it (it lost its state: a Redis restart or flush) is rebuilt first, so hard limits hold without waiting
-/// for <see cref="RebuildCountersAsync"/>. A durable counter (<see cref="IUsageCounter.IsDurable"/>) needs none of this:
-/// there an append reporting "already stored" only means a concurrent repeat of the event appended first.
+/// store is asked, for over-limit rejections only). Before a fast counter counts events with a hard limit, a counter
+/// that reads 0 while the durable store holds events for it (it lost its state: a Redis restart or flush) is rebuilt
+/// first, so hard limits hold without waiting for <see cref="RebuildCountersAsync"/>. A durable counter
+/// (<see cref="IUsageCounter.IsDurable"/>) needs none of this and no token comparison: there an append reporting
+/// "already stored" only means a concurrent repeat of the event appended first.
 /// </para>
 /// <para>
 /// Time: an event belongs to the period of its subscription's schedule that contains its timestamp. It is rejected
