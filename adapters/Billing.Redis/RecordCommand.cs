@@ -7,7 +7,7 @@ namespace Billing.Redis;
 /// <summary>
 /// Builds the <c>KEYS</c> and <c>ARGV</c> of one call of <see cref="UsageScripts.Record"/>: the constants of each distinct
 /// (counter, aggregation, limit, dedup window, retention) once as a "profile", and per event only what differs (its
-/// profile, idempotency key, quantity, and the timestamp and key for Last or the value for UniqueCount).
+/// profile, idempotency key, quantity, acceptance token, and the timestamp and key for Last or the value for UniqueCount).
 /// </summary>
 /// <remarks>Numbers are passed as integer <see cref="RedisValue"/>s (written as decimal text by the client, no string
 /// allocated); events that share the previous event's profile skip the profile lookup.</remarks>
@@ -256,13 +256,13 @@ internal static class RecordCommand
         }
     });
 
-    /// <summary>An event's arguments after its idempotency key (and profile): quantity, then timestamp and ordinal key
-    /// (Last) or unique value (UniqueCount).</summary>
+    /// <summary>An event's arguments after its idempotency key (and profile): quantity and acceptance token, then timestamp
+    /// and ordinal key (Last) or unique value (UniqueCount).</summary>
     private static int EventArguments(MeterAggregation aggregation) => aggregation switch
     {
-        MeterAggregation.Last => 3,
-        MeterAggregation.UniqueCount => 2,
-        _ => 1,
+        MeterAggregation.Last => 4,
+        MeterAggregation.UniqueCount => 3,
+        _ => 2,
     };
 
     private static void WriteProfile(RedisValue[] values, int at, int hashIndex, int customerIndex, string code, in UsageCounterEvent e, long defaultRetentionMs)
@@ -278,6 +278,7 @@ internal static class RecordCommand
     private static int WriteEvent(RedisValue[] values, int at, MeterAggregation aggregation, in UsageCounterEvent e)
     {
         values[at++] = e.Quantity;
+        values[at++] = e.AcceptanceToken;
         switch (aggregation)
         {
             case MeterAggregation.Last:

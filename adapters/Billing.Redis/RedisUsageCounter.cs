@@ -13,7 +13,9 @@ namespace Billing.Redis;
 /// <para>
 /// <b>Semantics.</b> Exactly those of <see cref="UsageCounterState"/> and the in-memory counter: sums, counts, maxima,
 /// the latest value (ties broken by ordinal idempotency key) and distinct values; an over-limit event changes nothing and
-/// leaves its key free; a duplicate returns the original result. Idempotency keys expire after the event's
+/// leaves its key free; a duplicate returns the original result and the original acceptance's
+/// <see cref="UsageCounterEvent.AcceptanceToken"/> (kept as the key's hash field value with the total and expiry).
+/// Idempotency keys expire after the event's
 /// <see cref="UsageCounterEvent.DedupWindow"/> by the Redis server's clock; counters expire
 /// <see cref="UsageCounterEvent.CounterRetention"/> (or <see cref="RedisUsageCounterOptions.DefaultCounterRetention"/>)
 /// after their last write. Numbers are exact over the whole <see cref="long"/> range (see the scripts' notes); a sum past
@@ -214,8 +216,8 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     /// Events repeating an earlier key of the list are skipped (as in memory). The events are applied in calls of at most
     /// <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/>; the first one deletes the counter (and its set of
     /// unique values), so a rebuild interrupted by a failure leaves a partial counter: run it again. Each key is taken
-    /// again with its event's dedup window (a window of zero frees it) and stores the running total, as the in-memory
-    /// counter does.
+    /// again with its event's dedup window (a window of zero frees it) and stores the running total and the event's
+    /// acceptance token, as the in-memory counter does.
     /// </remarks>
     public async ValueTask<long> RebuildAsync(UsageCounterKey counter, MeterAggregation aggregation, IReadOnlyList<UsageCounterEvent> events, CancellationToken cancellationToken = default)
     {
@@ -271,6 +273,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
                 values[a + 4] = RecordCommand.Milliseconds(e.DedupWindow);
                 values[a + 5] = RecordCommand.Retention(e, _defaultRetentionMs);
                 values[a + 6] = e.IdempotencyKey;
+                values[a + 7] = e.AcceptanceToken;
             }
 
             var reply = (RedisResult[])(await EvaluateAsync(database, Script.Rebuild, keys, values, cancellationToken).ConfigureAwait(false))!;
@@ -789,6 +792,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         var value = (RedisValue)element;
         int outcome;
         long total;
+        long token = 0;
         if (value.IsInteger)
         {
             var code = (long)value;
@@ -804,13 +808,25 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
             }
 
             outcome = text[0] - '0';
-            total = ParseTotal(text[1..]);
+            var colon = text.IndexOf(':', StringComparison.Ordinal);
+            if (colon < 0)
+            {
+                total = ParseTotal(text[1..]);
+            }
+            else
+            {
+                // A duplicate: the original total and acceptance token.
+                total = ParseTotal(text[1..colon]);
+                token = long.TryParse(text.AsSpan(colon + 1), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var t)
+                    ? t
+                    : throw new InvalidOperationException($"Redis holds '{text[(colon + 1)..]}' where an acceptance token was expected.");
+            }
         }
 
         result = outcome switch
         {
             0 => new UsageCounterResult(UsageOutcome.Accepted, total),
-            1 => new UsageCounterResult(UsageOutcome.Duplicate, total),
+            1 => new UsageCounterResult(UsageOutcome.Duplicate, total, token),
             2 => new UsageCounterResult(UsageOutcome.OverLimit, total),
             _ => default,
         };

@@ -36,7 +36,9 @@ namespace Billing.Redis;
 /// </para>
 /// <para><b>Results.</b> One element per event, in order: the integer <c>outcome + 4 × total</c> when the total is below
 /// 10^15, otherwise the text of the outcome digit followed by the total's digits. Outcomes: 0 accepted, 1 duplicate,
-/// 2 over the limit, 3 overflow (the script stops there: the reply is shorter than the events).</para>
+/// 2 over the limit, 3 overflow (the script stops there: the reply is shorter than the events). A duplicate whose key
+/// holds an acceptance token replies with text: <c>1</c>, the original total's digits, <c>:</c> and the token (decimal,
+/// maybe negative); only duplicates carry a token, so accepted events cost no more reply than before.</para>
 /// </remarks>
 internal static class UsageScripts
 {
@@ -47,7 +49,7 @@ internal static class UsageScripts
     public const int RecordArgumentsPerProfile = 6;
 
     /// <summary>Arguments per event of <see cref="Rebuild"/>.</summary>
-    public const int RebuildArgumentsPerEvent = 7;
+    public const int RebuildArgumentsPerEvent = 8;
 
     /// <summary>Totals below this are encoded as one integer (<c>outcome + 4 × total</c>).</summary>
     public const long CompactLimit = 1_000_000_000_000_000;
@@ -150,6 +152,15 @@ internal static class UsageScripts
           return outcome .. total
         end
 
+        -- A duplicate's reply from its key's entry ('total:expiry:token'): '1' .. total .. ':' .. token, the original result
+        -- and acceptance token. An entry without a token ('total:expiry', written before tokens) replies as reply(1, total).
+        local function duplicate(v)
+          local at = string.find(v, ':', 1, true)
+          local bt = string.find(v, ':', at + 1, true)
+          if bt then return '1' .. string.sub(v, 1, at - 1) .. string.sub(v, bt) end
+          return reply(1, num(string.sub(v, 1, at - 1)))
+        end
+
         """;
 
     /// <summary>
@@ -163,8 +174,9 @@ internal static class UsageScripts
     /// limit (empty for none), dedup window ms (0: the key is not kept), counter retention ms, the index of the customer's
     /// idempotency name in <c>KEYS</c>; then per group: its number of events m, the index of its customer's idempotency
     /// name, its events' profile (0 when they have several), the m idempotency keys (consecutive, so they are looked up
-    /// straight from <c>ARGV</c>), then per event: its profile (only when the group's is 0), quantity, UTC ticks and
-    /// ordinal key (Last only), unique value (UniqueCount only). Nothing is written before the last event is decided.
+    /// straight from <c>ARGV</c>), then per event: its profile (only when the group's is 0), quantity, acceptance token
+    /// (decimal text, kept as text: Lua numbers cannot hold 64 bits), UTC ticks and ordinal key (Last only), unique value
+    /// (UniqueCount only). Nothing is written before the last event is decided.
     /// </summary>
     public const string Record = Helpers + Idempotency + """
         local A, call = ARGV, redis.call
@@ -183,8 +195,8 @@ internal static class UsageScripts
           if dedup > cu.window then cu.window = dedup end
           local lim = false
           if l ~= '' then lim = num(l) end
-          local w = 1
-          if agg == 'l' then w = 3 elseif agg == 'u' then w = 2 elseif agg ~= 's' and agg ~= 'c' and agg ~= 'm' then
+          local w = 2
+          if agg == 'l' then w = 4 elseif agg == 'u' then w = 3 elseif agg ~= 's' and agg ~= 'c' and agg ~= 'm' then
             error('unknown aggregation ' .. tostring(agg))
           end
           local exp = now + dedup
@@ -240,12 +252,12 @@ internal static class UsageScripts
               a = a + 1
               pr = named[A[a]]
             end
-            local key, q, x, y = A[ks + i], A[a + 1], A[a + 2], A[a + 3]
+            local key, q, tk, x, y = A[ks + i], A[a + 1], A[a + 2], A[a + 3], A[a + 4]
             a = a + pr.w
             o = o + 1
             local original = found[key]
             if original then
-              out[o] = reply(1, original)
+              out[o] = duplicate(original)
             else
               local ci, agg = pr.ci, pr.agg
               local t = tot[ci]
@@ -290,8 +302,8 @@ internal static class UsageScripts
               if ok then
                 if pr.dedup > 0 then
                   local v
-                  if small then v = format('%d%s', c, pr.sfx) else v = c .. pr.sfx end
-                  found[key] = c
+                  if small then v = format('%d%s:%s', c, pr.sfx, tk) else v = c .. pr.sfx .. ':' .. tk end
+                  found[key] = v
                   local w, nw = cu.writes, cu.nw
                   w[nw + 1] = key
                   w[nw + 2] = v
@@ -367,7 +379,7 @@ internal static class UsageScripts
     /// Applies a chunk of a rebuild: no duplicate or limit checks, every key taken again with its own window.
     /// <c>KEYS</c>: the counter hash, its unique set, the start of the customer's idempotency hashes' names. <c>ARGV</c>:
     /// reset (1: delete the counter first), aggregation, n, the generation length in ms; then per event: quantity, UTC
-    /// ticks, ordinal key, unique value, dedup window ms, counter retention ms, idempotency key. Returns one element as
+    /// ticks, ordinal key, unique value, dedup window ms, counter retention ms, idempotency key, acceptance token. Returns one element as
     /// <see cref="Record"/> does: outcome 0 with the total, or 3 with the total before the overflowing event (the events
     /// before it are applied).
     /// </summary>
@@ -383,7 +395,7 @@ internal static class UsageScripts
         local keys, writes, window, maxexp = {}, {}, 0, 0
         if h[1] then t = num(h[1]) end
         for i = 1, n do
-          local a = 4 + (i - 1) * 7
+          local a = 4 + (i - 1) * 8
           local q, ts, kh, uv, dedup = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
           local c, add_value = t, false
           if agg == 's' then
@@ -423,7 +435,7 @@ internal static class UsageScripts
           if dedup > 0 then
             local expiry = now + dedup
             writes[#writes + 1] = key
-            writes[#writes + 1] = text(c) .. ':' .. format('%.0f', expiry)
+            writes[#writes + 1] = text(c) .. ':' .. format('%.0f', expiry) .. ':' .. ARGV[a + 8]
             if expiry > maxexp then maxexp = expiry end
           end
           retention = ARGV[a + 6]
@@ -444,8 +456,9 @@ internal static class UsageScripts
 
     /// <summary>
     /// The idempotency hashes: one per customer and generation (<c>floor(server ms / generation ms)</c>); a field is an
-    /// idempotency key, its value <c>total:expiry</c> (the total the event produced, and the server time in ms at which the
-    /// key is free again). A key is looked up in every generation its window can reach (at least the current and the
+    /// idempotency key, its value <c>total:expiry:token</c> (the total the event produced, the server time in ms at which the
+    /// key is free again, and the acceptance token of the event, 0 for none; entries written before tokens have no
+    /// <c>:token</c> and are read as having none). A key is looked up in every generation its window can reach (at least the current and the
     /// previous one); a hash expires when its last field does.
     /// </summary>
     private const string Idempotency = """
@@ -464,7 +477,7 @@ internal static class UsageScripts
         end
 
         -- Looks up the keys ARGV[from..to] in every generation the window reaches and adds those held (not expired) to found:
-        -- key -> total (a value of num()). Newer generations win.
+        -- key -> its entry ('total:expiry:token', or 'total:expiry' when written before tokens). Newer generations win.
         local function lookup(base, found, from, to, now, gen, window)
           local first, last = generations(now, gen, window)
           for g = first, last do
@@ -477,8 +490,9 @@ internal static class UsageScripts
                 local v = vals[j]
                 if v then
                   local at = string.find(v, ':', 1, true)
-                  if tonumber(string.sub(v, at + 1)) > now then
-                    found[ARGV[s + j - 1]] = num(string.sub(v, 1, at - 1))
+                  local bt = string.find(v, ':', at + 1, true)
+                  if tonumber(string.sub(v, at + 1, (bt or 0) - 1)) > now then
+                    found[ARGV[s + j - 1]] = v
                   end
                 end
               end

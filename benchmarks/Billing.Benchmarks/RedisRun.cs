@@ -33,6 +33,9 @@ internal static class RedisRun
     private static readonly DateTimeOffset Now = new(2025, 3, 10, 12, 0, 0, TimeSpan.Zero);
     private static readonly TimeSpan DedupWindow = TimeSpan.FromMinutes(10);
 
+    /// <summary>Acceptance tokens as the metering service sends them: 19–20 characters of decimal text each.</summary>
+    private static long _token = -7_046_029_254_386_353_131;
+
     public static int Run(string[] args) =>
         ConsoleBenchmark.Run("redis-run", args, Settings.Parse, "[--seconds 4] [--requests 500000] [--inflight 64] [--pipeline 64] [--writers 16] [--batch 100] [--customers 8] [--repeat 3] [--warmup 2] [--limit] [--batch-mode auto|per-slot] [--phases rb,rbbatch,single,batch] [--no-coalesce]", RunAsync);
 
@@ -285,6 +288,7 @@ internal static class RedisRun
         Now = Now,
         DedupWindow = DedupWindow,
         HardLimit = limit ? long.MaxValue / 2 : null,
+        AcceptanceToken = Interlocked.Increment(ref _token),
     };
 
     private static UsageCounterEvent BatchEvent(string customer, string key, bool limit) => new()
@@ -297,6 +301,7 @@ internal static class RedisRun
         Now = Now,
         DedupWindow = DedupWindow,
         HardLimit = limit ? long.MaxValue / 2 : null,
+        AcceptanceToken = Interlocked.Increment(ref _token),
     };
 
     private static async Task<ServerSample> SampleAsync(LocalRedisServer server)

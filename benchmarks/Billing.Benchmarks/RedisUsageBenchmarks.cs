@@ -96,5 +96,8 @@ public class RedisUsageBenchmarks
         Timestamp = Now,
         Now = Now,
         DedupWindow = TimeSpan.FromMinutes(10),
+        AcceptanceToken = Interlocked.Increment(ref _token), // as the metering service sends them: 19–20 characters
     };
+
+    private static long _token = -7_046_029_254_386_353_131;
 }

@@ -188,6 +188,7 @@ internal sealed class UsageEventRow
     public DateTimeOffset ReceivedAt { get; set; }
     public long? TotalAfter { get; set; }
     public bool Appended { get; set; } = true;
+    public long? AcceptanceToken { get; set; }
 }
 
 internal sealed class UsageCounterRow

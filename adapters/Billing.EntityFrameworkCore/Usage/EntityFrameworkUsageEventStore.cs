@@ -27,7 +27,9 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// reported as not stored and changes nothing. Keys repeated inside a batch: the first event of the key wins. Rows
 /// are sent in ordinal key order (concurrent batches take each other's keys in one order), and each append writes the
 /// row, its primary key entry and one entry of the counter index (migration 4); measure with the
-/// <c>usage-append-run</c> mode of the benchmark console.
+/// <c>usage-append-run</c> mode of the benchmark console. A row keeps the
+/// <see cref="StoredUsageEvent.AcceptanceToken"/> of the append that stored it (column <c>acceptance_token</c>,
+/// migration 8; null for rows stored before it), which <see cref="FindAsync"/> and <see cref="ListAsync"/> read back.
 /// </para>
 /// <para>
 /// Shared with <see cref="EntityFrameworkUsageCounter"/>: an event the durable counter recorded (the metering
@@ -73,20 +75,20 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
     internal EntityFrameworkUsageEventStore(UsageDatabase database)
     {
         _db = database;
-        const string Columns = "customer_id, idempotency_key, meter_key, period_start, subscription_id, quantity, timestamp, unique_value, properties, received_at";
+        const string Columns = "customer_id, idempotency_key, meter_key, period_start, subscription_id, quantity, timestamp, unique_value, properties, received_at, acceptance_token";
         _appendPostgreSql = $"""
             INSERT INTO {_db.Events} AS e ({Columns})
-            SELECT * FROM unnest(@customer_ids, @keys, @meter_keys, @period_starts, @subscription_ids, @quantities, @timestamps, @unique_values, @properties, @received_at)
+            SELECT * FROM unnest(@customer_ids, @keys, @meter_keys, @period_starts, @subscription_ids, @quantities, @timestamps, @unique_values, @properties, @received_at, @acceptance_tokens)
             ON CONFLICT (customer_id, idempotency_key) DO UPDATE
-            SET appended = true, subscription_id = excluded.subscription_id, properties = excluded.properties
+            SET appended = true, subscription_id = excluded.subscription_id, properties = excluded.properties, acceptance_token = excluded.acceptance_token
             WHERE NOT e.appended AND e.meter_key = excluded.meter_key AND e.period_start = excluded.period_start
             RETURNING e.customer_id, e.idempotency_key
             """;
         _appendSqlite = $"""
             INSERT INTO {_db.Events} ({Columns})
-            VALUES (@customer, @key, @meter, @period, @subscription, @quantity, @timestamp, @unique_value, @properties, @received_at)
+            VALUES (@customer, @key, @meter, @period, @subscription, @quantity, @timestamp, @unique_value, @properties, @received_at, @acceptance_token)
             ON CONFLICT (customer_id, idempotency_key) DO UPDATE
-            SET appended = 1, subscription_id = excluded.subscription_id, properties = excluded.properties
+            SET appended = 1, subscription_id = excluded.subscription_id, properties = excluded.properties, acceptance_token = excluded.acceptance_token
             WHERE NOT usage_events.appended AND usage_events.meter_key = excluded.meter_key AND usage_events.period_start = excluded.period_start
             """;
         var collate = _db.IsPostgreSql ? " COLLATE \"C\"" : string.Empty;
@@ -312,6 +314,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         var uniques = new string?[n];
         var properties = new string[n];
         var received = new DateTime[n];
+        var tokens = new long?[n];
         for (var i = 0; i < n; i++)
         {
             var e = send[i];
@@ -325,6 +328,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             uniques[i] = e.UniqueValue;
             properties[i] = UsageDatabase.SerializeProperties(e.Properties);
             received[i] = e.ReceivedAt.UtcDateTime;
+            tokens[i] = e.AcceptanceToken;
         }
 
         await using var connection = await _db.OpenPostgreSqlAsync(cancellationToken).ConfigureAwait(false);
@@ -339,6 +343,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         command.Parameters.Add(UsageDatabase.ArrayParameter("unique_values", NpgsqlDbType.Text, uniques));
         command.Parameters.Add(UsageDatabase.ArrayParameter("properties", NpgsqlDbType.Jsonb, properties));
         command.Parameters.Add(UsageDatabase.ArrayParameter("received_at", NpgsqlDbType.TimestampTz, received));
+        command.Parameters.Add(UsageDatabase.ArrayParameter("acceptance_tokens", NpgsqlDbType.Bigint, tokens));
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         var cursor = 0;
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -365,6 +370,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         var unique = UsageDatabase.Parameter(command, "@unique_value", SqliteType.Text);
         var properties = UsageDatabase.Parameter(command, "@properties", SqliteType.Text);
         var received = UsageDatabase.Parameter(command, "@received_at", SqliteType.Integer);
+        var token = UsageDatabase.Parameter(command, "@acceptance_token", SqliteType.Integer);
         var inserted = new bool[send.Count];
         for (var i = 0; i < send.Count; i++)
         {
@@ -379,6 +385,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             unique.Value = UsageDatabase.DbValue(e.UniqueValue);
             properties.Value = UsageDatabase.SerializeProperties(e.Properties);
             received.Value = e.ReceivedAt.UtcTicks;
+            token.Value = e.AcceptanceToken is { } t ? t : DBNull.Value;
             inserted[i] = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
         }
 

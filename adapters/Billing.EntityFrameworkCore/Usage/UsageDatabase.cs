@@ -188,7 +188,7 @@ internal sealed class UsageDatabase
     public static object DbValue(object? value) => value ?? DBNull.Value;
 
     /// <summary>The columns <see cref="ReadEvent"/> reads, in order.</summary>
-    public const string EventColumns = "e.customer_id, e.idempotency_key, e.meter_key, e.period_start, e.subscription_id, e.quantity, e.timestamp, e.unique_value, e.properties, e.received_at";
+    public const string EventColumns = "e.customer_id, e.idempotency_key, e.meter_key, e.period_start, e.subscription_id, e.quantity, e.timestamp, e.unique_value, e.properties, e.received_at, e.acceptance_token";
 
     public StoredUsageEvent ReadEvent(DbDataReader reader)
     {
@@ -204,6 +204,7 @@ internal sealed class UsageDatabase
             UniqueValue = reader.IsDBNull(7) ? null : reader.GetString(7),
             Properties = DeserializeProperties(reader.GetString(8)),
             ReceivedAt = Instant(9),
+            AcceptanceToken = reader.IsDBNull(10) ? null : reader.GetInt64(10),
         };
     }
 

@@ -3,7 +3,7 @@ using System.Numerics;
 namespace Billing.InMemory;
 
 /// <summary>
-/// One customer's idempotency keys: a compact hash table from key to (expiry, original total), built for the
+/// One customer's idempotency keys: a compact hash table from key to (expiry, original total, acceptance token), built for the
 /// in-memory counter's hot path. Not thread-safe: the owner serializes access.
 /// </summary>
 /// <remarks>
@@ -89,11 +89,14 @@ internal sealed class IdempotencyKeyTable
     /// <summary>The total recorded with the entry at <paramref name="index"/>.</summary>
     public long Total(int index) => _entries[index].Total;
 
-    /// <summary>Re-arms the entry at <paramref name="index"/> (same key) with a new expiry and total.</summary>
-    public void Set(int index, long expiresAtTicks, long total)
+    /// <summary>The acceptance token recorded with the entry at <paramref name="index"/>.</summary>
+    public long Token(int index) => _entries[index].Token;
+
+    /// <summary>Re-arms the entry at <paramref name="index"/> (same key) with a new expiry, total and acceptance token.</summary>
+    public void Set(int index, long expiresAtTicks, long total, long token)
     {
         ref var entry = ref _entries[index];
-        entry = new Entry(entry.HashCode, entry.Key, expiresAtTicks, total);
+        entry = new Entry(entry.HashCode, entry.Key, expiresAtTicks, total, token);
     }
 
     /// <summary>Adds a key that <see cref="Find"/> did not find.</summary>
@@ -101,11 +104,12 @@ internal sealed class IdempotencyKeyTable
     /// <param name="hashCode">The key's <see cref="HashOf"/>.</param>
     /// <param name="expiresAtTicks">Its expiry (UTC ticks).</param>
     /// <param name="total">The total to answer duplicates with.</param>
+    /// <param name="token">The acceptance token to answer duplicates with.</param>
     /// <param name="nowTicks">
     /// The clock a sweep, if the table is full, drops expired entries by (entries whose expiry is at or before it);
     /// <see cref="long.MinValue"/> drops none.
     /// </param>
-    public void Add(string key, int hashCode, long expiresAtTicks, long total, long nowTicks)
+    public void Add(string key, int hashCode, long expiresAtTicks, long total, long token, long nowTicks)
     {
         if (_count == _entries.Length)
         {
@@ -113,23 +117,23 @@ internal sealed class IdempotencyKeyTable
         }
 
         var i = _count;
-        _entries[i] = new Entry(hashCode, key, expiresAtTicks, total);
+        _entries[i] = new Entry(hashCode, key, expiresAtTicks, total, token);
         Link(_slots, hashCode, i);
         _count = i + 1;
     }
 
     /// <summary>Adds a key, or re-arms it when present (live or not).</summary>
-    public void Put(string key, long expiresAtTicks, long total)
+    public void Put(string key, long expiresAtTicks, long total, long token)
     {
         var hashCode = HashOf(key);
         var i = Find(key, hashCode);
         if (i >= 0)
         {
-            Set(i, expiresAtTicks, total);
+            Set(i, expiresAtTicks, total, token);
         }
         else
         {
-            Add(key, hashCode, expiresAtTicks, total, long.MinValue);
+            Add(key, hashCode, expiresAtTicks, total, token, long.MinValue);
         }
     }
 
@@ -194,12 +198,13 @@ internal sealed class IdempotencyKeyTable
         slots[p] = TagOf(hashCode, mask) | (uint)(index + 1);
     }
 
-    /// <summary>One key: its hash code, expiry and original total.</summary>
-    private readonly struct Entry(int hashCode, string key, long expiresAtTicks, long total)
+    /// <summary>One key: its hash code, expiry, original total and acceptance token.</summary>
+    private readonly struct Entry(int hashCode, string key, long expiresAtTicks, long total, long token)
     {
         public readonly int HashCode = hashCode;
         public readonly string Key = key;
         public readonly long ExpiresAtTicks = expiresAtTicks;
         public readonly long Total = total;
+        public readonly long Token = token;
     }
 }

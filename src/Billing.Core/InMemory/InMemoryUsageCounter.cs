@@ -15,7 +15,8 @@ namespace Billing.InMemory;
 /// customer is serialized: the idempotency check, the hard-limit check and the increment are one critical section.
 /// </para>
 /// <para>
-/// Idempotency keys expire after their dedup window; a customer's expired keys are swept when its key table is full
+/// Each idempotency key keeps the total and the <see cref="UsageCounterEvent.AcceptanceToken"/> of the event that took it,
+/// which a duplicate answers with. Idempotency keys expire after their dedup window; a customer's expired keys are swept when its key table is full
 /// (one sequential pass, no key re-hashed), and the table is sized to twice the live keys, so memory follows the window,
 /// not the history. Totals live for the life of the process: this
 /// is the single-process default; use the Redis adapter to share counters between processes.
@@ -94,7 +95,7 @@ public sealed class InMemoryUsageCounter : IUsageCounter
             {
                 if (seen.Add(e.IdempotencyKey))
                 {
-                    customer.Keys.Put(e.IdempotencyKey, ExpiryOf(e), state.Apply(aggregation, e));
+                    customer.Keys.Put(e.IdempotencyKey, ExpiryOf(e), state.Apply(aggregation, e), e.AcceptanceToken);
                 }
             }
 
@@ -120,7 +121,7 @@ public sealed class InMemoryUsageCounter : IUsageCounter
             var index = keys.Find(e.IdempotencyKey, hashCode);
             if (index >= 0 && keys.ExpiresAtTicks(index) > nowTicks)
             {
-                return new UsageCounterResult(UsageOutcome.Duplicate, keys.Total(index));
+                return new UsageCounterResult(UsageOutcome.Duplicate, keys.Total(index), keys.Token(index));
             }
 
             // A refused event leaves its key free: a new key is not added, an expired one is marked expired for good.
@@ -145,11 +146,11 @@ public sealed class InMemoryUsageCounter : IUsageCounter
             state.Commit(e.Aggregation, e, candidate);
             if (index >= 0)
             {
-                keys.Set(index, ExpiryOf(e), candidate);
+                keys.Set(index, ExpiryOf(e), candidate, e.AcceptanceToken);
             }
             else
             {
-                keys.Add(e.IdempotencyKey, hashCode, ExpiryOf(e), candidate, nowTicks);
+                keys.Add(e.IdempotencyKey, hashCode, ExpiryOf(e), candidate, e.AcceptanceToken, nowTicks);
             }
 
             return new UsageCounterResult(UsageOutcome.Accepted, candidate);
@@ -161,7 +162,7 @@ public sealed class InMemoryUsageCounter : IUsageCounter
     {
         if (index >= 0)
         {
-            keys.Set(index, 0, 0);
+            keys.Set(index, 0, 0, 0);
         }
     }
 

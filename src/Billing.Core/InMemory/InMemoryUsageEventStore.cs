@@ -211,6 +211,7 @@ public sealed class InMemoryUsageEventStore : IUsageEventStore
             UniqueValue = usageEvent.UniqueValue,
             Now = usageEvent.ReceivedAt,
             DedupWindow = TimeSpan.Zero,
+            AcceptanceToken = usageEvent.AcceptanceToken ?? 0,
         };
     }
 

@@ -13,6 +13,12 @@ namespace Billing.Ports;
 /// event can be sent again once the limit allows it.
 /// </para>
 /// <para>
+/// A fast counter keeps each accepted event's <see cref="UsageCounterEvent.AcceptanceToken"/> with its idempotency key
+/// and answers a duplicate with it (<see cref="UsageCounterResult.AcceptanceToken"/>); <see cref="RebuildAsync"/> keeps
+/// the token of each event it is given. The metering service compares it with the token stored durably to tell a
+/// concurrent repeat of an event from a key the counter forgot. A durable counter need not keep tokens (it answers 0).
+/// </para>
+/// <para>
 /// A counter is a fast copy, never the only one: the metering service also stores every accepted event durably and
 /// can rebuild a counter from those events with <see cref="RebuildAsync"/> (after a Redis flush or restart).
 /// </para>
@@ -27,8 +33,9 @@ public interface IUsageCounter
     /// <remarks>
     /// The metering service relies on it: with a durable counter, an append reporting "already stored" for an event
     /// the counter accepted means a concurrent repeat of the event appended first (never that the counter forgot the
-    /// key), so it neither turns the answer into a duplicate nor rebuilds the counter; and it skips the checks for a
-    /// counter that lost its state or forgot a key, which cannot happen.
+    /// key), so it neither turns the answer into a duplicate nor rebuilds the counter, and does not compare acceptance
+    /// tokens; and it skips the checks for a counter that lost its state or forgot a key, which cannot happen. A fast
+    /// counter must keep acceptance tokens: there the service tells the two cases apart by them.
     /// </remarks>
     bool IsDurable => false;
 
@@ -52,7 +59,8 @@ public interface IUsageCounter
 
     /// <summary>
     /// Replaces a counter's state with the aggregate of <paramref name="events"/> (the durable accepted events of the
-    /// counter) and marks their idempotency keys as taken again.
+    /// counter) and marks their idempotency keys as taken again, each with its event's
+    /// <see cref="UsageCounterEvent.AcceptanceToken"/>.
     /// </summary>
     /// <param name="counter">The counter.</param>
     /// <param name="aggregation">The meter's aggregation.</param>

@@ -9,6 +9,11 @@ namespace Billing.Ports;
 public interface IUsageEventStore
 {
     /// <summary>Stores events in one write; an event whose (customer, key) is already stored is left as it was.</summary>
+    /// <remarks>
+    /// A stored event keeps the <see cref="StoredUsageEvent.AcceptanceToken"/> of the append that stored it, and
+    /// <see cref="FindAsync"/> and <see cref="ListAsync"/> return it: the metering service reads it to tell a concurrent
+    /// repeat of an event from a key a fast counter forgot.
+    /// </remarks>
     /// <param name="events">The events (up to a few thousand per call).</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>Per event, in order: true when this call stored it, false when the key was stored already.</returns>

@@ -30,4 +30,15 @@ public sealed record StoredUsageEvent
 
     /// <summary>When the service accepted the event.</summary>
     public required DateTimeOffset ReceivedAt { get; init; }
+
+    /// <summary>
+    /// The token of the counter acceptance this event was stored for (<see cref="UsageCounterEvent.AcceptanceToken"/>),
+    /// or null when unknown (events stored before tokens existed, or stored by a durable counter).
+    /// </summary>
+    /// <remarks>
+    /// A duplicate is appended with the token of the original acceptance, so whichever of an event and its concurrent
+    /// repeat reaches the store first, the stored row names the one acceptance. Stores keep the token of the append
+    /// that stored the row; a later append of the key changes nothing.
+    /// </remarks>
+    public long? AcceptanceToken { get; init; }
 }

@@ -40,4 +40,15 @@ public readonly record struct UsageCounterEvent
 
     /// <summary>How long the counter is kept after <see cref="Now"/> (adapters with expiry, such as Redis).</summary>
     public TimeSpan CounterRetention { get; init; }
+
+    /// <summary>
+    /// The acceptance token: a 64-bit value the metering service draws for each event it sends (0 for none). A counter
+    /// that accepts the event keeps it with the idempotency key and answers later duplicates of the key with it
+    /// (<see cref="UsageCounterResult.AcceptanceToken"/>); a rebuild keeps the token of each event it is given.
+    /// </summary>
+    /// <remarks>
+    /// Tokens are unique per event the service sends (a per-process random base plus a sequence), so two acceptances of
+    /// one key carry the same token only when they are the same acceptance. Counters store it as is and never interpret it.
+    /// </remarks>
+    public long AcceptanceToken { get; init; }
 }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.Security.Cryptography;
 using Billing.Catalog;
 using Billing.Customers;
 using Billing.Engine;
@@ -25,13 +26,24 @@ namespace Billing.Usage;
 /// durable write.
 /// </para>
 /// <para>
-/// When the durable store already had an event a fast counter accepted (the counter lost its key, for example after a
-/// Redis flush), the result is a duplicate and the counter is rebuilt from the durable events. A fast counter that
-/// finds a forgotten key over the limit also answers duplicate (the durable store is asked, for over-limit rejections
-/// only). Before a fast counter counts events with a hard limit, a counter that reads 0 while the durable store holds
-/// events for it (it lost its state: a Redis restart or flush) is rebuilt first, so hard limits hold without waiting
-/// for <see cref="RebuildCountersAsync"/>. A durable counter (<see cref="IUsageCounter.IsDurable"/>) needs none of this:
-/// there an append reporting "already stored" only means a concurrent repeat of the event appended first.
+/// Acceptance tokens: each event sent to the counter carries a 64-bit token drawn by the service (a per-process random
+/// base plus a sequence, see <see cref="UsageCounterEvent.AcceptanceToken"/>). A counter keeps the token of the event
+/// that takes a key and answers later duplicates of the key with it; events are stored durably with the token of the
+/// acceptance they belong to (a duplicate with the original's), and rebuilds carry the stored tokens back into the
+/// counter.
+/// </para>
+/// <para>
+/// When the durable store already had an event a fast counter accepted, the stored row's token tells why (one point read
+/// of the row, on this rare path only). The same token: an event and its repeat arrived together, the counter accepted
+/// the event and answered the repeat "duplicate", and the repeat's append came first; the event stays accepted and
+/// nothing is rebuilt, so exactly one of the two hears "accepted". Another token, or none: the counter lost the key (for
+/// example after a Redis flush) and accepted the event again; the result is a duplicate and the counter is rebuilt from
+/// the durable events. A fast counter that finds a forgotten key over the limit also answers duplicate (the durable
+/// store is asked, for over-limit rejections only). Before a fast counter counts events with a hard limit, a counter
+/// that reads 0 while the durable store holds events for it (it lost its state: a Redis restart or flush) is rebuilt
+/// first, so hard limits hold without waiting for <see cref="RebuildCountersAsync"/>. A durable counter
+/// (<see cref="IUsageCounter.IsDurable"/>) needs none of this and no token comparison: there an append reporting
+/// "already stored" only means a concurrent repeat of the event appended first.
 /// </para>
 /// <para>
 /// Time: an event belongs to the period of its subscription's schedule that contains its timestamp. It is rejected
@@ -79,6 +91,10 @@ public sealed class UsageMeteringService
     private int _pruning;
     /// <summary>Customers, subscriptions and plans kept between batches (null unless <see cref="MeteringOptions.ResolutionCacheDuration"/> is set and the store reports its commits).</summary>
     private readonly ResolutionCache? _cache;
+
+    /// <summary>The random base of this process's acceptance tokens (see <see cref="NextAcceptanceToken"/>).</summary>
+    private static readonly long TokenBase = BitConverter.ToInt64(RandomNumberGenerator.GetBytes(sizeof(long)));
+    private static long _tokenSequence;
 
     /// <summary>Creates the service.</summary>
     /// <param name="store">The billing store (customers, plans, subscriptions, outbox).</param>
@@ -199,6 +215,9 @@ public sealed class UsageMeteringService
                 UniqueValue = e.UniqueValue,
                 Properties = input.Properties ?? Empty.Metadata,
                 ReceivedAt = e.Now,
+                // A duplicate carries the original acceptance's token, so the stored row names that acceptance
+                // whichever of the two appends comes first.
+                AcceptanceToken = (result.Outcome == UsageOutcome.Accepted ? e.AcceptanceToken : result.AcceptanceToken) is var token and not 0 ? token : null,
             }));
         }
 
@@ -209,10 +228,11 @@ public sealed class UsageMeteringService
             for (var k = 0; k < toStore.Count; k++)
             {
                 var j = toStore[k].Resolved;
-                if (!stored[k] && counted[j].Outcome == UsageOutcome.Accepted && !_counter.IsDurable)
+                if (!stored[k] && counted[j].Outcome == UsageOutcome.Accepted && !_counter.IsDurable
+                    && !await StoredForThisAcceptanceAsync(resolved[j].Event, cancellationToken).ConfigureAwait(false))
                 {
-                    // The durable store had it: the counter forgot the key and counted it again. (A durable counter
-                    // never forgets: there, a concurrent repeat of the event appended first, and the event stays accepted.)
+                    // The durable store had it from another acceptance: the counter forgot the key and counted it again.
+                    // (A durable counter never forgets: there, a concurrent repeat appended first, and the event stays accepted.)
                     var index = resolved[j].Index;
                     results[index] = results[index]! with { Status = UsageIngestStatus.Duplicate };
                     stale.Add(resolved[j].Event.Counter);
@@ -352,6 +372,7 @@ public sealed class UsageMeteringService
             Now = s.ReceivedAt > now ? now : s.ReceivedAt,
             DedupWindow = _options.DedupWindow,
             CounterRetention = _options.CounterRetention,
+            AcceptanceToken = s.AcceptanceToken ?? 0,
         }).ToList();
         await _counter.RebuildAsync(counter, aggregation, events, cancellationToken).ConfigureAwait(false);
     }
@@ -387,6 +408,17 @@ public sealed class UsageMeteringService
             await RebuildCounterAsync(e.Counter, e.Aggregation, e.Now, cancellationToken).ConfigureAwait(false);
         }
     }
+
+    /// <summary>
+    /// Whether the durable row of an event a fast counter accepted, which its append found stored already, was stored
+    /// for this very acceptance: a concurrent repeat of the event, answered "duplicate" by the counter with this
+    /// acceptance's token, appended first. Otherwise (another token, or none) the row comes from an earlier acceptance
+    /// of the key, which the counter forgot. One point read of the durable store's unique key; only on this rare path.
+    /// </summary>
+    private async Task<bool> StoredForThisAcceptanceAsync(UsageCounterEvent e, CancellationToken cancellationToken) =>
+        e.AcceptanceToken != 0
+        && await _events.FindAsync(e.Counter.CustomerId, e.IdempotencyKey, cancellationToken).ConfigureAwait(false) is { AcceptanceToken: { } token }
+        && token == e.AcceptanceToken;
 
     /// <summary>
     /// The events a fast counter rejected as over the limit whose key the durable store has (the counter forgot the key:
@@ -521,7 +553,19 @@ public sealed class UsageMeteringService
             Now = target.Now,
             DedupWindow = _options.DedupWindow,
             CounterRetention = retention > TimeSpan.Zero ? retention : _options.CounterRetention,
+            AcceptanceToken = NextAcceptanceToken(),
         };
+    }
+
+    /// <summary>
+    /// A new acceptance token: the process's random base plus a sequence, never 0 (which means "none"). Distinct for
+    /// every event this process sends (for 2^64 events); two processes draw the same one only if their random bases put
+    /// their sequences on the same value, and even then it matters only for the same customer and idempotency key.
+    /// </summary>
+    private static long NextAcceptanceToken()
+    {
+        var token = unchecked(TokenBase + Interlocked.Increment(ref _tokenSequence));
+        return token != 0 ? token : unchecked(TokenBase + Interlocked.Increment(ref _tokenSequence));
     }
 
     private static UsageIngestResult? Validate(UsageEventInput? input)

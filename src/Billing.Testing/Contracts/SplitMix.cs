@@ -10,15 +10,20 @@ internal sealed class SplitMix(ulong seed)
 
     public int Next(int maxExclusive) => Next(0, maxExclusive);
 
-    public int Next(int minInclusive, int maxExclusive)
+    public int Next(int minInclusive, int maxExclusive) =>
+        unchecked(minInclusive + (int)(NextUInt64() % (ulong)(maxExclusive - minInclusive)));
+
+    /// <summary>Any 64-bit value.</summary>
+    public long NextInt64() => unchecked((long)NextUInt64());
+
+    private ulong NextUInt64()
     {
         unchecked
         {
             var z = _state += 0x9E3779B97F4A7C15;
             z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
             z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
-            z ^= z >> 31;
-            return minInclusive + (int)(z % (ulong)(maxExclusive - minInclusive));
+            return z ^ (z >> 31);
         }
     }
 

@@ -223,6 +223,53 @@ public abstract class UsageCounterContract
     }
 
     /// <summary>
+    /// A fast counter (not <see cref="IUsageCounter.IsDurable"/>) keeps the acceptance token of the event that took a
+    /// key and answers every duplicate of the key with it, whatever token the duplicate carries, in a batch too, for
+    /// any 64-bit token and for totals past 10^15; an accepted or over-limit result carries 0; a key freed by an
+    /// over-limit event takes the token of the event that takes it next; a rebuild keeps each event's token (0: none).
+    /// A durable counter answers 0.
+    /// </summary>
+    /// <returns>The test.</returns>
+    [Fact]
+    public async Task A_duplicate_carries_the_token_of_the_original_acceptance()
+    {
+        var counter = await CreateCounterAsync();
+        var tokens = !counter.IsDurable;
+        long T(long token) => tokens ? token : 0;
+        var c = NewCustomer();
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 5), await counter.RecordAsync(Event(c, "k1", 5) with { AcceptanceToken = long.MinValue }));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 5, T(long.MinValue)), await counter.RecordAsync(Event(c, "k1", 5) with { AcceptanceToken = 42 }));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 5, T(long.MinValue)), await counter.RecordAsync(Event(c, "k1", 5)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.OverLimit, 5), await counter.RecordAsync(Event(c, "k2", 10) with { AcceptanceToken = 7, HardLimit = 10 }));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 15), await counter.RecordAsync(Event(c, "k2", 10) with { AcceptanceToken = -8 }));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 15, T(-8)), await counter.RecordAsync(Event(c, "k2", 10) with { AcceptanceToken = 7 }));
+
+        var results = await counter.RecordBatchAsync(
+        [
+            Event(c, "b1", 1) with { AcceptanceToken = long.MaxValue },
+            Event(c, "k1", 5) with { AcceptanceToken = 1 },
+            Event(c, "b1", 1) with { AcceptanceToken = 2 },
+            Event(c, "big", 1_000_000_000_000_000) with { AcceptanceToken = -1 },
+            Event(c, "big", 1_000_000_000_000_000) with { AcceptanceToken = 3 },
+            Event(c, "k3", 0),
+            Event(c, "k3", 0) with { AcceptanceToken = 4 },
+        ]);
+        Assert.Equal(
+            [
+                new(UsageOutcome.Accepted, 16), new(UsageOutcome.Duplicate, 5, T(long.MinValue)), new(UsageOutcome.Duplicate, 16, T(long.MaxValue)),
+                new(UsageOutcome.Accepted, 1_000_000_000_000_016), new(UsageOutcome.Duplicate, 1_000_000_000_000_016, T(-1)),
+                new(UsageOutcome.Accepted, 1_000_000_000_000_016), new(UsageOutcome.Duplicate, 1_000_000_000_000_016, 0),
+            ],
+            results);
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 1_000_000_000_000_016, T(-1)), await counter.RecordAsync(Event(c, "big", 1)));
+
+        var other = NewCustomer();
+        await counter.RebuildAsync(Key(other), MeterAggregation.Sum, [Event(other, "r1", 3) with { AcceptanceToken = 99 }, Event(other, "r2", 4), Event(other, "r1", 3) with { AcceptanceToken = 5 }]);
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 3, T(99)), await counter.RecordAsync(Event(other, "r1", 3) with { AcceptanceToken = 6 }));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 7, 0), await counter.RecordAsync(Event(other, "r2", 4) with { AcceptanceToken = 6 }));
+    }
+
+    /// <summary>
     /// 16 writers record events of which 20% repeat a key (some at the same moment): every total equals the sum over
     /// the unique events, and each key is accepted exactly once.
     /// </summary>
@@ -300,7 +347,8 @@ public abstract class UsageCounterContract
 
     /// <summary>
     /// Property: for any interleaving of new events, duplicates, over-limit attempts and rebuilds from the accepted
-    /// events, the counter's total equals the aggregate of the accepted events.
+    /// events, the counter's total equals the aggregate of the accepted events, and a duplicate answers the token of the
+    /// original acceptance (a fast counter; 0 for a durable one), also after rebuilds.
     /// </summary>
     [Fact]
     public void For_any_interleaving_of_record_duplicate_and_rebuild_the_total_equals_the_accepted_aggregate()
@@ -328,6 +376,7 @@ public abstract class UsageCounterContract
             Aggregation = aggregation,
             Timestamp = PeriodStart.AddMinutes(random.Next(0, 5)),
             UniqueValue = $"u{random.Next(0, 6)}",
+            AcceptanceToken = random.NextInt64(),
         };
 
         foreach (var code in codes)
@@ -342,7 +391,9 @@ public abstract class UsageCounterContract
                     break;
                 case 6 when accepted.Count > 0:
                     var original = accepted[random.Next(accepted.Count)];
-                    Assert.Equal(UsageOutcome.Duplicate, (await counter.RecordAsync(original with { Quantity = 1 + original.Quantity })).Outcome);
+                    var duplicate = await counter.RecordAsync(original with { Quantity = 1 + original.Quantity, AcceptanceToken = random.NextInt64() });
+                    Assert.Equal(UsageOutcome.Duplicate, duplicate.Outcome);
+                    Assert.Equal(counter.IsDurable ? 0 : original.AcceptanceToken, duplicate.AcceptanceToken);
                     break;
                 case 7:
                     var current = await counter.GetTotalAsync(key);

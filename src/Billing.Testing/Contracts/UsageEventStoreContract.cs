@@ -125,13 +125,39 @@ public abstract class UsageEventStoreContract
         var store = await CreateStoreAsync();
         var a = NewCustomer();
         var b = NewCustomer();
-        var stored = Event(a, "k1", 7) with { Counter = Key(a, "storage"), SubscriptionId = "sub_1", UniqueValue = "u1", Properties = new Dictionary<string, string> { ["region"] = "eu" } };
+        var stored = Event(a, "k1", 7) with { Counter = Key(a, "storage"), SubscriptionId = "sub_1", UniqueValue = "u1", Properties = new Dictionary<string, string> { ["region"] = "eu" }, AcceptanceToken = 1234567890123 };
         Assert.Equal([true], await store.AppendAsync([stored]));
         AssertSame(stored, Assert.IsType<StoredUsageEvent>(await store.FindAsync(a, "k1")));
         Assert.Equal([false], await store.AppendAsync([Event(a, "k1", 99)]));
         Assert.Equal(7, (await store.FindAsync(a, "k1"))!.Quantity);
         Assert.Null(await store.FindAsync(a, "k2"));
         Assert.Null(await store.FindAsync(b, "k1"));
+    }
+
+    /// <summary>
+    /// The acceptance token is kept as appended (any 64-bit value, or null) and read back by find and list; a later
+    /// append of the key, with another token or none, leaves the stored token as it was, in a batch too.
+    /// </summary>
+    /// <returns>The test.</returns>
+    [Fact]
+    public async Task The_acceptance_token_of_the_storing_append_is_kept()
+    {
+        var store = await CreateStoreAsync();
+        var c = NewCustomer();
+        Assert.Equal([true, true, true, false, true], await store.AppendAsync(
+        [
+            Event(c, "min", 1) with { AcceptanceToken = long.MinValue },
+            Event(c, "max", 2) with { AcceptanceToken = long.MaxValue },
+            Event(c, "none", 3),
+            Event(c, "min", 1) with { AcceptanceToken = 5 },
+            Event(c, "neg", 4) with { AcceptanceToken = -12345 },
+        ]));
+        Assert.Equal([false, false, false], await store.AppendAsync([Event(c, "none", 3) with { AcceptanceToken = 6 }, Event(c, "max", 2), Event(c, "neg", 4) with { AcceptanceToken = 7 }]));
+        Assert.Equal(long.MinValue, (await store.FindAsync(c, "min"))!.AcceptanceToken);
+        Assert.Null((await store.FindAsync(c, "none"))!.AcceptanceToken);
+        Assert.Equal(
+            [("max", long.MaxValue), ("min", long.MinValue), ("neg", -12345L), ("none", (long?)null)],
+            (await store.ListAsync(Key(c))).Select(e => (e.IdempotencyKey, e.AcceptanceToken)));
     }
 
     /// <summary>A counter's events are listed by timestamp, then by idempotency key in ordinal order, whatever the arrival order.</summary>
@@ -417,6 +443,7 @@ public abstract class UsageEventStoreContract
         Assert.Equal(expected.ReceivedAt, actual.ReceivedAt);
         Assert.Equal(expected.SubscriptionId, actual.SubscriptionId);
         Assert.Equal(expected.UniqueValue, actual.UniqueValue);
+        Assert.Equal(expected.AcceptanceToken, actual.AcceptanceToken);
         Assert.Equal(expected.Properties.OrderBy(p => p.Key, StringComparer.Ordinal), actual.Properties.OrderBy(p => p.Key, StringComparer.Ordinal));
     }
 

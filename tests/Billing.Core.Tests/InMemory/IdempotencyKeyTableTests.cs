@@ -25,7 +25,7 @@ public sealed class IdempotencyKeyTableTests
     }
 
     /// <summary>One operation on key <paramref name="Key"/> (a fresh string instance when <paramref name="Copy"/>) at a clock.</summary>
-    public sealed record Op(OpKind Kind, int Key, bool Copy, long Now, long Window, long Total);
+    public sealed record Op(OpKind Kind, int Key, bool Copy, long Now, long Window, long Total, long Token);
 
     private static readonly string[] Pool = [.. Enumerable.Range(0, Keys).Select(i => $"key_{i}")];
 
@@ -47,7 +47,7 @@ public sealed class IdempotencyKeyTableTests
         Props.ForAll(gen, ops =>
         {
             var table = new IdempotencyKeyTable(0);
-            var model = new Dictionary<string, (long Expiry, long Total)>(StringComparer.Ordinal);
+            var model = new Dictionary<string, (long Expiry, long Total, long Token)>(StringComparer.Ordinal);
             foreach (var op in ops)
             {
                 var key = Key(op);
@@ -58,19 +58,19 @@ public sealed class IdempotencyKeyTableTests
                 Assert.Equal(modelLive, live);
                 if (live)
                 {
-                    Assert.Equal(m.Total, table.Total(i));
+                    Assert.Equal((m.Total, m.Token), (table.Total(i), table.Token(i)));
                     continue;
                 }
 
                 var expiry = op.Now + op.Window;
-                model[key] = (expiry, op.Total);
+                model[key] = (expiry, op.Total, op.Token);
                 if (i >= 0)
                 {
-                    table.Set(i, expiry, op.Total);
+                    table.Set(i, expiry, op.Total, op.Token);
                 }
                 else
                 {
-                    table.Add(key, hash, expiry, op.Total, op.Now);
+                    table.Add(key, hash, expiry, op.Total, op.Token, op.Now);
                 }
             }
         });
@@ -83,7 +83,7 @@ public sealed class IdempotencyKeyTableTests
         for (var i = 0; i < 1000; i++)
         {
             var key = $"k{i}";
-            table.Add(key, IdempotencyKeyTable.HashOf(key), 100, i, long.MinValue);
+            table.Add(key, IdempotencyKeyTable.HashOf(key), 100, i, -i, long.MinValue);
         }
 
         Assert.Equal(1000, table.Count);
@@ -93,6 +93,7 @@ public sealed class IdempotencyKeyTableTests
             var key = $"k{i}";
             var index = table.Find(key, IdempotencyKeyTable.HashOf(key));
             Assert.Equal(i, table.Total(index));
+            Assert.Equal(-i, table.Token(index));
         }
 
         table.Sweep(100);
@@ -109,7 +110,8 @@ public sealed class IdempotencyKeyTableTests
                  from now in Gens.Long(0, 200)
                  from window in Gen.Frequency((1, Gen.Constant(0L)), (6, Gens.Long(1, 100)))
                  from total in Gens.Long(0, 1_000_000)
-                 select new Op(kind, key, copy, now, window, total);
+                 from token in Gens.Long(long.MinValue, long.MaxValue)
+                 select new Op(kind, key, copy, now, window, total, token);
         return from count in Gen.Choose(1, 300) from ops in Gen.ArrayOf(op, count) select ops;
     }
 
@@ -118,7 +120,7 @@ public sealed class IdempotencyKeyTableTests
     private static void Check(Op[] ops, Func<string, int> hashOf, int capacity)
     {
         var table = new IdempotencyKeyTable(capacity);
-        var model = new Dictionary<string, (long Expiry, long Total)>(StringComparer.Ordinal);
+        var model = new Dictionary<string, (long Expiry, long Total, long Token)>(StringComparer.Ordinal);
         foreach (var op in ops)
         {
             var key = Key(op);
@@ -130,7 +132,7 @@ public sealed class IdempotencyKeyTableTests
                     Assert.Equal(model.ContainsKey(key), i >= 0);
                     if (i >= 0)
                     {
-                        table.Set(i, op.Now + op.Window, op.Total);
+                        table.Set(i, op.Now + op.Window, op.Total, op.Token);
                     }
                     else
                     {
@@ -139,21 +141,21 @@ public sealed class IdempotencyKeyTableTests
                             Sweep(model, op.Now);
                         }
 
-                        table.Add(key, hash, op.Now + op.Window, op.Total, op.Now);
+                        table.Add(key, hash, op.Now + op.Window, op.Total, op.Token, op.Now);
                     }
 
-                    model[key] = (op.Now + op.Window, op.Total);
+                    model[key] = (op.Now + op.Window, op.Total, op.Token);
                     break;
                 case OpKind.Put when hashOf == IdempotencyKeyTable.HashOf:
-                    table.Put(key, op.Now + op.Window, op.Total);
-                    model[key] = (op.Now + op.Window, op.Total);
+                    table.Put(key, op.Now + op.Window, op.Total, op.Token);
+                    model[key] = (op.Now + op.Window, op.Total, op.Token);
                     break;
                 case OpKind.Expire:
                     var e = table.Find(key, hash);
                     if (e >= 0)
                     {
-                        table.Set(e, 0, 0);
-                        model[key] = (0, 0);
+                        table.Set(e, 0, 0, 0);
+                        model[key] = (0, 0, 0);
                     }
 
                     break;
@@ -171,13 +173,13 @@ public sealed class IdempotencyKeyTableTests
                 Assert.Equal(model.TryGetValue(k, out var m), index >= 0);
                 if (index >= 0)
                 {
-                    Assert.Equal(m, (table.ExpiresAtTicks(index), table.Total(index)));
+                    Assert.Equal(m, (table.ExpiresAtTicks(index), table.Total(index), table.Token(index)));
                 }
             }
         }
     }
 
-    private static void Sweep(Dictionary<string, (long Expiry, long Total)> model, long now)
+    private static void Sweep(Dictionary<string, (long Expiry, long Total, long Token)> model, long now)
     {
         foreach (var (key, entry) in model)
         {

@@ -48,8 +48,8 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
             await session.CommitAsync();
         }
 
-        Assert.Equal([3, 4, 5, 6, 7], await usage.MigrateAsync());
-        Assert.Equal([1, 2, 3, 4, 5, 6, 7], await store.Migrator.GetAppliedVersionsAsync());
+        Assert.Equal([3, 4, 5, 6, 7, 8], await usage.MigrateAsync());
+        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8], await store.Migrator.GetAppliedVersionsAsync());
         Assert.Empty(await counter.MigrateAsync());
         await using (var session = await store.BeginAsync())
         {
@@ -66,7 +66,8 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
     /// <summary>
     /// A database at version 3 with usage events migrates to version 4: the two counter and period indexes become one
     /// (period_start, customer_id, meter_key) index, and the events read back exactly as before (list order, every
-    /// aggregate, the counters of each period), also for events appended after the migration.
+    /// aggregate, the counters of each period), also for events appended after the migration; on to version 7, the
+    /// rows from before have no acceptance token (null).
     /// </summary>
     [Theory]
     [MemberData(nameof(Providers))]
@@ -85,10 +86,10 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
         var users = march with { MeterKey = "users" };
         StoredUsageEvent At(UsageCounterKey key, string id, long quantity, int minute, string? user = null) =>
             Stored(key, id, quantity) with { Timestamp = key.PeriodStart.AddMinutes(minute), UniqueValue = user };
-        Assert.Equal([true, true, true, true, true, true], await usage.AppendAsync(
-            [At(march, "b", 7, 10), At(march, "a", 3, 10), At(march, "c", 1, 5), At(april, "d", 4, 1), At(users, "u1", 1, 1, "ada"), At(users, "u2", 1, 2, "bob")]));
+        await InsertAtVersion3Async(pg, cs, schema, [At(march, "b", 7, 10), At(march, "a", 3, 10), At(march, "c", 1, 5), At(april, "d", 4, 1), At(users, "u1", 1, 1, "ada"), At(users, "u2", 1, 2, "bob")]);
 
-        Assert.Equal([4, 5, 6, 7], await usage.MigrateAsync());
+        Assert.Equal([4, 5, 6, 7, 8], await usage.MigrateAsync());
+        Assert.All(await usage.ListAsync(march), e => Assert.Null(e.AcceptanceToken)); // version 8: rows from before have no token
         var indexes = await UsageEventIndexesAsync(pg, cs, schema);
         Assert.Equal(["ix_usage_events_counter", "ix_usage_events_unique_value", "pk_usage_events"], indexes.Keys);
         Assert.Equal(["period_start", "customer_id", "meter_key"], indexes["ix_usage_events_counter"]);
@@ -475,6 +476,41 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
     {
         var (_, usage, _) = await NewAsync(BillingDatabaseProvider.PostgreSql);
         return (await _database.ConnectionString.Value, usage.Schema!);
+    }
+
+    /// <summary>Inserts events into usage_events as a store of schema version 3 did (no acceptance token column yet).</summary>
+    private static async Task InsertAtVersion3Async(bool postgreSql, string connectionString, string schema, IEnumerable<StoredUsageEvent> events)
+    {
+        var table = postgreSql ? $"{schema}.usage_events" : "usage_events";
+        var sql = $"INSERT INTO {table} (customer_id, idempotency_key, meter_key, period_start, quantity, timestamp, unique_value, received_at) VALUES (@customer, @key, @meter, @period, @quantity, @timestamp, @unique, @received)";
+        System.Data.Common.DbConnection connection = postgreSql ? new NpgsqlConnection(connectionString) : new Microsoft.Data.Sqlite.SqliteConnection(connectionString);
+        await using (connection)
+        {
+            await connection.OpenAsync();
+            foreach (var e in events)
+            {
+                await using var command = connection.CreateCommand();
+                command.CommandText = sql;
+                void Add(string name, object? value)
+                {
+                    var parameter = command.CreateParameter();
+                    parameter.ParameterName = name;
+                    parameter.Value = value ?? DBNull.Value;
+                    command.Parameters.Add(parameter);
+                }
+
+                object Instant(DateTimeOffset t) => postgreSql ? t.UtcDateTime : t.UtcTicks;
+                Add("@customer", e.Counter.CustomerId);
+                Add("@key", e.IdempotencyKey);
+                Add("@meter", e.Counter.MeterKey);
+                Add("@period", Instant(e.Counter.PeriodStart));
+                Add("@quantity", e.Quantity);
+                Add("@timestamp", Instant(e.Timestamp));
+                Add("@unique", e.UniqueValue);
+                Add("@received", Instant(e.ReceivedAt));
+                Assert.Equal(1, await command.ExecuteNonQueryAsync());
+            }
+        }
     }
 
     /// <summary>The indexes on usage_events, by name, with their columns in order.</summary>
