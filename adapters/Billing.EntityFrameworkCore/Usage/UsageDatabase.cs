@@ -99,17 +99,24 @@ internal sealed class UsageDatabase
 
     /// <summary>
     /// A connection for a batch of usage writes: with a 32 MiB page cache (the default 2 MiB holds a few thousand of
-    /// the random index pages a batch of keys touches) and an automatic checkpoint every 10,000 pages of write-ahead
-    /// log (about 40 MiB) instead of 1,000, so a page written by many commits is copied back to the database once.
+    /// the random index pages a batch of keys touches) and an automatic checkpoint every 50,000 pages of write-ahead
+    /// log (about 200 MiB) instead of 1,000, so a page written by many commits is copied back to the database once.
     /// Both are settings of the (pooled) connection; the log is still synced at every commit.
     /// </summary>
+    /// <remarks>
+    /// Random inserts into the unique key and the counter index dirty about two pages per event, and a checkpoint
+    /// writes every page the log holds back into the database file: with 10,000 pages a benchmark of 1,000 customers
+    /// wrote 14.3 KB per event and ran 24.7k events/s, with 50,000 pages 11.2 KB and 32–34.5k events/s (SQLite alone,
+    /// fsync at every commit). The log file keeps the size it reached (about 200 MiB) after a checkpoint, and a
+    /// restart after a crash replays at most that much.
+    /// </remarks>
     public async ValueTask<SqliteConnection> OpenSqliteWriterAsync(CancellationToken cancellationToken)
     {
         var connection = await OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             await using var pragma = connection.CreateCommand();
-            pragma.CommandText = "PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 10000;";
+            pragma.CommandText = "PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 50000;";
             await pragma.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             return connection;
         }
