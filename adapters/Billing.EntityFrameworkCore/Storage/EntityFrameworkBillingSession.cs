@@ -116,14 +116,10 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     /// <summary>Tells the store's subscribers which customers (directly or through subscriptions) and plans this commit changed.</summary>
     private void PublishChanges()
     {
-        if (_feed is null || (_customers.IsEmpty && _subscriptions.IsEmpty && _plans.IsEmpty))
+        if (_feed is not null && !(_customers.IsEmpty && _subscriptions.IsEmpty && _plans.IsEmpty))
         {
-            return;
+            _feed.Publish(_customers.Changes.Select(c => c.Value), _subscriptions.Changes.Select(s => s.Value), _plans.Changes.Select(p => p.Value));
         }
-
-        var customers = new HashSet<string>(_customers.Changes.Select(c => c.Value.Id), StringComparer.Ordinal);
-        customers.UnionWith(_subscriptions.Changes.Select(s => s.Value.CustomerId));
-        _feed.Publish(customers, [.. _plans.Changes.Select(p => p.Value.Id)]);
     }
 
     public async ValueTask DisposeAsync()

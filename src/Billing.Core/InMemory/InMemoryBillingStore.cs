@@ -81,9 +81,7 @@ public sealed class InMemoryBillingStore : IBillingStore, IBillingStoreChanges
     internal void Commit(InMemorySession session)
     {
         CommitLocked(session);
-        var customers = new HashSet<string>(session.Customers.Changes.Select(c => c.Value.Id), StringComparer.Ordinal);
-        customers.UnionWith(session.Subscriptions.Changes.Select(s => s.Value.CustomerId));
-        _changes.Publish(customers, [.. session.Plans.Changes.Select(p => p.Value.Id)]);
+        _changes.Publish(session.Customers.Changes.Select(c => c.Value), session.Subscriptions.Changes.Select(s => s.Value), session.Plans.Changes.Select(p => p.Value));
     }
 
     private void CommitLocked(InMemorySession session)

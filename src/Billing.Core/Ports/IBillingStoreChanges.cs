@@ -45,15 +45,28 @@ public sealed class BillingStoreChangeFeed : IBillingStoreChanges
         return new Subscription(this, committed);
     }
 
-    /// <summary>Reports a commit to every subscriber; nothing when it changed no customer and no plan.</summary>
-    /// <param name="customerIds">The customers changed (directly or through their subscriptions).</param>
-    /// <param name="planIds">The plans changed.</param>
-    public void Publish(IReadOnlyCollection<string> customerIds, IReadOnlyCollection<string> planIds)
+    /// <summary>
+    /// Reports a commit to every subscriber: the customers it added or updated, the customers of the subscriptions it
+    /// added or updated, and the plans it added or updated. Nothing when no one listens or nothing of these changed.
+    /// </summary>
+    /// <param name="customers">The customers the commit wrote.</param>
+    /// <param name="subscriptions">The subscriptions the commit wrote.</param>
+    /// <param name="plans">The plans the commit wrote.</param>
+    public void Publish(IEnumerable<Customers.Customer> customers, IEnumerable<Subscriptions.Subscription> subscriptions, IEnumerable<Catalog.Plan> plans)
     {
-        ArgumentNullException.ThrowIfNull(customerIds);
-        ArgumentNullException.ThrowIfNull(planIds);
+        ArgumentNullException.ThrowIfNull(customers);
+        ArgumentNullException.ThrowIfNull(subscriptions);
+        ArgumentNullException.ThrowIfNull(plans);
         var subscribers = Volatile.Read(ref _subscribers);
-        if (subscribers.Length == 0 || (customerIds.Count == 0 && planIds.Count == 0))
+        if (subscribers.Length == 0)
+        {
+            return;
+        }
+
+        var customerIds = new HashSet<string>(customers.Select(c => c.Id), StringComparer.Ordinal);
+        customerIds.UnionWith(subscriptions.Select(s => s.CustomerId));
+        string[] planIds = [.. plans.Select(p => p.Id)];
+        if (customerIds.Count == 0 && planIds.Length == 0)
         {
             return;
         }

@@ -7,6 +7,7 @@ using Billing.Pricing;
 using Billing.Subscriptions;
 using Billing.Testing.Payments;
 using Billing.Tests.Engine;
+using Billing.Tests.Usage;
 using Billing.Usage;
 using static Billing.Tests.Engine.EngineHarness;
 
@@ -24,15 +25,11 @@ namespace Billing.Tests.Dunning;
 /// </remarks>
 public sealed class DunningCancellationTests
 {
-    private readonly InMemoryUsageEventStore _events = new();
+    private readonly InMemoryUsageEventStore _events;
     private readonly EngineHarness _h;
     private readonly UsageMeteringService _metering;
 
-    public DunningCancellationTests()
-    {
-        _h = new EngineHarness(usage: new MeteredUsageCharges(_events));
-        _metering = new UsageMeteringService(_h.Store, new InMemoryUsageCounter(), _events, _h.Time, new MeteringOptions());
-    }
+    public DunningCancellationTests() => (_h, _events, _metering) = MeteringHarness.Create();
 
     private async Task<UsageIngestResult> CallAsync(string customer, string key, long quantity, DateTimeOffset at) =>
         await _metering.RecordAsync(new UsageEventInput { CustomerId = customer, MeterKey = "api_calls", Quantity = quantity, Timestamp = at, IdempotencyKey = key });
@@ -42,7 +39,7 @@ public sealed class DunningCancellationTests
     {
         var basic = await _h.Engine.CreatePlanAsync(new NewPlan("Basic", new FlatPrice(Usd(3_000)), BillingInterval.Monthly)
         {
-            MeteredPrices = [new MeteredPrice { Meter = new Meter { Key = "api_calls" }, Description = "API calls", Price = new PerUnitPrice(Usd(1)) }],
+            MeteredPrices = [UsagePrices.PerUnitApiCalls(1)],
         });
         var (clock, customer) = await _h.ClockCustomerAsync(Utc(2025, 4, 1));
         var subscription = await _h.Engine.CreateSubscriptionAsync(new NewSubscription(customer.Id, basic.Id));

@@ -7,6 +7,7 @@ using Billing.Pricing;
 using Billing.Proration;
 using Billing.Subscriptions;
 using Billing.Tests.Support;
+using Billing.Tests.Usage;
 using Billing.Usage;
 using FsCheck;
 using FsCheck.Fluent;
@@ -29,18 +30,13 @@ public sealed class FinalInvoiceTests
     private static readonly DateTimeOffset Start = Utc(2025, 4, 1);
     private static readonly TaxRate Vat = new("VAT", 100_000);
 
-    private readonly InMemoryUsageEventStore _events = new();
+    private readonly InMemoryUsageEventStore _events;
     private readonly EngineHarness _h;
     private readonly UsageMeteringService _metering;
 
-    public FinalInvoiceTests()
-    {
-        _h = new EngineHarness(usage: new MeteredUsageCharges(_events));
-        _metering = new UsageMeteringService(_h.Store, new InMemoryUsageCounter(), _events, _h.Time, new MeteringOptions());
-    }
+    public FinalInvoiceTests() => (_h, _events, _metering) = MeteringHarness.Create();
 
-    private static MeteredPrice Calls(string description, long cents) =>
-        new() { Meter = new Meter { Key = "api_calls" }, Description = description, Price = new PerUnitPrice(Usd(cents)) };
+    private static MeteredPrice Calls(string description, long cents) => UsagePrices.PerUnitApiCalls(cents, description);
 
     private Task<Plan> PlanAsync(string name, long cents, MeteredPrice? calls = null) =>
         _h.Engine.CreatePlanAsync(new NewPlan(name, new FlatPrice(Usd(cents)), BillingInterval.Monthly) { MeteredPrices = calls is null ? [] : [calls] });

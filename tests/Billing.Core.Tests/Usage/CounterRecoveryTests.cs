@@ -36,7 +36,7 @@ public sealed class CounterRecoveryTests
     {
         var plan = await _h.Engine.CreatePlanAsync(new NewPlan("Pro", new FlatPrice(Usd(1_000)), BillingInterval.Monthly)
         {
-            MeteredPrices = [new MeteredPrice { Meter = new Meter { Key = "api_calls" }, Price = new PerUnitPrice(Usd(1)) }],
+            MeteredPrices = [UsagePrices.PerUnitApiCalls(1, description: null)],
             Entitlements = [new Entitlement { Feature = "api", Kind = EntitlementKind.MeteredLimit, MeterKey = "api_calls", Limit = Limit, Enforcement = LimitEnforcement.Hard }],
         });
         var (clock, customer) = await _h.ClockCustomerAsync(Start);

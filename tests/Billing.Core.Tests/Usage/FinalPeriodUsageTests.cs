@@ -26,15 +26,11 @@ public sealed class FinalPeriodUsageTests
 {
     private static readonly DateTimeOffset Start = Utc(2025, 1, 1);
 
-    private readonly InMemoryUsageEventStore _events = new();
+    private readonly InMemoryUsageEventStore _events;
     private readonly EngineHarness _h;
     private readonly UsageMeteringService _metering;
 
-    public FinalPeriodUsageTests()
-    {
-        _h = new EngineHarness(usage: new MeteredUsageCharges(_events));
-        _metering = new UsageMeteringService(_h.Store, new InMemoryUsageCounter(), _events, _h.Time, new MeteringOptions());
-    }
+    public FinalPeriodUsageTests() => (_h, _events, _metering) = MeteringHarness.Create();
 
     private static MeteredPrice ProCalls => UsagePrices.GraduatedApiCalls;
 
@@ -43,7 +39,7 @@ public sealed class FinalPeriodUsageTests
         var pro = await _h.Engine.CreatePlanAsync(new NewPlan("Pro", new FlatPrice(Usd(1_000)), BillingInterval.Monthly) { MeteredPrices = [ProCalls] });
         var team = await _h.Engine.CreatePlanAsync(new NewPlan("Team", new FlatPrice(Usd(3_000)), BillingInterval.Monthly)
         {
-            MeteredPrices = [new MeteredPrice { Meter = new Meter { Key = "api_calls" }, Description = "API calls (Team)", Price = new PerUnitPrice(Usd(1)) }],
+            MeteredPrices = [UsagePrices.PerUnitApiCalls(1, "API calls (Team)")],
         });
         var lite = await _h.Engine.CreatePlanAsync(new NewPlan("Lite", new FlatPrice(Usd(500)), BillingInterval.Monthly));
         var (clock, customer) = await _h.ClockCustomerAsync(Start);
@@ -174,7 +170,7 @@ public sealed class FinalPeriodUsageTests
         var (clock, customer, subscription, _, _) = await SubscribeAsync();
         var annual = await _h.Engine.CreatePlanAsync(new NewPlan("Annual", new FlatPrice(Usd(10_000)), BillingInterval.Yearly)
         {
-            MeteredPrices = [new MeteredPrice { Meter = new Meter { Key = "api_calls" }, Description = "API calls (Annual)", Price = new PerUnitPrice(Usd(1)) }],
+            MeteredPrices = [UsagePrices.PerUnitApiCalls(1, "API calls (Annual)")],
         });
         await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 1, 16));
         Assert.Equal(UsageIngestStatus.Accepted, (await CallAsync(customer, "e1", 3_000, Utc(2025, 1, 10))).Status);

@@ -29,8 +29,7 @@ public sealed class PlanChangeLateUsageTests
 {
     private static readonly BillingPeriod January = new(Utc(2025, 1, 1), Utc(2025, 2, 1));
 
-    private static MeteredPrice Calls(long cents) =>
-        new() { Meter = new Meter { Key = "api_calls" }, Description = $"API calls at {cents}¢", Price = new PerUnitPrice(Usd(cents)) };
+    private static MeteredPrice Calls(long cents) => UsagePrices.PerUnitApiCalls(cents, $"API calls at {cents}¢");
 
     [Fact]
     public async Task Late_events_of_each_of_three_stretches_land_on_the_invoice_that_bills_that_stretch_at_its_plans_price()

@@ -16,15 +16,11 @@ public sealed class UsageMeteringServiceTests
     private static readonly DateTimeOffset Start = Utc(2025, 1, 1);
 
     private readonly InMemoryUsageCounter _counter = new();
-    private readonly InMemoryUsageEventStore _events = new();
+    private readonly InMemoryUsageEventStore _events;
     private readonly EngineHarness _h;
     private readonly UsageMeteringService _metering;
 
-    public UsageMeteringServiceTests()
-    {
-        _h = new EngineHarness(usage: new MeteredUsageCharges(_events));
-        _metering = new UsageMeteringService(_h.Store, _counter, _events, _h.Time, new MeteringOptions());
-    }
+    public UsageMeteringServiceTests() => (_h, _events, _metering) = MeteringHarness.Create(_counter);
 
     private static MeteredPrice ApiCalls => UsagePrices.GraduatedApiCalls;
 

@@ -14,4 +14,12 @@ internal static class UsagePrices
         Description = "API calls",
         Price = new GraduatedPrice(Currency.USD, [PriceTier.Until(1_000, 0), PriceTier.Until(5_000, 2), PriceTier.Unbounded(1)]),
     };
+
+    /// <summary>The meter <c>api_calls</c> (sum) at <paramref name="cents"/> USD cents per call.</summary>
+    public static MeteredPrice PerUnitApiCalls(long cents, string? description = "API calls") => new()
+    {
+        Meter = new Meter { Key = "api_calls" },
+        Description = description,
+        Price = new PerUnitPrice(new Money(cents, Currency.USD)),
+    };
 }
