@@ -33,14 +33,15 @@ public sealed partial class BillingEngine
     /// events within the grace) plus <see cref="BillingOptions.DraftFinalizationDelay"/>, and its usage is priced again
     /// from the durable usage when it is finalized. Its key is the one a renewal at <paramref name="end"/> would have, and
     /// its <see cref="Invoice.Period"/> is the span, so the metering service resolves the span's late events to it and
-    /// rejects them once it is finalized (when a final invoice ending at the same instant exists already, which only
-    /// happens when the span did not move because no plan prices usage, it is keyed by the subscription's version).
+    /// rejects them once it is finalized (when the span is empty, or a final invoice ending at the same instant exists
+    /// already because the span did not move as no plan prices usage, it is keyed by the subscription's version).
     /// </summary>
     /// <returns>
     /// The invoice, and the subscription as billed by it (latest invoice, discount left, pending lines cleared) for the
     /// caller to change further and store. No invoice, and the subscription unchanged, when there is nothing to bill (no
-    /// usage line and no pending line), when the span is empty (pending lines then stay on the subscription), or when the
-    /// subscription was not in a billing state (trialing, incomplete, paused).
+    /// usage line and no pending line), or when the subscription was not in a billing state (trialing, incomplete, paused).
+    /// An empty span (a cancellation at the instant of a change that started a new usage span) bills the pending lines
+    /// only, on an invoice without <see cref="Invoice.Period"/>.
     /// </returns>
     private async Task<(Invoice? Invoice, Subscription Subscription)> AddFinalUsageInvoiceAsync(
         IBillingSession session, Customer customer, Subscription subscription, Plan plan, DateTimeOffset end, BillingReason reason, DateTimeOffset at, CancellationToken cancellationToken, bool billPending = true)
@@ -52,26 +53,24 @@ public sealed partial class BillingEngine
 
         var start = UsagePeriodOf(subscription, subscription.CurrentPeriod).Start;
         end = end < subscription.CurrentPeriod.End ? end : subscription.CurrentPeriod.End;
-        if (end <= start)
-        {
-            return (null, subscription);
-        }
-
-        var period = new BillingPeriod(start, end);
-        var usage = await _usage.GetUsageLinesAsync(subscription, plan, period, cancellationToken).ConfigureAwait(false);
         var billed = billPending ? subscription : subscription with { PendingLines = [] };
+
+        // An empty span (the stretch ends where it starts: a cancellation at the instant of a change) has no usage; its
+        // pending lines still get a final invoice, with no usage period, so no late event resolves to it.
+        BillingPeriod? period = end > start ? new BillingPeriod(start, end) : null;
+        var usage = period is { } span ? await _usage.GetUsageLinesAsync(subscription, plan, span, cancellationToken).ConfigureAwait(false) : [];
         if (usage.Count == 0 && billed.PendingLines.Count == 0)
         {
             return (null, subscription);
         }
 
-        var closesAt = _usage.UsageClosesAt(plan, period);
+        var closesAt = period is { } p ? _usage.UsageClosesAt(plan, p) : at;
         var finalizeAt = (closesAt > at ? closesAt : at) + _options.DraftFinalizationDelay;
         var key = PeriodKey(subscription.Id, end);
-        if (await session.Invoices.GetByDedupKeyAsync(key, cancellationToken).ConfigureAwait(false) is not null)
+        if (period is null || await session.Invoices.GetByDedupKeyAsync(key, cancellationToken).ConfigureAwait(false) is not null)
         {
-            // Another final invoice ends at this instant (a second change, or a cancellation right after a change, where
-            // the span did not move because neither plan prices usage): this one bills pending lines only, keyed by version.
+            // Another final invoice ends at this instant (a second change, or a cancellation right after a change): this
+            // one bills pending lines only, keyed by version.
             key = string.Create(CultureInfo.InvariantCulture, $"{subscription.Id}/final/v{subscription.Version}");
         }
 

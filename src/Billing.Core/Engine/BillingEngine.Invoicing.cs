@@ -135,7 +135,7 @@ public sealed partial class BillingEngine
     /// as billed by it (latest invoice, discount left, pending lines cleared); the caller adds and stores both.
     /// </summary>
     private (Invoice Invoice, Subscription Subscription) NewSubscriptionDraft(
-        Customer customer, Subscription subscription, string dedupKey, BillingReason reason, BillingPeriod period, InvoiceLine? planLine, IReadOnlyList<InvoiceLine> usage, DateTimeOffset at, DateTimeOffset finalizeAt)
+        Customer customer, Subscription subscription, string dedupKey, BillingReason reason, BillingPeriod? period, InvoiceLine? planLine, IReadOnlyList<InvoiceLine> usage, DateTimeOffset at, DateTimeOffset finalizeAt)
     {
         var items = new List<InvoiceLine>(subscription.PendingLines.Count + usage.Count + 1);
         if (planLine is not null)
