@@ -484,7 +484,10 @@ internal static class UsageScripts
     /// key is free again, and the acceptance token of the event, 0 for none; entries written before tokens have no
     /// <c>:token</c> and are read as having none). A key is looked up in every generation its window can reach (at least the current and the
     /// previous one). The field <c>""</c> (no idempotency key is empty) holds an instant in ms the hash is kept until at least
-    /// (its expiry is never earlier); a hash expires at most a slack (1/64 of a generation, at most a minute) after its last key.
+    /// (its expiry is never earlier), and, from its creation, <c>:</c> and the instant the previous generation's hash is kept
+    /// until at least (0 when there was none): once that has passed, lookups skip the previous generation (server time
+    /// moves forward, so no key is taken in a generation after the next one has begun). A hash expires at most a slack (1/64
+    /// of a generation, at most a minute) after its last key.
     /// </summary>
     private const string Idempotency = """
         local CHUNK = 1000
@@ -521,33 +524,54 @@ internal static class UsageScripts
           return floor((now - window) / gen), floor(now / gen)
         end
 
+        -- A hash's META field: 'kept' or 'kept:previous', the instants (ms) it and the previous generation's hash are kept
+        -- until at least; previous is recorded when the hash is created (server time only moves forward, so no key is
+        -- taken in the previous generation after that).
+        local function metaparts(meta)
+          local at = string.find(meta, ':', 1, true)
+          if not at then return tonumber(meta), false end
+          return tonumber(string.sub(meta, 1, at - 1)), tonumber(string.sub(meta, at + 1))
+        end
+
         -- Looks up the keys ARGV[from..to] in every generation the window reaches and adds those held (not expired) to found:
-        -- key -> its entry ('total:expiry:token', or 'total:expiry' when written before tokens). Newer generations win.
-        -- Returns the current generation's recorded expiry (its META field, read with the first keys), or false.
+        -- key -> its entry ('total:expiry:token', or 'total:expiry' when written before tokens). Newer generations win:
+        -- the current generation is read first (with its META field) and an older one only sets keys not found yet. The
+        -- previous generation is not read when the current one's META says it holds no key that has not expired.
+        -- Returns the current generation's META, or false.
         local function lookup(base, found, from, to, now, gen, window)
           local first, last = generations(now, gen, window)
           local meta = false
-          for g = first, last do
-            local name = gname(base, g)
-            for s = from, to, CHUNK do
-              local e = s + CHUNK - 1
-              if e > to then e = to end
-              local vals, o
-              if g == last and s == from then
-                vals = redis.call('HMGET', name, META, unpack(ARGV, s, e))
-                meta = vals[1]
-                o = 1
-              else
-                vals = redis.call('HMGET', name, unpack(ARGV, s, e))
-                o = 0
-              end
-              for j = 1 + o, #vals do
-                local v = vals[j]
-                if v then
-                  local at = string.find(v, ':', 1, true)
-                  local bt = string.find(v, ':', at + 1, true)
-                  if tonumber(string.sub(v, at + 1, (bt or 0) - 1)) > now then
-                    found[ARGV[s + j - 1 - o]] = v
+          for g = last, first, -1 do
+            local skip = false
+            if g == last - 1 and meta then
+              local _, previous = metaparts(meta)
+              skip = previous and previous <= now
+            end
+            if not skip then
+              local name = gname(base, g)
+              for s = from, to, CHUNK do
+                local e = s + CHUNK - 1
+                if e > to then e = to end
+                local vals, o
+                if g == last and s == from then
+                  vals = redis.call('HMGET', name, META, unpack(ARGV, s, e))
+                  meta = vals[1]
+                  o = 1
+                else
+                  vals = redis.call('HMGET', name, unpack(ARGV, s, e))
+                  o = 0
+                end
+                for j = 1 + o, #vals do
+                  local v = vals[j]
+                  if v then
+                    local key = ARGV[s + j - 1 - o]
+                    if g == last or not found[key] then
+                      local at = string.find(v, ':', 1, true)
+                      local bt = string.find(v, ':', at + 1, true)
+                      if tonumber(string.sub(v, at + 1, (bt or 0) - 1)) > now then
+                        found[key] = v
+                      end
+                    end
                   end
                 end
               end
@@ -574,22 +598,31 @@ internal static class UsageScripts
         -- the hash is kept until expiry + slack(gen), so that the expiry moves once per slack rather than once per ms.
         local function store(base, writes, nw, expiry, now, gen, meta)
           if nw == 0 then return end
-          local name = gname(base, floor(now / gen))
-          local kept = meta and tonumber(meta)
+          local g = floor(now / gen)
+          local name = gname(base, g)
+          local kept, previous = false, false
+          if meta then kept, previous = metaparts(meta) end
           local known = kept
           if not kept then
             local ttl = redis.call('PTTL', name)
             if ttl >= 0 then kept = now + ttl else kept = 0 end
+            if ttl == -2 then
+              -- A new hash: record until when the previous generation's is kept (0: gone), so lookups can skip it.
+              ttl = redis.call('PTTL', gname(base, g - 1))
+              if ttl >= 0 then previous = now + ttl elseif ttl == -2 then previous = 0 end
+            end
           end
+          local suffix = ''
+          if previous then suffix = ':' .. format('%.0f', previous) end
           local target = false
           if kept < expiry then
             target = expiry + slack(gen)
             writes[nw + 1] = META
-            writes[nw + 2] = format('%.0f', target)
+            writes[nw + 2] = format('%.0f', target) .. suffix
             nw = nw + 2
           elseif not known then
             writes[nw + 1] = META
-            writes[nw + 2] = format('%.0f', kept)
+            writes[nw + 2] = format('%.0f', kept) .. suffix
             nw = nw + 2
           end
           for s = 1, nw, 2 * CHUNK do

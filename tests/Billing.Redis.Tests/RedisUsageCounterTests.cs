@@ -159,6 +159,48 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task A_key_taken_late_in_a_generation_is_found_from_the_next_one_after_that_ones_hash_was_created()
+    {
+        // Generations of 1 s, windows of 0.9 s: the next generation's hash records how long the previous one is kept, and
+        // lookups skip the previous generation only once that has passed.
+        await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
+        {
+            ConfigurationString = Server.ConfigurationString,
+            KeyPrefix = "prev",
+            IdempotencyGeneration = TimeSpan.FromSeconds(1),
+        });
+        var c = NewCustomer();
+        var window = TimeSpan.FromMilliseconds(900);
+        while (await ServerMillisecondsAsync() % 1000 is < 500 or > 700)
+        {
+            await Task.Delay(20);
+        }
+
+        var first = Event(c, "k1", 1) with { DedupWindow = window };
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 1), await counter.RecordAsync(first));
+        var taken = await ServerMillisecondsAsync();
+        var next = ((taken / 1000) + 1) * 1000;
+        while (await ServerMillisecondsAsync() < next + 20)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 2), await counter.RecordAsync(Event(c, "k2", 1) with { DedupWindow = window }));
+        Assert.Contains(":", (string?)await Server.ExecuteAsync("HGET", $"prev:{{{c}}}:i:{next / 1000}", ""), StringComparison.Ordinal);
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 1), await counter.RecordAsync(first));
+        Assert.Equal([new(UsageOutcome.Accepted, 3), new(UsageOutcome.Duplicate, 1)], await counter.RecordBatchAsync([Event(c, "k3", 1) with { DedupWindow = window }, first]));
+
+        // Once k1's window has passed it is free again, and taken again in the current generation.
+        while (await ServerMillisecondsAsync() < taken + 1000)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 4), await counter.RecordAsync(first));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 4), await counter.RecordAsync(first));
+    }
+
+    [Fact]
     public async Task Keys_are_found_across_generations_until_their_window_ends_and_old_generations_expire()
     {
         // Generations of 1 s and windows of 3.5 s: a key is taken in one generation and must be found from the later ones.
