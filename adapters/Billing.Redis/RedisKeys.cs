@@ -12,12 +12,15 @@ namespace Billing.Redis;
 /// <item><c>{prefix}:{cus}:i:{generation}</c>: a hash of the idempotency keys taken during one generation of server time
 /// (<c>floor(unix ms / generation ms)</c>, see <see cref="RedisUsageCounterOptions.IdempotencyGeneration"/>); each field
 /// is a key, its value <c>{total}:{expiry unix ms}</c>, the total the accepted event produced and when the event's dedup
-/// window ends. The hash expires when its last field does. The scripts build these names from the prefix passed in
+/// window ends; the field <c>""</c> holds the instant (unix ms) the hash is kept until at least. The hash expires at most a
+/// slack (1/64 of a generation, at most a minute) after its last key. The scripts build these names from the prefix passed in
 /// <c>KEYS</c> and the server clock; they carry the customer's hash tag, so they are in the slot of the keys
 /// passed.</item>
 /// <item><c>{prefix}:{cus}:c:{meter}:{periodStartUnixSeconds}</c>: a hash with <c>total</c> and, for
 /// <see cref="MeterAggregation.Last"/>, <c>last_ts</c> (UTC ticks) and <c>last_key</c> (the idempotency key's ordinal sort
-/// key); expires the counter retention after its last write.</item>
+/// key), and <c>exp</c>, the instant (unix ms) it is kept until at least; expires the counter retention after its last
+/// write, plus a slack of 1/64 of the retention, at most a minute (so that the expiry moves once per slack, not per
+/// write).</item>
 /// <item><c>{prefix}:{cus}:u:{meter}:{periodStartUnixSeconds}</c>: the set of values seen by a
 /// <see cref="MeterAggregation.UniqueCount"/> counter; expires with its counter.</item>
 /// </list>

@@ -40,8 +40,8 @@ namespace Billing.Redis;
 /// <para>
 /// <b>Cost.</b> Idempotency keys are fields of a hash per customer and generation
 /// (<see cref="RedisUsageCounterOptions.IdempotencyGeneration"/>), so per customer and script call a few Redis calls look
-/// up and take all its keys (not one per event); per counter and script call one read, one write and one expiry (see
-/// <see cref="UsageScripts"/>).
+/// up and take all its keys (not one per event); per counter and script call one read and one write. Expiries are set
+/// only when they must move, up to a minute later than needed, so mostly not per call (see <see cref="UsageScripts"/>).
 /// </para>
 /// <para>
 /// <b>Not the only copy.</b> Counters live in memory on the server: after a flush, a restart without persistence or an

@@ -49,8 +49,8 @@ public sealed class RedisUsageCounterOptions
     /// customer's keys with a handful of Redis calls instead of one per event. Each field carries the instant its dedup
     /// window ends, so a key is free again exactly when its window has passed, whatever the generation. A lookup searches
     /// the generations the longest window among the call's events (at least one generation) can reach: the current and
-    /// the previous one while windows are not longer than a generation. A hash is deleted when its last key expires, so an
-    /// expired key may use memory for up to one more generation. Shorter generations free memory sooner and cost more
+    /// the previous one while windows are not longer than a generation. A hash is deleted when its last key expires (up to 1/64 of
+    /// a generation, at most a minute, later), so an expired key may use memory for up to one more generation. Shorter generations free memory sooner and cost more
     /// lookups per call when windows are longer than a generation. A key taken with a window longer than those of the
     /// customer's later events is found while a generation of those later windows still reaches it; keep one dedup window
     /// per deployment (the metering service does).

@@ -27,10 +27,14 @@ namespace Billing.Redis;
 /// <para>
 /// <b>Cost.</b> Idempotency keys are fields of one hash per customer and generation (see <see cref="Idempotency"/>), so a
 /// call looks up all of a customer's keys with one <c>HMGET</c> per generation it must search (two with the defaults) and
-/// takes the new ones with one <c>HSET</c>, a <c>PTTL</c> and at most one <c>PEXPIRE</c> (none when the expiry is
-/// already far enough, e.g. within the same ms): a few Redis calls per customer
-/// and call instead of one per event. Per counter and call: one <c>HGET</c> (<c>HMGET</c> for Last) before the first
-/// event, and one <c>HSET</c> of the final state plus a <c>PEXPIRE</c> at the end. UniqueCount adds a <c>SISMEMBER</c> per
+/// takes the new ones with one <c>HSET</c>: a few Redis calls per customer and call instead of one per event. Expiries
+/// cost no call in the common case: the current generation's hash records the instant it is kept until (field
+/// <c>""</c>, read by the same <c>HMGET</c>) and a counter its own (field <c>exp</c>, read with <c>total</c>), and an
+/// expiry is only set (<c>PEXPIRE</c>, plus a <c>PTTL</c> for a hash without the field, e.g. a new one) when it must
+/// move; it is then set 1/64 of the generation or retention later than needed, at most a minute, so that it moves once
+/// per such slack rather than once per ms. A hash is still kept at least until its last key expires, a counter at least
+/// its retention after its last write (the latest event's retention wins: a shorter one moves it back). Per counter and
+/// call: one <c>HMGET</c> before the first event and one <c>HSET</c> of the final state at the end. UniqueCount adds a <c>SISMEMBER</c> per
 /// event and one <c>SADD</c> of the new values at the end. Duplicates and events that cannot be accepted (over the limit, overflow) write
 /// nothing. Reading the server clock (<c>TIME</c>) needs Redis 5 or later (script effects replication).
 /// </para>
@@ -183,13 +187,13 @@ internal static class UsageScripts
         local n, p, gen, ordered, ng = tonumber(A[1]), tonumber(A[2]), tonumber(A[3]), A[4] == '1', tonumber(A[5])
         local now = servertime()
         -- Profiles (by their index, also as text for the per-event index), customers, counters.
-        local prof, named, cust, tot, big, stamps, skeys, counters, ret = {}, {}, {}, {}, {}, {}, {}, {}, {}
+        local prof, named, cust, tot, big, stamps, skeys, counters, ret, kept, sfxs = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
         local nc, a = 0, 5
         for j = 1, p do
           local ci, agg, l, dedup, ix = tonumber(A[a + 1]), A[a + 2], A[a + 3], tonumber(A[a + 4]), tonumber(A[a + 6])
           local cu = cust[ix]
           if not cu then
-            cu = { base = KEYS[ix], window = 0, found = {}, writes = {}, nw = 0, expiry = 0 }
+            cu = { base = KEYS[ix], window = 0, found = {}, writes = {}, nw = 0, expiry = 0, meta = false }
             cust[ix] = cu
           end
           if dedup > cu.window then cu.window = dedup end
@@ -200,8 +204,13 @@ internal static class UsageScripts
             error('unknown aggregation ' .. tostring(agg))
           end
           local exp = now + dedup
+          local sfx = sfxs[dedup]
+          if not sfx then
+            sfx = ':' .. format('%.0f', exp)
+            sfxs[dedup] = sfx
+          end
           local pr = { ci = ci, agg = agg, lim = lim, nlim = type(lim) == 'number', dedup = dedup, ret = A[a + 5], cu = cu,
-            exp = exp, sfx = ':' .. format('%.0f', exp), w = w }
+            exp = exp, sfx = sfx, w = w }
           prof[j] = pr
           if p > 1 then named[tostring(j)] = pr end
           -- Every counter is read once, before any event (nothing is written before the last event).
@@ -209,13 +218,15 @@ internal static class UsageScripts
             nc = nc + 1
             counters[nc] = ci
             if agg == 'l' then
-              local h = call('HMGET', KEYS[ci], 'total', 'last_ts', 'last_key')
+              local h = call('HMGET', KEYS[ci], 'total', 'exp', 'last_ts', 'last_key')
               if h[1] then tot[ci] = num(h[1]) else tot[ci] = 0 end
-              stamps[ci] = h[2] or false
-              skeys[ci] = h[3]
+              kept[ci] = h[2] and tonumber(h[2])
+              stamps[ci] = h[3] or false
+              skeys[ci] = h[4]
             else
-              local h = call('HGET', KEYS[ci], 'total')
-              if h then tot[ci] = num(h) else tot[ci] = 0 end
+              local h = call('HMGET', KEYS[ci], 'total', 'exp')
+              if h[1] then tot[ci] = num(h[1]) else tot[ci] = 0 end
+              kept[ci] = h[2] and tonumber(h[2])
             end
             big[ci] = type(tot[ci]) ~= 'number'
           elseif agg == 'l' and stamps[ci] == nil then
@@ -229,7 +240,8 @@ internal static class UsageScripts
         local first = a
         for g = 1, ng do
           local m, cu, gp = tonumber(A[a + 1]), cust[tonumber(A[a + 2])], tonumber(A[a + 3])
-          lookup(cu.base, cu.found, a + 4, a + 3 + m, now, gen, cu.window)
+          local meta = lookup(cu.base, cu.found, a + 4, a + 3 + m, now, gen, cu.window)
+          if meta then cu.meta = meta end
           a = a + 3 + m
           if gp > 0 then
             a = a + m * prof[gp].w
@@ -348,19 +360,30 @@ internal static class UsageScripts
           if stopped then break end
         end
         for ix, cu in pairs(cust) do
-          store(cu.base, cu.writes, cu.nw, cu.expiry, now, gen)
+          store(cu.base, cu.writes, cu.nw, cu.expiry, now, gen, cu.meta)
         end
         for k = 1, nc do
           local ci = counters[k]
           local ms = ret[ci]
           if ms then
             local ckey = KEYS[ci]
-            if changed[ci] then
-              call('HSET', ckey, 'total', tot[ci], 'last_ts', stamps[ci], 'last_key', skeys[ci])
+            local target = counterexpiry(kept[ci], tonumber(ms), now)
+            if target then
+              if changed[ci] then
+                call('HSET', ckey, 'total', tot[ci], 'exp', format('%.0f', target), 'last_ts', stamps[ci], 'last_key', skeys[ci])
+              else
+                call('HSET', ckey, 'total', tot[ci], 'exp', format('%.0f', target))
+              end
+              call('PEXPIRE', ckey, target - now)
+              ms = target - now
             else
-              call('HSET', ckey, 'total', tot[ci])
+              if changed[ci] then
+                call('HSET', ckey, 'total', tot[ci], 'last_ts', stamps[ci], 'last_key', skeys[ci])
+              else
+                call('HSET', ckey, 'total', tot[ci])
+              end
+              ms = kept[ci] - now
             end
-            call('PEXPIRE', ckey, ms)
             if sets[ci] then
               local list = adds[ci]
               if list then
@@ -441,15 +464,16 @@ internal static class UsageScripts
           retention = ARGV[a + 6]
         end
         forget(ikey, keys, now, gen, window)
-        store(ikey, writes, #writes, maxexp, now, gen)
+        store(ikey, writes, #writes, maxexp, now, gen, false)
         if retention then
+          local target = now + tonumber(retention) + slack(tonumber(retention))
           if changed then
-            redis.call('HSET', ckey, 'total', t, 'last_ts', lts, 'last_key', lkh)
+            redis.call('HSET', ckey, 'total', t, 'exp', format('%.0f', target), 'last_ts', lts, 'last_key', lkh)
           else
-            redis.call('HSET', ckey, 'total', t)
+            redis.call('HSET', ckey, 'total', t, 'exp', format('%.0f', target))
           end
-          redis.call('PEXPIRE', ckey, retention)
-          redis.call('PEXPIRE', ukey, retention)
+          redis.call('PEXPIRE', ckey, target - now)
+          redis.call('PEXPIRE', ukey, target - now)
         end
         return result or { reply(0, t) }
         """;
@@ -459,11 +483,35 @@ internal static class UsageScripts
     /// idempotency key, its value <c>total:expiry:token</c> (the total the event produced, the server time in ms at which the
     /// key is free again, and the acceptance token of the event, 0 for none; entries written before tokens have no
     /// <c>:token</c> and are read as having none). A key is looked up in every generation its window can reach (at least the current and the
-    /// previous one); a hash expires when its last field does.
+    /// previous one). The field <c>""</c> (no idempotency key is empty) holds an instant in ms the hash is kept until at least
+    /// (its expiry is never earlier), and, from its creation, <c>:</c> and the instant the previous generation's hash is kept
+    /// until at least (0 when there was none): once that has passed, lookups skip the previous generation (server time
+    /// moves forward, so no key is taken in a generation after the next one has begun). A hash expires at most a slack (1/64
+    /// of a generation, at most a minute) after its last key.
     /// </summary>
     private const string Idempotency = """
         local CHUNK = 1000
         local floor, unpack = math.floor, unpack
+        local META = '' -- the field holding a hash's expiry (no idempotency key is empty)
+
+        -- Generation numbers as text, formatted once per call.
+        local gtext = {}
+        local function gname(base, g)
+          local t = gtext[g]
+          if not t then
+            t = format('%.0f', g)
+            gtext[g] = t
+          end
+          return base .. t
+        end
+
+        -- How much later than needed an expiry is set, so that it moves once per slack instead of once per ms:
+        -- 1/64 of the period it covers, at most a minute.
+        local function slack(ms)
+          local q = floor(ms / 64)
+          if q > 60000 then return 60000 end
+          return q
+        end
 
         -- The server's clock in ms (scripts replicate their effects, so reading it is allowed).
         local function servertime()
@@ -476,28 +524,60 @@ internal static class UsageScripts
           return floor((now - window) / gen), floor(now / gen)
         end
 
+        -- A hash's META field: 'kept' or 'kept:previous', the instants (ms) it and the previous generation's hash are kept
+        -- until at least; previous is recorded when the hash is created (server time only moves forward, so no key is
+        -- taken in the previous generation after that).
+        local function metaparts(meta)
+          local at = string.find(meta, ':', 1, true)
+          if not at then return tonumber(meta), false end
+          return tonumber(string.sub(meta, 1, at - 1)), tonumber(string.sub(meta, at + 1))
+        end
+
         -- Looks up the keys ARGV[from..to] in every generation the window reaches and adds those held (not expired) to found:
-        -- key -> its entry ('total:expiry:token', or 'total:expiry' when written before tokens). Newer generations win.
+        -- key -> its entry ('total:expiry:token', or 'total:expiry' when written before tokens). Newer generations win:
+        -- the current generation is read first (with its META field) and an older one only sets keys not found yet. The
+        -- previous generation is not read when the current one's META says it holds no key that has not expired.
+        -- Returns the current generation's META, or false.
         local function lookup(base, found, from, to, now, gen, window)
           local first, last = generations(now, gen, window)
-          for g = first, last do
-            local name = base .. format('%.0f', g)
-            for s = from, to, CHUNK do
-              local e = s + CHUNK - 1
-              if e > to then e = to end
-              local vals = redis.call('HMGET', name, unpack(ARGV, s, e))
-              for j = 1, #vals do
-                local v = vals[j]
-                if v then
-                  local at = string.find(v, ':', 1, true)
-                  local bt = string.find(v, ':', at + 1, true)
-                  if tonumber(string.sub(v, at + 1, (bt or 0) - 1)) > now then
-                    found[ARGV[s + j - 1]] = v
+          local meta = false
+          for g = last, first, -1 do
+            local skip = false
+            if g == last - 1 and meta then
+              local _, previous = metaparts(meta)
+              skip = previous and previous <= now
+            end
+            if not skip then
+              local name = gname(base, g)
+              for s = from, to, CHUNK do
+                local e = s + CHUNK - 1
+                if e > to then e = to end
+                local vals, o
+                if g == last and s == from then
+                  vals = redis.call('HMGET', name, META, unpack(ARGV, s, e))
+                  meta = vals[1]
+                  o = 1
+                else
+                  vals = redis.call('HMGET', name, unpack(ARGV, s, e))
+                  o = 0
+                end
+                for j = 1 + o, #vals do
+                  local v = vals[j]
+                  if v then
+                    local key = ARGV[s + j - 1 - o]
+                    if g == last or not found[key] then
+                      local at = string.find(v, ':', 1, true)
+                      local bt = string.find(v, ':', at + 1, true)
+                      if tonumber(string.sub(v, at + 1, (bt or 0) - 1)) > now then
+                        found[key] = v
+                      end
+                    end
                   end
                 end
               end
             end
           end
+          return meta
         end
 
         -- Removes the keys from every generation their window can reach.
@@ -505,25 +585,60 @@ internal static class UsageScripts
           if #keys == 0 then return end
           local first, last = generations(now, gen, window)
           for g = first, last do
-            local name = base .. format('%.0f', g)
+            local name = gname(base, g)
             for s = 1, #keys, CHUNK do
               redis.call('HDEL', name, unpack(keys, s, math.min(s + CHUNK - 1, #keys)))
             end
           end
         end
 
-        -- Writes the first nw entries of writes (key/value pairs) into the current generation and keeps the hash until its last
-        -- key expires.
-        local function store(base, writes, nw, expiry, now, gen)
+        -- Writes the first nw entries of writes (key/value pairs) into the current generation and keeps the hash at least until
+        -- its last key expires. The hash's META field holds an instant (ms) the hash is kept until at least; meta is its value
+        -- as read by lookup (false: not read, or none yet, e.g. a new hash: then PTTL tells). When it is earlier than expiry,
+        -- the hash is kept until expiry + slack(gen), so that the expiry moves once per slack rather than once per ms.
+        local function store(base, writes, nw, expiry, now, gen, meta)
           if nw == 0 then return end
-          local name = base .. format('%.0f', floor(now / gen))
+          local g = floor(now / gen)
+          local name = gname(base, g)
+          local kept, previous = false, false
+          if meta then kept, previous = metaparts(meta) end
+          local known = kept
+          if not kept then
+            local ttl = redis.call('PTTL', name)
+            if ttl >= 0 then kept = now + ttl else kept = 0 end
+            if ttl == -2 then
+              -- A new hash: record until when the previous generation's is kept (0: gone), so lookups can skip it.
+              ttl = redis.call('PTTL', gname(base, g - 1))
+              if ttl >= 0 then previous = now + ttl elseif ttl == -2 then previous = 0 end
+            end
+          end
+          local suffix = ''
+          if previous then suffix = ':' .. format('%.0f', previous) end
+          local target = false
+          if kept < expiry then
+            target = expiry + slack(gen)
+            writes[nw + 1] = META
+            writes[nw + 2] = format('%.0f', target) .. suffix
+            nw = nw + 2
+          elseif not known then
+            writes[nw + 1] = META
+            writes[nw + 2] = format('%.0f', kept) .. suffix
+            nw = nw + 2
+          end
           for s = 1, nw, 2 * CHUNK do
             local e = s + 2 * CHUNK - 1
             if e > nw then e = nw end
             redis.call('HSET', name, unpack(writes, s, e))
           end
-          local need = expiry - now
-          if redis.call('PTTL', name) < need then redis.call('PEXPIRE', name, need) end
+          if target then redis.call('PEXPIRE', name, target - now) end
+        end
+
+        -- The expiry a counter needs after a write with retention ms: when its recorded one (its 'exp' field, false when
+        -- none) is within [now + ms, now + ms + slack(ms)] it is kept (returns false), otherwise it becomes now + ms + slack(ms).
+        local function counterexpiry(kept, ms, now)
+          local want = now + ms
+          if kept and kept >= want and kept <= want + slack(ms) then return false end
+          return want + slack(ms)
         end
 
         """;

@@ -25,7 +25,10 @@ namespace Billing.Benchmarks;
 /// <c>--repeat 3</c>, <c>--warmup 2</c> (seconds of untimed single and batch calls first), <c>--limit</c> (give every
 /// event a hard limit), <c>--batch-mode auto|per-slot</c> (<see cref="RedisUsageCounterOptions.BatchMode"/>), <c>--phases rb,single,batch</c>
 /// (which phases run; <c>rbbatch</c> adds redis-benchmark sending the batch call of <c>--batch</c> events with random keys),
-/// <c>--no-coalesce</c> (<see cref="RedisUsageCounterOptions.CoalesceRecords"/> off: one script call per RecordAsync).</para>
+/// <c>--no-coalesce</c> (<see cref="RedisUsageCounterOptions.CoalesceRecords"/> off: one script call per RecordAsync).
+/// <c>spread</c> adds batches like (3) over <c>--spread-customers 1000</c> customers, consecutive events going to consecutive
+/// customers, so each batch of 100 events holds 100 customers with one event each (the sample host's load); its server
+/// µs/event is the redis-server process's user + system CPU (<c>INFO cpu</c>, i.e. getrusage, as /proc/pid/stat) per event.</para>
 /// </remarks>
 internal static class RedisRun
 {
@@ -37,7 +40,7 @@ internal static class RedisRun
     private static long _token = -7_046_029_254_386_353_131;
 
     public static int Run(string[] args) =>
-        ConsoleBenchmark.Run("redis-run", args, Settings.Parse, "[--seconds 4] [--requests 500000] [--inflight 64] [--pipeline 64] [--writers 16] [--batch 100] [--customers 8] [--repeat 3] [--warmup 2] [--limit] [--batch-mode auto|per-slot] [--phases rb,rbbatch,single,batch] [--no-coalesce]", RunAsync);
+        ConsoleBenchmark.Run("redis-run", args, Settings.Parse, "[--seconds 4] [--requests 500000] [--inflight 64] [--pipeline 64] [--writers 16] [--batch 100] [--customers 8] [--repeat 3] [--warmup 2] [--limit] [--batch-mode auto|per-slot] [--phases rb,rbbatch,single,batch,spread] [--spread-customers 1000] [--no-coalesce]", RunAsync);
 
     private static async Task<int> RunAsync(Settings settings)
     {
@@ -141,6 +144,19 @@ internal static class RedisRun
                 rows.Add(Row(round, "RecordBatchAsync", batchRate, batch.Events, before, after, batch.ClientCpu));
             }
 
+            if (settings.Phases.Contains("spread"))
+            {
+                await server.FlushAllAsync().ConfigureAwait(false);
+                await server.ExecuteAsync("CONFIG", "RESETSTAT").ConfigureAwait(false);
+                before = await SampleAsync(server).ConfigureAwait(false);
+                var spread = await BatchAsync(counter, settings with { Customers = settings.SpreadCustomers }, TimeSpan.FromSeconds(settings.Seconds), tag + "s").ConfigureAwait(false);
+                var after = await SampleAsync(server).ConfigureAwait(false);
+                var spreadRate = spread.Events / spread.Elapsed.TotalSeconds;
+                var row = Row(round, "RecordBatchAsync spread", spreadRate, spread.Events, before, after, spread.ClientCpu);
+                rows.Add(row);
+                Console.WriteLine(Invariant($"round {round}: spread batches {spreadRate:N0} events/s, redis-server {row.Item4:0.00} µs/event; per event: {CommandsPerEvent((string)(await server.ExecuteAsync("INFO", "commandstats").ConfigureAwait(false))!, spread.Events)}"));
+            }
+
             Console.WriteLine(Invariant($"round {round}: redis-benchmark {rbRate:N0}/s, RecordAsync {singleRate:N0}/s (ratio {singleRate / rbRate:0.00}), RecordBatchAsync {batchRate:N0} events/s; load {LoadAverage()}; {watch.Elapsed.TotalSeconds:0.0} s"));
         }
 
@@ -157,6 +173,12 @@ internal static class RedisRun
         var net = Median(rows.Where(r => r.Phase == "RecordAsync").Select(r => r.Rate));
         var ratios = rows.Where(r => r.Phase == "RecordAsync").Select(r => r.Rate / rows.SingleOrDefault(b => b.Round == r.Round && b.Phase == "redis-benchmark EVALSHA").Rate).ToArray();
         var batches = Median(rows.Where(r => r.Phase == "RecordBatchAsync").Select(r => r.Rate));
+        var spreads = rows.Where(r => r.Phase == "RecordBatchAsync spread").ToArray();
+        if (spreads.Length > 0)
+        {
+            Console.WriteLine(Invariant($"median spread batches ({settings.Batch} events over {Math.Min(settings.Batch, settings.SpreadCustomers)} customers each, {settings.SpreadCustomers} customers): {Median(spreads.Select(r => r.Rate)):N0} events/s, redis-server {Median(spreads.Select(r => r.ServerUs)):0.00} µs/event"));
+        }
+
         Console.WriteLine();
         Console.WriteLine(Invariant($"median: redis-benchmark {rb:N0}/s, RecordAsync {net:N0}/s, ratio {Median(ratios):0.00} (rounds: {string.Join(", ", ratios.Select(x => x.ToString("0.00", CultureInfo.InvariantCulture)))}), RecordBatchAsync {batches:N0} events/s"));
         return 0;
@@ -318,6 +340,17 @@ internal static class RedisRun
         }
     }
 
+    /// <summary>The commands the scripts ran (and the script calls) per event, with their µs per call, from <c>INFO commandstats</c>.</summary>
+    private static string CommandsPerEvent(string stats, long events) => string.Join(", ", stats.Split('\n')
+        .Where(l => l.StartsWith("cmdstat_", StringComparison.Ordinal) && !l.StartsWith("cmdstat_info", StringComparison.Ordinal) && !l.StartsWith("cmdstat_config", StringComparison.Ordinal))
+        .Select(l =>
+        {
+            var name = l["cmdstat_".Length..l.IndexOf(':', StringComparison.Ordinal)];
+            var calls = long.Parse(l.Split("calls=")[1].Split(',')[0], CultureInfo.InvariantCulture);
+            var perCall = double.Parse(l.Split("usec_per_call=")[1].Split(',')[0], CultureInfo.InvariantCulture);
+            return Invariant($"{name} {(double)calls / events:0.000} ({perCall:0.00} µs)");
+        }));
+
     private static string Field(string info, string name) =>
         info.Split('\n').Select(l => l.TrimEnd('\r')).First(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..];
 
@@ -327,7 +360,7 @@ internal static class RedisRun
 
     private sealed record ServerSample(double CpuSeconds, long ScriptCalls);
 
-    private sealed record Settings(int Seconds, int Requests, int InFlight, int Pipeline, int Writers, int Batch, int Customers, int Repeat, int WarmupSeconds, bool Limit, RedisBatchMode BatchMode, string[] Phases, bool Coalesce)
+    private sealed record Settings(int Seconds, int Requests, int InFlight, int Pipeline, int Writers, int Batch, int Customers, int Repeat, int WarmupSeconds, bool Limit, RedisBatchMode BatchMode, string[] Phases, bool Coalesce, int SpreadCustomers = 1_000)
     {
         public static Settings Parse(string[] args)
         {
@@ -349,6 +382,7 @@ internal static class RedisRun
                     "--warmup" => s with { WarmupSeconds = Int() },
                     "--limit" => s with { Limit = true },
                     "--no-coalesce" => s with { Coalesce = false },
+                    "--spread-customers" => s with { SpreadCustomers = Int() },
                     "--phases" => s with { Phases = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                     "--batch-mode" => s with
                     {
@@ -366,6 +400,6 @@ internal static class RedisRun
             return s.InFlight % s.Pipeline == 0 ? s : throw new ArgumentException("--inflight must be a multiple of --pipeline.");
         }
 
-        public override string ToString() => Invariant($"{Seconds} s per .NET phase, redis-benchmark -n {Requests}, {InFlight} in flight (-c {InFlight / Pipeline} -P {Pipeline}), {Writers} writers x batches of {Batch} over {Customers} customers, {Repeat} rounds, warm-up {WarmupSeconds} s, hard limit {(Limit ? "on" : "off")}, batch mode {BatchMode}, phases {string.Join(',', Phases)}, RecordAsync calls {(Coalesce ? "coalesced" : "one script call each")}");
+        public override string ToString() => Invariant($"{Seconds} s per .NET phase, redis-benchmark -n {Requests}, {InFlight} in flight (-c {InFlight / Pipeline} -P {Pipeline}), {Writers} writers x batches of {Batch} over {Customers} customers, {Repeat} rounds, warm-up {WarmupSeconds} s, hard limit {(Limit ? "on" : "off")}, batch mode {BatchMode}, phases {string.Join(',', Phases)}{(Phases.Contains("spread") ? Invariant($" (spread: {SpreadCustomers} customers)") : "")}, RecordAsync calls {(Coalesce ? "coalesced" : "one script call each")}");
     }
 }

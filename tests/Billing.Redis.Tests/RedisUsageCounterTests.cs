@@ -31,7 +31,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
             [$"billing:{{{c}}}:c:api_calls:{PeriodSeconds}", $"billing:{{{c}}}:c:users:{PeriodSeconds}", $"billing:{{{c}}}:i:{generation}", $"billing:{{{c}}}:u:users:{PeriodSeconds}"],
             keys.Order(StringComparer.Ordinal));
         Assert.Equal("5", await Server.ExecuteAsync("HGET", $"billing:{{{c}}}:c:api_calls:{PeriodSeconds}", "total"));
-        Assert.Equal(["k1", "k2"], ((object?[])(await Server.ExecuteAsync("HKEYS", $"billing:{{{c}}}:i:{generation}"))!).Cast<string>().Order(StringComparer.Ordinal));
+        Assert.Equal(["", "k1", "k2"], ((object?[])(await Server.ExecuteAsync("HKEYS", $"billing:{{{c}}}:i:{generation}"))!).Cast<string>().Order(StringComparer.Ordinal)); // "": the hash's expiry
         Assert.Equal("5", (await IdempotencyEntryAsync(c, "k1"))?.Total);
         Assert.Equal("1", (await IdempotencyEntryAsync(c, "k2"))?.Total);
     }
@@ -101,6 +101,104 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         await Counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "k1", 5) with { DedupWindow = TimeSpan.FromMinutes(10), CounterRetention = TimeSpan.FromDays(9) }]);
         AssertTtl(TimeSpan.FromDays(9), await PttlAsync($"billing:{{{c}}}:c:api_calls:{PeriodSeconds}"));
         AssertTtl(TimeSpan.FromMinutes(10), (await IdempotencyEntryAsync(c, "k1"))!.Value.Left);
+    }
+
+    [Fact]
+    public async Task Expiries_move_once_per_slack_and_never_below_what_a_key_or_counter_needs()
+    {
+        var c = NewCustomer();
+        var hash = $"billing:{{{c}}}:i:{await GenerationAsync()}";
+        var counter = $"billing:{{{c}}}:c:api_calls:{PeriodSeconds}";
+        await Counter.RecordAsync(Event(c, "k1", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) });
+        var hashAt = await ExpireTimeAsync(hash);
+        var counterAt = await ExpireTimeAsync(counter);
+        var taken = await ServerMillisecondsAsync();
+        Assert.InRange(hashAt - taken, (long)TimeSpan.FromHours(1).TotalMilliseconds - 60_000, (long)TimeSpan.FromHours(1).TotalMilliseconds + 60_000);
+
+        // Later events within the slack (a minute here) leave both expiries where they are: no PEXPIRE per event.
+        await Task.Delay(20);
+        await Counter.RecordAsync(Event(c, "k2", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) });
+        await Counter.RecordBatchAsync([Event(c, "k3", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) }]);
+        Assert.Equal(hashAt, await ExpireTimeAsync(hash));
+        Assert.Equal(counterAt, await ExpireTimeAsync(counter));
+
+        // A longer window moves the hash's expiry to cover the new key; a longer retention moves the counter's, a shorter
+        // one moves it back (the latest event's retention wins).
+        await Counter.RecordAsync(Event(c, "k4", 1) with { DedupWindow = TimeSpan.FromHours(2), CounterRetention = TimeSpan.FromDays(9) });
+        var now = await ServerMillisecondsAsync();
+        var (_, left) = (await IdempotencyEntryAsync(c, "k4"))!.Value;
+        Assert.True(await ExpireTimeAsync(hash) - now >= left);
+        AssertTtl(TimeSpan.FromDays(9), await PttlAsync(counter));
+        await Counter.RecordAsync(Event(c, "k5", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) });
+        AssertTtl(TimeSpan.FromDays(3), await PttlAsync(counter));
+        foreach (var k in new[] { "k1", "k2", "k3", "k4", "k5" })
+        {
+            Assert.Equal(UsageOutcome.Duplicate, (await Counter.RecordAsync(Event(c, k, 1) with { DedupWindow = TimeSpan.FromHours(1) })).Outcome);
+        }
+
+        Assert.Equal(5, await Counter.GetTotalAsync(Key(c)));
+    }
+
+    [Fact]
+    public async Task A_hash_without_a_recorded_expiry_keeps_its_expiry_and_its_keys()
+    {
+        // As the scripts before the recorded expiry left it: entries only, kept by PEXPIRE until the last key expires.
+        var c = NewCustomer();
+        var hash = $"billing:{{{c}}}:i:{await GenerationAsync()}";
+        var now = await ServerMillisecondsAsync();
+        var twoDays = (long)TimeSpan.FromDays(2).TotalMilliseconds;
+        await Server.ExecuteAsync("HSET", hash, "old", string.Create(CultureInfo.InvariantCulture, $"7:{now + twoDays}:42"));
+        await Server.ExecuteAsync("PEXPIRE", hash, twoDays.ToString(CultureInfo.InvariantCulture));
+
+        // A shorter window must not shorten the hash's life; the old key stays a duplicate with its original result.
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 1), await Counter.RecordAsync(Event(c, "new", 1) with { DedupWindow = TimeSpan.FromMinutes(10) }));
+        Assert.True(await PttlAsync(hash) > twoDays - 60_000);
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 7, 42), await Counter.RecordAsync(Event(c, "old", 1)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 1), await Counter.RecordAsync(Event(c, "new", 1)));
+        Assert.True(await PttlAsync(hash) > twoDays - 60_000);
+    }
+
+    [Fact]
+    public async Task A_key_taken_late_in_a_generation_is_found_from_the_next_one_after_that_ones_hash_was_created()
+    {
+        // Generations of 2 s, windows of 1.8 s: the next generation's hash records how long the previous one is kept, and
+        // lookups skip the previous generation only once that has passed. The key is taken late in its generation, so
+        // the checks from the next generation have about a second before its window ends (a loaded machine may stall).
+        await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
+        {
+            ConfigurationString = Server.ConfigurationString,
+            KeyPrefix = "prev",
+            IdempotencyGeneration = TimeSpan.FromSeconds(2),
+        });
+        var c = NewCustomer();
+        var window = TimeSpan.FromMilliseconds(1800);
+        while (await ServerMillisecondsAsync() % 2000 is < 1200 or > 1500)
+        {
+            await Task.Delay(20);
+        }
+
+        var first = Event(c, "k1", 1) with { DedupWindow = window };
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 1), await counter.RecordAsync(first));
+        var taken = await ServerMillisecondsAsync();
+        var next = ((taken / 2000) + 1) * 2000;
+        while (await ServerMillisecondsAsync() < next + 20)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 2), await counter.RecordAsync(Event(c, "k2", 1) with { DedupWindow = window }));
+        Assert.Contains(":", (string?)await Server.ExecuteAsync("HGET", $"prev:{{{c}}}:i:{next / 2000}", ""), StringComparison.Ordinal);
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 1), await counter.RecordAsync(first));
+        Assert.Equal([new(UsageOutcome.Accepted, 3), new(UsageOutcome.Duplicate, 1)], await counter.RecordBatchAsync([Event(c, "k3", 1) with { DedupWindow = window }, first]));
+
+        // Once k1's window has passed it is free again, and taken again in the current generation.
+        while (await ServerMillisecondsAsync() < taken + 1900)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 4), await counter.RecordAsync(first));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 4), await counter.RecordAsync(first));
     }
 
     [Fact]
@@ -562,6 +660,9 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
 
     private async Task<long> PttlAsync(string key) => (long)(await Server.ExecuteAsync("PTTL", key))!;
 
+    /// <summary>The key's expiry as Unix ms (PEXPIRETIME).</summary>
+    private async Task<long> ExpireTimeAsync(string key) => (long)(await Server.ExecuteAsync("PEXPIRETIME", key))!;
+
     private async Task<long> ServerMillisecondsAsync()
     {
         var time = (object?[])(await Server.ExecuteAsync("TIME"))!;
@@ -600,8 +701,11 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         return Calls("eval") + Calls("evalsha");
     }
 
+    /// <summary>A time to live of at least <paramref name="expected"/> (less the test's own time, up to a minute) and at most
+    /// <paramref name="expected"/> plus the slack the scripts add so that an expiry moves once per slack rather than per ms
+    /// (1/64 of it, at most a minute).</summary>
     private static void AssertTtl(TimeSpan expected, long pttl) =>
-        Assert.InRange(pttl, (long)(expected - TimeSpan.FromMinutes(1)).TotalMilliseconds, (long)expected.TotalMilliseconds);
+        Assert.InRange(pttl, (long)(expected - TimeSpan.FromMinutes(1)).TotalMilliseconds, (long)(expected + TimeSpan.FromMilliseconds(Math.Min(60_000, (long)expected.TotalMilliseconds / 64))).TotalMilliseconds);
 
     /// <summary>The text Redis Cluster hashes: between the first '{' and the first '}' after it, if not empty.</summary>
     internal static string HashTag(string key)
