@@ -41,6 +41,18 @@ internal sealed class CompiledQueries
     public readonly Func<DbContext, string, CancellationToken, Task<PaymentRow?>> PaymentByKey =
         EF.CompileAsyncQuery((DbContext db, string key, CancellationToken ct) => db.Set<PaymentRow>().AsNoTracking().FirstOrDefault(r => r.IdempotencyKey == key));
 
+    /// <summary>A customer's subscription rows in id order (a customer not read ahead).</summary>
+    public readonly Func<DbContext, string, IAsyncEnumerable<SubscriptionRow>> SubscriptionsByCustomer =
+        EF.CompileAsyncQuery<DbContext, string, SubscriptionRow>((DbContext db, string customerId) => db.Set<SubscriptionRow>().AsNoTracking().Where(r => r.CustomerId == customerId).OrderBy(r => r.Id));
+
+    /// <summary>The customer rows of some ids (the read-ahead of usage resolution).</summary>
+    public readonly Func<DbContext, string[], IAsyncEnumerable<CustomerRow>> CustomersByIds =
+        EF.CompileAsyncQuery((DbContext db, string[] ids) => db.Set<CustomerRow>().AsNoTracking().Where(r => ids.Contains(r.Id)));
+
+    /// <summary>The subscription rows of some customers in id order (the read-ahead of usage resolution).</summary>
+    public readonly Func<DbContext, string[], IAsyncEnumerable<SubscriptionRow>> SubscriptionsByCustomers =
+        EF.CompileAsyncQuery<DbContext, string[], SubscriptionRow>((DbContext db, string[] ids) => db.Set<SubscriptionRow>().AsNoTracking().Where(r => ids.Contains(r.CustomerId)).OrderBy(r => r.Id));
+
     public readonly Func<DbContext, string, CancellationToken, Task<TestClockRow?>> ClockById =
         EF.CompileAsyncQuery((DbContext db, string id, CancellationToken ct) => db.Set<TestClockRow>().AsNoTracking().FirstOrDefault(r => r.Id == id));
 }

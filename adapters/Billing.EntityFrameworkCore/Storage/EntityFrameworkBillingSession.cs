@@ -386,6 +386,18 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
         return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>The rows of a compiled query.</summary>
+    private static async Task<List<T>> ToListAsync<T>(IAsyncEnumerable<T> rows, CancellationToken cancellationToken)
+    {
+        var list = new List<T>();
+        await foreach (var row in rows.WithCancellation(cancellationToken).ConfigureAwait(false))
+        {
+            list.Add(row);
+        }
+
+        return list;
+    }
+
     private static async Task<T> TranslatingAsync<T>(Func<Task<T>> action)
     {
         try
@@ -541,7 +553,7 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     {
         var rows = _readCustomerSubscriptions is not null && _readCustomerSubscriptions.TryGetValue(customerId, out var read)
             ? read
-            : await _db.Set<SubscriptionRow>().Where(r => r.CustomerId == customerId).OrderBy(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
+            : await ToListAsync(_queries.SubscriptionsByCustomer(_db, customerId), cancellationToken).ConfigureAwait(false);
         return [.. _subscriptions.Overlay(rows.Select(RowMapper.ToDomain), s => s.CustomerId == customerId).OrderBy(s => s.Id, StringComparer.Ordinal)];
     }
 
@@ -556,8 +568,9 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
             return;
         }
 
-        var customers = await _db.Set<CustomerRow>().Where(r => ids.Contains(r.Id)).ToListAsync(cancellationToken).ConfigureAwait(false);
-        var subscriptions = await _db.Set<SubscriptionRow>().Where(r => ids.Contains(r.CustomerId)).OrderBy(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
+        // Compiled queries: no expression tree to build, funcletize and look up in the query cache per read-ahead.
+        var customers = await ToListAsync(_queries.CustomersByIds(_db, ids), cancellationToken).ConfigureAwait(false);
+        var subscriptions = await ToListAsync(_queries.SubscriptionsByCustomers(_db, ids), cancellationToken).ConfigureAwait(false);
         _readCustomers ??= new(StringComparer.Ordinal);
         _readCustomerSubscriptions ??= new(StringComparer.Ordinal);
         foreach (var customer in customers)
