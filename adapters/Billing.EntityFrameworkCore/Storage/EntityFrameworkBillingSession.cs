@@ -568,20 +568,22 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
             return;
         }
 
-        // Compiled queries: no expression tree to build, funcletize and look up in the query cache per read-ahead.
-        var customers = await ToListAsync(_queries.CustomersByIds(_db, ids), cancellationToken).ConfigureAwait(false);
-        var subscriptions = await ToListAsync(_queries.SubscriptionsByCustomers(_db, ids), cancellationToken).ConfigureAwait(false);
+        // One compiled query (no expression tree to build, funcletize and look up per read-ahead): the customers joined
+        // with their subscriptions, in subscription id order.
+        var rows = await ToListAsync(_queries.CustomersWithSubscriptionsByIds(_db, ids), cancellationToken).ConfigureAwait(false);
         _readCustomers ??= new(StringComparer.Ordinal);
         _readCustomerSubscriptions ??= new(StringComparer.Ordinal);
-        foreach (var customer in customers)
+        var read = new Dictionary<string, List<SubscriptionRow>>(ids.Length, StringComparer.Ordinal);
+        foreach (var row in rows)
         {
-            _readCustomers[customer.Id] = RowMapper.ToDomain(customer);
-            _readCustomerSubscriptions[customer.Id] = [];
-        }
+            if (!read.TryGetValue(row.Customer.Id, out var list))
+            {
+                read[row.Customer.Id] = list = [];
+                _readCustomers[row.Customer.Id] = RowMapper.ToDomain(row.Customer);
+                _readCustomerSubscriptions[row.Customer.Id] = list;
+            }
 
-        foreach (var subscription in subscriptions)
-        {
-            if (_readCustomerSubscriptions.TryGetValue(subscription.CustomerId, out var list))
+            if (row.Subscription is { } subscription)
             {
                 list.Add(subscription);
             }
