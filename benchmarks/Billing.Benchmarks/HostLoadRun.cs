@@ -23,7 +23,9 @@ namespace Billing.Benchmarks;
 /// <c>--batch</c> events (a random customer each, a unique idempotency key, a timestamp; about <c>--duplicates</c> of the
 /// events repeat an event of the writer's previous batch, so they must come back <c>duplicate</c>); the rate is events
 /// per second over the phase, the latency per request; every answer's results are counted (accepted, duplicate,
-/// rejected) and the phase fails on a rejection or an answer other than 200. <c>bare</c> — the same loops and bodies
+/// rejected) and the phase fails on a rejection or an answer other than 200. Each phase also prints the host's CPU per
+/// event: the host process's user plus system CPU time over the phase divided by the events it answered (the figure to
+/// compare changes by on a shared machine, where the rate moves with the other load). <c>bare</c> — the same loops and bodies
 /// against <c>POST /benchmarks/bare/usage/batch</c>, which only parses the JSON. <c>get</c> — an open loop: <c>GET
 /// /v1/subscriptions/{id}</c> of a random subscription at a constant <c>--rate</c> per second for <c>--get-seconds</c>;
 /// each latency is measured from the request's intended send time (so a stall counts for every request it delays: no
@@ -113,7 +115,7 @@ internal static class HostLoadRun
                     var r = await UsageAsync(client, "/v1/usage/batch", customers, settings, settings.Seconds, Invariant($"r{round}u"), bare: false, host).ConfigureAwait(false);
                     usageRate = r.EventsPerSecond;
                     rows.Add(Row(round, "POST /v1/usage/batch", r));
-                    Console.WriteLine(Invariant($"round {round} usage: {r.EventsPerSecond:N0} events/s, {r.Requests / r.Elapsed.TotalSeconds:N0} requests/s, p50 {r.P50:0.00} ms, p99 {r.P99:0.00} ms; accepted {r.Accepted:N0}, duplicate {r.Duplicates:N0} (sent {r.DuplicatesSent:N0}), rejected {r.Rejected}; CPU host {r.HostCpuPercent:0}%, client {r.ClientCpuPercent:0}%, machine {r.MachineCpuPercent:0}%; load {LoadAverage()}"));
+                    Console.WriteLine(Invariant($"round {round} usage: {r.EventsPerSecond:N0} events/s, {r.Requests / r.Elapsed.TotalSeconds:N0} requests/s, p50 {r.P50:0.00} ms, p99 {r.P99:0.00} ms; accepted {r.Accepted:N0}, duplicate {r.Duplicates:N0} (sent {r.DuplicatesSent:N0}), rejected {r.Rejected}; CPU host {r.HostCpuPercent:0}% ({r.HostCpuMicrosecondsPerEvent:0.0} µs/event), client {r.ClientCpuPercent:0}%, machine {r.MachineCpuPercent:0}%; load {LoadAverage()}"));
                 }
 
                 if (settings.Phases.Contains("bare"))
@@ -122,7 +124,7 @@ internal static class HostLoadRun
                     var r = await UsageAsync(client, "/benchmarks/bare/usage/batch", customers, settings, settings.Seconds, Invariant($"r{round}b"), bare: true, host).ConfigureAwait(false);
                     bareRate = r.EventsPerSecond;
                     rows.Add(Row(round, "POST /benchmarks/bare/usage/batch (parse only)", r));
-                    Console.WriteLine(Invariant($"round {round} bare: {r.EventsPerSecond:N0} events/s, p50 {r.P50:0.00} ms, p99 {r.P99:0.00} ms; CPU host {r.HostCpuPercent:0}%, client {r.ClientCpuPercent:0}%, machine {r.MachineCpuPercent:0}%; load {LoadAverage()}"));
+                    Console.WriteLine(Invariant($"round {round} bare: {r.EventsPerSecond:N0} events/s, p50 {r.P50:0.00} ms, p99 {r.P99:0.00} ms; CPU host {r.HostCpuPercent:0}% ({r.HostCpuMicrosecondsPerEvent:0.0} µs/event), client {r.ClientCpuPercent:0}%, machine {r.MachineCpuPercent:0}%; load {LoadAverage()}"));
                 }
 
                 if (!double.IsNaN(usageRate) && !double.IsNaN(bareRate))
@@ -184,7 +186,7 @@ internal static class HostLoadRun
     }
 
     private static string Row(int round, string endpoint, UsageResult r) =>
-        Invariant($"| {round} | {endpoint} | {r.EventsPerSecond:N0} events/s ({r.Requests / r.Elapsed.TotalSeconds:N0} req/s) | {r.P50:0.00} | {r.P90:0.00} | {r.P99:0.00} | {r.P999:0.00} | CPU host {r.HostCpuPercent:0}% client {r.ClientCpuPercent:0}% machine {r.MachineCpuPercent:0}%{(r.Accepted + r.Duplicates > 0 ? Invariant($"; {r.Accepted:N0} accepted, {r.Duplicates:N0} duplicate ({r.DuplicatesSent:N0} sent)") : string.Empty)} |");
+        Invariant($"| {round} | {endpoint} | {r.EventsPerSecond:N0} events/s ({r.Requests / r.Elapsed.TotalSeconds:N0} req/s) | {r.P50:0.00} | {r.P90:0.00} | {r.P99:0.00} | {r.P999:0.00} | CPU host {r.HostCpuPercent:0}% ({r.HostCpuMicrosecondsPerEvent:0.0} µs/event) client {r.ClientCpuPercent:0}% machine {r.MachineCpuPercent:0}%{(r.Accepted + r.Duplicates > 0 ? Invariant($"; {r.Accepted:N0} accepted, {r.Duplicates:N0} duplicate ({r.DuplicatesSent:N0} sent)") : string.Empty)} |");
 
     private static int FreePort()
     {
@@ -351,7 +353,9 @@ internal static class HostLoadRun
         var done = await Task.WhenAll(loops).ConfigureAwait(false);
         var elapsed = watch.Elapsed;
         var all = done.SelectMany(d => d.latencies).Order().ToArray();
-        var hostCpuPercent = (HostCpu() - hostCpu).TotalSeconds / elapsed.TotalSeconds * 100;
+        var hostCpuSeconds = (HostCpu() - hostCpu).TotalSeconds;
+        var hostCpuPercent = hostCpuSeconds / elapsed.TotalSeconds * 100;
+        var totalEvents = done.Sum(d => d.events);
         var clientCpuPercent = (Process.GetCurrentProcess().TotalProcessorTime - clientCpu).TotalSeconds / elapsed.TotalSeconds * 100;
         var machinePercent = (MachineBusy() - machine).TotalSeconds / elapsed.TotalSeconds / Environment.ProcessorCount * 100;
         return new UsageResult(
@@ -368,7 +372,8 @@ internal static class HostLoadRun
             done.Sum(d => d.rejected),
             hostCpuPercent,
             clientCpuPercent,
-            machinePercent);
+            machinePercent,
+            totalEvents == 0 ? double.NaN : hostCpuSeconds * 1e6 / totalEvents);
 
         TimeSpan HostCpu()
         {
@@ -468,7 +473,7 @@ internal static class HostLoadRun
         return new GetResult(total, total / sentIn.TotalSeconds, Percentile(latencies, 0.5), Percentile(latencies, 0.9), Percentile(latencies, 0.99), Percentile(latencies, 0.999), latencies[^1], errors);
     }
 
-    private sealed record UsageResult(double EventsPerSecond, long Requests, TimeSpan Elapsed, double P50, double P90, double P99, double P999, long Accepted, long Duplicates, long DuplicatesSent, long Rejected, double HostCpuPercent, double ClientCpuPercent, double MachineCpuPercent);
+    private sealed record UsageResult(double EventsPerSecond, long Requests, TimeSpan Elapsed, double P50, double P90, double P99, double P999, long Accepted, long Duplicates, long DuplicatesSent, long Rejected, double HostCpuPercent, double ClientCpuPercent, double MachineCpuPercent, double HostCpuMicrosecondsPerEvent);
 
     private sealed record GetResult(long Sent, double AchievedRate, double P50, double P90, double P99, double P999, double Max, int Errors);
 

@@ -41,8 +41,33 @@ internal sealed class CompiledQueries
     public readonly Func<DbContext, string, CancellationToken, Task<PaymentRow?>> PaymentByKey =
         EF.CompileAsyncQuery((DbContext db, string key, CancellationToken ct) => db.Set<PaymentRow>().AsNoTracking().FirstOrDefault(r => r.IdempotencyKey == key));
 
+    /// <summary>A customer's subscription rows in id order (a customer not read ahead).</summary>
+    public readonly Func<DbContext, string, IAsyncEnumerable<SubscriptionRow>> SubscriptionsByCustomer =
+        EF.CompileAsyncQuery<DbContext, string, SubscriptionRow>((DbContext db, string customerId) => db.Set<SubscriptionRow>().AsNoTracking().Where(r => r.CustomerId == customerId).OrderBy(r => r.Id));
+
+    /// <summary>
+    /// The customer rows of some ids, each with its subscription rows in subscription id order (a customer without
+    /// subscriptions once, with none): the read-ahead of usage resolution, in one round trip.
+    /// </summary>
+    public readonly Func<DbContext, string[], IAsyncEnumerable<CustomerSubscriptionRow>> CustomersWithSubscriptionsByIds =
+        EF.CompileAsyncQuery<DbContext, string[], CustomerSubscriptionRow>((DbContext db, string[] ids) =>
+            from c in db.Set<CustomerRow>().AsNoTracking()
+            where ids.Contains(c.Id)
+            join s in db.Set<SubscriptionRow>().AsNoTracking() on c.Id equals s.CustomerId into subscriptions
+            from s in subscriptions.DefaultIfEmpty()
+            orderby s!.Id
+            select new CustomerSubscriptionRow { Customer = c, Subscription = s });
+
     public readonly Func<DbContext, string, CancellationToken, Task<TestClockRow?>> ClockById =
         EF.CompileAsyncQuery((DbContext db, string id, CancellationToken ct) => db.Set<TestClockRow>().AsNoTracking().FirstOrDefault(r => r.Id == id));
+}
+
+/// <summary>A customer row with one of its subscription rows (null when it has none).</summary>
+internal sealed class CustomerSubscriptionRow
+{
+    public required CustomerRow Customer { get; init; }
+
+    public SubscriptionRow? Subscription { get; init; }
 }
 
 /// <summary>A subscription row with its customer and plan rows (null when missing).</summary>

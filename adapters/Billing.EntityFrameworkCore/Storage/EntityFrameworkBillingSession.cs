@@ -386,6 +386,18 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
         return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>The rows of a compiled query.</summary>
+    private static async Task<List<T>> ToListAsync<T>(IAsyncEnumerable<T> rows, CancellationToken cancellationToken)
+    {
+        var list = new List<T>();
+        await foreach (var row in rows.WithCancellation(cancellationToken).ConfigureAwait(false))
+        {
+            list.Add(row);
+        }
+
+        return list;
+    }
+
     private static async Task<T> TranslatingAsync<T>(Func<Task<T>> action)
     {
         try
@@ -541,7 +553,7 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
     {
         var rows = _readCustomerSubscriptions is not null && _readCustomerSubscriptions.TryGetValue(customerId, out var read)
             ? read
-            : await _db.Set<SubscriptionRow>().Where(r => r.CustomerId == customerId).OrderBy(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
+            : await ToListAsync(_queries.SubscriptionsByCustomer(_db, customerId), cancellationToken).ConfigureAwait(false);
         return [.. _subscriptions.Overlay(rows.Select(RowMapper.ToDomain), s => s.CustomerId == customerId).OrderBy(s => s.Id, StringComparer.Ordinal)];
     }
 
@@ -556,19 +568,22 @@ internal sealed class EntityFrameworkBillingSession : IBillingSession, ICustomer
             return;
         }
 
-        var customers = await _db.Set<CustomerRow>().Where(r => ids.Contains(r.Id)).ToListAsync(cancellationToken).ConfigureAwait(false);
-        var subscriptions = await _db.Set<SubscriptionRow>().Where(r => ids.Contains(r.CustomerId)).OrderBy(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
+        // One compiled query (no expression tree to build, funcletize and look up per read-ahead): the customers joined
+        // with their subscriptions, in subscription id order.
+        var rows = await ToListAsync(_queries.CustomersWithSubscriptionsByIds(_db, ids), cancellationToken).ConfigureAwait(false);
         _readCustomers ??= new(StringComparer.Ordinal);
         _readCustomerSubscriptions ??= new(StringComparer.Ordinal);
-        foreach (var customer in customers)
+        var read = new Dictionary<string, List<SubscriptionRow>>(ids.Length, StringComparer.Ordinal);
+        foreach (var row in rows)
         {
-            _readCustomers[customer.Id] = RowMapper.ToDomain(customer);
-            _readCustomerSubscriptions[customer.Id] = [];
-        }
+            if (!read.TryGetValue(row.Customer.Id, out var list))
+            {
+                read[row.Customer.Id] = list = [];
+                _readCustomers[row.Customer.Id] = RowMapper.ToDomain(row.Customer);
+                _readCustomerSubscriptions[row.Customer.Id] = list;
+            }
 
-        foreach (var subscription in subscriptions)
-        {
-            if (_readCustomerSubscriptions.TryGetValue(subscription.CustomerId, out var list))
+            if (row.Subscription is { } subscription)
             {
                 list.Add(subscription);
             }

@@ -45,9 +45,14 @@ internal static class UsageEndpoints
             {
                 for (var i = 0; i < body.Events!.Count; i++)
                 {
-                    if (errors.Check(body.Events[i] is not null, $"events[{i}]", "An event is required."))
+                    // The field names are built only for an event that fails (most batches have none).
+                    if (body.Events[i] is not { } e)
                     {
-                        body.Events[i]!.Check(errors, $"events[{i}].");
+                        errors.Add($"events[{i}]", "An event is required.");
+                    }
+                    else if (!e.IsValid())
+                    {
+                        e.Check(errors, $"events[{i}].");
                     }
                 }
             }
@@ -64,7 +69,13 @@ internal static class UsageEndpoints
             }
 
             var results = await metering.RecordBatchAsync(inputs, ct).ConfigureAwait(false);
-            return TypedResults.Ok(new ListEnvelope<UsageResultDto>([.. results.Select((r, i) => UsageResultDto.From(i, r))], false));
+            var dtos = new UsageResultDto[results.Count];
+            for (var i = 0; i < dtos.Length; i++)
+            {
+                dtos[i] = UsageResultDto.From(i, results[i]);
+            }
+
+            return TypedResults.Ok(new ListEnvelope<UsageResultDto>(dtos, false));
         }).RequireAuthorization(Scopes.Write).WithName("RecordUsageBatch")
             .WithSummary("Record up to 1,000 usage events; each gets its own result (accepted, duplicate or rejected)");
 

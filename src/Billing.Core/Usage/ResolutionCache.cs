@@ -64,6 +64,12 @@ internal sealed class ResolutionCache
         Add(_customers, version, customer.Id, (customer, subscriptions));
         foreach (var subscription in subscriptions)
         {
+            // Only a new key can grow the map: the count (which takes every lock of the map) is read only then.
+            if (_subscriptionCustomers.ContainsKey(subscription.Id))
+            {
+                continue;
+            }
+
             if (_subscriptionCustomers.Count >= MaxEntries)
             {
                 _subscriptionCustomers.Clear();
@@ -111,7 +117,8 @@ internal sealed class ResolutionCache
             return;
         }
 
-        if (map.Count >= MaxEntries)
+        // Replacing an entry does not grow the map: the count (which takes every lock of the map) is read only for a new key.
+        if (!map.ContainsKey(id) && map.Count >= MaxEntries)
         {
             map.Clear();
         }

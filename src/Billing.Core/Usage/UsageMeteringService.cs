@@ -620,6 +620,14 @@ public sealed class UsageMeteringService
         return clock?.FrozenTime ?? time.GetUtcNow();
     }
 
+    /// <summary>Whether a status is one of <see cref="Live"/>.</summary>
+    private static bool IsLive(SubscriptionStatus status) =>
+        status is SubscriptionStatus.Active or SubscriptionStatus.Trialing or SubscriptionStatus.PastDue or SubscriptionStatus.Unpaid;
+
+    /// <summary>A customer's subscriptions (<paramref name="Source"/>) in resolution order: the live ones by creation then
+    /// id, the canceled ones by cancellation (latest first) then id.</summary>
+    private sealed record Candidates(IReadOnlyList<Subscription> Source, Subscription[] Live, Subscription[] Canceled);
+
     /// <summary>Where an event goes: subscription, plan, meter, period, limits, and the customer's "now".</summary>
     private sealed record Target(Subscription Subscription, Plan Plan, Meter Meter, BillingPeriod Period, long? HardLimit, IReadOnlyList<(string Feature, long Threshold)> SoftThresholds, DateTimeOffset Now);
 
@@ -636,6 +644,10 @@ public sealed class UsageMeteringService
         private readonly Dictionary<string, Plan?> _plans = new(StringComparer.Ordinal);
         private readonly Dictionary<string, Invoice?> _invoices = new(StringComparer.Ordinal);
         private readonly Dictionary<string, IReadOnlyList<Invoice>> _subscriptionInvoices = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, Candidates> _candidates = new(StringComparer.Ordinal);
+        private Plan? _lastPlan;
+        /// <summary>Limits per plan and meter (a batch names few: a list beats hashing a plan).</summary>
+        private readonly List<(Plan Plan, string MeterKey, long? Hard, IReadOnlyList<(string Feature, long Threshold)> Soft)> _limits = [];
         /// <summary>The cache's version before anything was read: what is read later is cached only if no commit came in between.</summary>
         private readonly long _version = cache?.Version ?? 0;
         private IBillingSession? _session;
@@ -716,15 +728,39 @@ public sealed class UsageMeteringService
             MeteredPrice? price = null;
             BillingPeriod period = default;
             var beforeStart = false;
-            IEnumerable<Subscription> candidates = subscription is null
-                ? subscriptions.Where(s => Live.Contains(s.Status)).OrderBy(s => s.CreatedAt).ThenBy(s => s.Id, StringComparer.Ordinal)
-                    .Concat(subscriptions.Where(s => s.Status == SubscriptionStatus.Canceled && s.CanceledAt > input.Timestamp).OrderByDescending(s => s.CanceledAt).ThenBy(s => s.Id, StringComparer.Ordinal))
-                : [subscription];
-            foreach (var candidate in candidates)
+            // The candidates: the live subscriptions (oldest first), then the canceled ones whose cancellation is after
+            // the timestamp (latest cancellation first), ordered once per customer and batch. A customer with one
+            // subscription (the usual case) needs no ordering: it is the only candidate, if live or canceled after the timestamp.
+            var only = subscription ?? (subscriptions.Count == 1 ? subscriptions[0] : null);
+            var ordered = only is null ? CandidatesOf(customerId, subscriptions) : null;
+            var candidateCount = ordered is null ? 1 : ordered.Live.Length + ordered.Canceled.Length;
+            for (var c = 0; c < candidateCount; c++)
             {
+                Subscription candidate;
+                if (ordered is null)
+                {
+                    candidate = only!;
+                    if (subscription is null && !IsLive(candidate.Status) && !(candidate.Status == SubscriptionStatus.Canceled && candidate.CanceledAt > input.Timestamp))
+                    {
+                        continue;
+                    }
+                }
+                else if (c < ordered.Live.Length)
+                {
+                    candidate = ordered.Live[c];
+                }
+                else
+                {
+                    candidate = ordered.Canceled[c - ordered.Live.Length];
+                    if (!(candidate.CanceledAt > input.Timestamp))
+                    {
+                        continue;
+                    }
+                }
+
                 var (candidatePlan, candidatePeriod, tooOld) = await SegmentAsync(candidate, customer, input.Timestamp, now - options.LateEventGrace).ConfigureAwait(false);
                 beforeStart |= tooOld;
-                if (candidatePlan?.MeteredPrices.FirstOrDefault(p => p.Meter.Key == input.MeterKey) is { } found)
+                if (candidatePlan is not null && PriceOf(candidatePlan, input.MeterKey) is { } found)
                 {
                     (subscription, plan, price, period) = (candidate, candidatePlan, found, candidatePeriod);
                     break;
@@ -759,10 +795,74 @@ public sealed class UsageMeteringService
                 return (null, UsageIngestResult.Rejected(key, "period_closed", $"The invoice billing the usage of the period that ended at {period.End:O} is finalized.", "timestamp"));
             }
 
+            var (hard, soft) = LimitsOf(plan, meter.Key);
+            return (new Target(subscription, plan, meter, period, hard, soft, now), null);
+        }
+
+        /// <summary>A customer's candidate subscriptions in resolution order, worked out once per batch.</summary>
+        private Candidates CandidatesOf(string customerId, IReadOnlyList<Subscription> subscriptions)
+        {
+            if (_candidates.TryGetValue(customerId, out var known) && ReferenceEquals(known.Source, subscriptions))
+            {
+                return known;
+            }
+
+            var live = new List<Subscription>(subscriptions.Count);
+            List<Subscription>? canceled = null;
+            foreach (var s in subscriptions)
+            {
+                if (IsLive(s.Status))
+                {
+                    live.Add(s);
+                }
+                else if (s.Status == SubscriptionStatus.Canceled)
+                {
+                    (canceled ??= []).Add(s);
+                }
+            }
+
+            Subscription[] liveOrdered = live.Count < 2 ? [.. live] : [.. live.OrderBy(s => s.CreatedAt).ThenBy(s => s.Id, StringComparer.Ordinal)];
+            Subscription[] canceledOrdered = canceled is null ? [] : [.. canceled.OrderByDescending(s => s.CanceledAt).ThenBy(s => s.Id, StringComparer.Ordinal)];
+            var candidates = new Candidates(subscriptions, liveOrdered, canceledOrdered);
+            _candidates[customerId] = candidates;
+            return candidates;
+        }
+
+        /// <summary>The price of a meter on a plan (the first one), or null.</summary>
+        private static MeteredPrice? PriceOf(Plan plan, string meterKey)
+        {
+            var prices = plan.MeteredPrices;
+            for (var i = 0; i < prices.Count; i++)
+            {
+                if (prices[i].Meter.Key == meterKey)
+                {
+                    return prices[i];
+                }
+            }
+
+            return null;
+        }
+
+        /// <summary>The hard limit and the soft thresholds of a meter on a plan, worked out once per batch.</summary>
+        private (long? Hard, IReadOnlyList<(string Feature, long Threshold)> Soft) LimitsOf(Plan plan, string meterKey)
+        {
+            foreach (var known in _limits)
+            {
+                if (ReferenceEquals(known.Plan, plan) && known.MeterKey == meterKey)
+                {
+                    return (known.Hard, known.Soft);
+                }
+            }
+
             long? hard = null;
             var soft = new List<(string, long)>();
-            foreach (var e in plan.Entitlements.Where(e => e.Kind == EntitlementKind.MeteredLimit && e.MeterKey == meter.Key))
+            foreach (var e in plan.Entitlements)
             {
+                if (e.Kind != EntitlementKind.MeteredLimit || e.MeterKey != meterKey)
+                {
+                    continue;
+                }
+
                 if (e.Enforcement == LimitEnforcement.Hard)
                 {
                     hard = hard is { } h ? Math.Min(h, e.Limit!.Value) : e.Limit!.Value;
@@ -772,10 +872,14 @@ public sealed class UsageMeteringService
                     soft.Add((e.Feature, e.Limit!.Value));
                 }
 
-                soft.AddRange(e.Thresholds.Select(t => (e.Feature, t)));
+                foreach (var t in e.Thresholds)
+                {
+                    soft.Add((e.Feature, t));
+                }
             }
 
-            return (new Target(subscription, plan, meter, period, hard, soft, now), null);
+            _limits.Add((plan, meterKey, hard, soft));
+            return (hard, soft);
         }
 
         /// <summary>
@@ -793,7 +897,7 @@ public sealed class UsageMeteringService
         {
             var plan = await PlanAsync(subscription.PlanId).ConfigureAwait(false);
             var canceled = subscription.Status == SubscriptionStatus.Canceled;
-            if (plan is null || !(canceled || Live.Contains(subscription.Status)))
+            if (plan is null || !(canceled || IsLive(subscription.Status)))
             {
                 return (null, default, false);
             }
@@ -912,7 +1016,11 @@ public sealed class UsageMeteringService
         private async ValueTask<bool> InvoiceFinalizedAsync(string subscriptionId, DateTimeOffset periodEnd) =>
             await InvoiceAsync(BillingEngine.PeriodKey(subscriptionId, periodEnd)).ConfigureAwait(false) is { } invoice && invoice.Status != InvoiceStatus.Draft;
 
-        private async ValueTask<Plan?> PlanAsync(string planId)
+        /// <summary>A plan by id: the last one found answers at once (a batch usually names one plan).</summary>
+        private ValueTask<Plan?> PlanAsync(string planId) =>
+            _lastPlan is { } last && string.Equals(last.Id, planId, StringComparison.Ordinal) ? ValueTask.FromResult<Plan?>(last) : LoadPlanAsync(planId);
+
+        private async ValueTask<Plan?> LoadPlanAsync(string planId)
         {
             if (!_plans.TryGetValue(planId, out var plan))
             {
@@ -931,6 +1039,11 @@ public sealed class UsageMeteringService
                 }
 
                 _plans[planId] = plan;
+            }
+
+            if (plan is not null && string.Equals(plan.Id, planId, StringComparison.Ordinal))
+            {
+                _lastPlan = plan;
             }
 
             return plan;

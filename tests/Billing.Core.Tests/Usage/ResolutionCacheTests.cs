@@ -36,6 +36,28 @@ public sealed class ResolutionCacheTests
         new() { CustomerId = customer, MeterKey = "api_calls", Quantity = 1, Timestamp = at, IdempotencyKey = key };
 
     [Fact]
+    public async Task The_cache_stays_bounded_and_refreshing_an_entry_at_the_bound_keeps_the_others()
+    {
+        var h = new EngineHarness();
+        var cache = ResolutionCache.For(h.Store, h.Time, TimeSpan.FromMinutes(1))!;
+        var (_, _, customer) = await CatalogAsync(h);
+        for (var i = 0; i < ResolutionCache.MaxEntries; i++)
+        {
+            cache.AddCustomer(cache.Version, customer with { Id = $"cus_{i}" }, []);
+        }
+
+        // A customer read again (its entry replaced) does not grow the map: nothing is cleared.
+        cache.AddCustomer(cache.Version, customer with { Id = "cus_7" }, []);
+        Assert.True(cache.TryGetCustomer("cus_0", out _));
+        Assert.True(cache.TryGetCustomer("cus_7", out _));
+
+        // A new customer at the bound clears the map first.
+        cache.AddCustomer(cache.Version, customer with { Id = "cus_new" }, []);
+        Assert.False(cache.TryGetCustomer("cus_0", out _));
+        Assert.True(cache.TryGetCustomer("cus_new", out _));
+    }
+
+    [Fact]
     public async Task Commits_through_the_same_store_are_seen_by_the_next_batch_at_once()
     {
         var h = new EngineHarness();
