@@ -23,7 +23,9 @@ namespace Billing.Benchmarks;
 /// <c>--batch</c> events (a random customer each, a unique idempotency key, a timestamp; about <c>--duplicates</c> of the
 /// events repeat an event of the writer's previous batch, so they must come back <c>duplicate</c>); the rate is events
 /// per second over the phase, the latency per request; every answer's results are counted (accepted, duplicate,
-/// rejected) and the phase fails on a rejection or an answer other than 200. <c>bare</c> — the same loops and bodies
+/// rejected) and the phase fails on a rejection or an answer other than 200; the host's disk writes over the phase
+/// (<c>write_bytes</c> of <c>/proc/PID/io</c>, so the SQLite log and checkpoints, not a PostgreSQL or Redis server's)
+/// are printed in MiB/s and bytes per accepted event. <c>bare</c> — the same loops and bodies
 /// against <c>POST /benchmarks/bare/usage/batch</c>, which only parses the JSON. <c>get</c> — an open loop: <c>GET
 /// /v1/subscriptions/{id}</c> of a random subscription at a constant <c>--rate</c> per second for <c>--get-seconds</c>;
 /// each latency is measured from the request's intended send time (so a stall counts for every request it delays: no
