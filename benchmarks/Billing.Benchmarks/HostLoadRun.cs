@@ -25,7 +25,9 @@ namespace Billing.Benchmarks;
 /// per second over the phase, the latency per request; every answer's results are counted (accepted, duplicate,
 /// rejected) and the phase fails on a rejection or an answer other than 200. Each phase also prints the host's CPU per
 /// event: the host process's user plus system CPU time over the phase divided by the events it answered (the figure to
-/// compare changes by on a shared machine, where the rate moves with the other load). <c>bare</c> — the same loops and bodies
+/// compare changes by on a shared machine, where the rate moves with the other load), and the host's disk writes over
+/// the phase (<c>write_bytes</c> of <c>/proc/PID/io</c>, so the SQLite log and checkpoints, not a PostgreSQL or Redis
+/// server's) in MiB/s and bytes per accepted event. <c>bare</c> — the same loops and bodies
 /// against <c>POST /benchmarks/bare/usage/batch</c>, which only parses the JSON. <c>get</c> — an open loop: <c>GET
 /// /v1/subscriptions/{id}</c> of a random subscription at a constant <c>--rate</c> per second for <c>--get-seconds</c>;
 /// each latency is measured from the request's intended send time (so a stall counts for every request it delays: no
@@ -115,7 +117,7 @@ internal static class HostLoadRun
                     var r = await UsageAsync(client, "/v1/usage/batch", customers, settings, settings.Seconds, Invariant($"r{round}u"), bare: false, host).ConfigureAwait(false);
                     usageRate = r.EventsPerSecond;
                     rows.Add(Row(round, "POST /v1/usage/batch", r));
-                    Console.WriteLine(Invariant($"round {round} usage: {r.EventsPerSecond:N0} events/s, {r.Requests / r.Elapsed.TotalSeconds:N0} requests/s, p50 {r.P50:0.00} ms, p99 {r.P99:0.00} ms; accepted {r.Accepted:N0}, duplicate {r.Duplicates:N0} (sent {r.DuplicatesSent:N0}), rejected {r.Rejected}; CPU host {r.HostCpuPercent:0}% ({r.HostCpuMicrosecondsPerEvent:0.0} µs/event), client {r.ClientCpuPercent:0}%, machine {r.MachineCpuPercent:0}%; load {LoadAverage()}"));
+                    Console.WriteLine(Invariant($"round {round} usage: {r.EventsPerSecond:N0} events/s, {r.Requests / r.Elapsed.TotalSeconds:N0} requests/s, p50 {r.P50:0.00} ms, p99 {r.P99:0.00} ms; accepted {r.Accepted:N0}, duplicate {r.Duplicates:N0} (sent {r.DuplicatesSent:N0}), rejected {r.Rejected}; CPU host {r.HostCpuPercent:0}% ({r.HostCpuMicrosecondsPerEvent:0.0} µs/event), {r.Writes}, client {r.ClientCpuPercent:0}%, machine {r.MachineCpuPercent:0}%; load {LoadAverage()}"));
                 }
 
                 if (settings.Phases.Contains("bare"))
@@ -186,7 +188,7 @@ internal static class HostLoadRun
     }
 
     private static string Row(int round, string endpoint, UsageResult r) =>
-        Invariant($"| {round} | {endpoint} | {r.EventsPerSecond:N0} events/s ({r.Requests / r.Elapsed.TotalSeconds:N0} req/s) | {r.P50:0.00} | {r.P90:0.00} | {r.P99:0.00} | {r.P999:0.00} | CPU host {r.HostCpuPercent:0}% ({r.HostCpuMicrosecondsPerEvent:0.0} µs/event) client {r.ClientCpuPercent:0}% machine {r.MachineCpuPercent:0}%{(r.Accepted + r.Duplicates > 0 ? Invariant($"; {r.Accepted:N0} accepted, {r.Duplicates:N0} duplicate ({r.DuplicatesSent:N0} sent)") : string.Empty)} |");
+        Invariant($"| {round} | {endpoint} | {r.EventsPerSecond:N0} events/s ({r.Requests / r.Elapsed.TotalSeconds:N0} req/s) | {r.P50:0.00} | {r.P90:0.00} | {r.P99:0.00} | {r.P999:0.00} | CPU host {r.HostCpuPercent:0}% ({r.HostCpuMicrosecondsPerEvent:0.0} µs/event) client {r.ClientCpuPercent:0}% machine {r.MachineCpuPercent:0}%; {r.Writes}{(r.Accepted + r.Duplicates > 0 ? Invariant($"; {r.Accepted:N0} accepted, {r.Duplicates:N0} duplicate ({r.DuplicatesSent:N0} sent)") : string.Empty)} |");
 
     private static int FreePort()
     {
@@ -286,6 +288,7 @@ internal static class HostLoadRun
     private static async Task<UsageResult> UsageAsync(HttpClient client, string path, string[] customers, Settings settings, int seconds, string tag, bool bare, Process host)
     {
         var hostCpu = HostCpu();
+        var hostWrites = WriteBytes(host.Id);
         var machine = MachineBusy();
         var clientCpu = Process.GetCurrentProcess().TotalProcessorTime;
         var watch = Stopwatch.StartNew();
@@ -358,6 +361,7 @@ internal static class HostLoadRun
         var totalEvents = done.Sum(d => d.events);
         var clientCpuPercent = (Process.GetCurrentProcess().TotalProcessorTime - clientCpu).TotalSeconds / elapsed.TotalSeconds * 100;
         var machinePercent = (MachineBusy() - machine).TotalSeconds / elapsed.TotalSeconds / Environment.ProcessorCount * 100;
+        var written = WriteBytes(host.Id) - hostWrites;
         return new UsageResult(
             done.Sum(d => d.events) / elapsed.TotalSeconds,
             done.Sum(d => d.requests),
@@ -373,13 +377,38 @@ internal static class HostLoadRun
             hostCpuPercent,
             clientCpuPercent,
             machinePercent,
-            totalEvents == 0 ? double.NaN : hostCpuSeconds * 1e6 / totalEvents);
+            totalEvents == 0 ? double.NaN : hostCpuSeconds * 1e6 / totalEvents,
+            written);
 
         TimeSpan HostCpu()
         {
             host.Refresh();
             return host.TotalProcessorTime;
         }
+    }
+
+    /// <summary>
+    /// The bytes a process caused to be sent to storage so far (<c>write_bytes</c> of <c>/proc/PID/io</c>: its writes
+    /// to the page cache, counted when dirtied, including the SQLite write-ahead log and checkpoints); -1 when the
+    /// file cannot be read (not Linux, or another user's process).
+    /// </summary>
+    private static long WriteBytes(int pid)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines(Invariant($"/proc/{pid}/io")))
+            {
+                if (line.StartsWith("write_bytes:", StringComparison.Ordinal))
+                {
+                    return long.Parse(line.AsSpan("write_bytes:".Length).Trim(), NumberStyles.None, CultureInfo.InvariantCulture);
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+        }
+
+        return -1;
     }
 
     private static void WriteBatch(ArrayBufferWriter buffer, (int Customer, long Key, string Timestamp)[] events, string[] customers, string tag, int writer)
@@ -473,7 +502,13 @@ internal static class HostLoadRun
         return new GetResult(total, total / sentIn.TotalSeconds, Percentile(latencies, 0.5), Percentile(latencies, 0.9), Percentile(latencies, 0.99), Percentile(latencies, 0.999), latencies[^1], errors);
     }
 
-    private sealed record UsageResult(double EventsPerSecond, long Requests, TimeSpan Elapsed, double P50, double P90, double P99, double P999, long Accepted, long Duplicates, long DuplicatesSent, long Rejected, double HostCpuPercent, double ClientCpuPercent, double MachineCpuPercent, double HostCpuMicrosecondsPerEvent);
+    private sealed record UsageResult(double EventsPerSecond, long Requests, TimeSpan Elapsed, double P50, double P90, double P99, double P999, long Accepted, long Duplicates, long DuplicatesSent, long Rejected, double HostCpuPercent, double ClientCpuPercent, double MachineCpuPercent, double HostCpuMicrosecondsPerEvent, long HostWriteBytes)
+    {
+        /// <summary>Bytes the host caused to be written to storage per accepted event (write_bytes of /proc/PID/io); NaN when unknown.</summary>
+        public double WriteBytesPerAccepted => HostWriteBytes < 0 || Accepted == 0 ? double.NaN : (double)HostWriteBytes / Accepted;
+
+        public string Writes => HostWriteBytes < 0 ? "disk writes unknown" : Invariant($"host wrote {HostWriteBytes / 1048576.0 / Elapsed.TotalSeconds:0.0} MiB/s{(Accepted > 0 ? Invariant($", {WriteBytesPerAccepted:N0} B per accepted event") : string.Empty)}");
+    }
 
     private sealed record GetResult(long Sent, double AchievedRate, double P50, double P90, double P99, double P999, double Max, int Errors);
 
