@@ -40,28 +40,6 @@ public sealed class BillingMigrator
         _schema = SqlDialect.For(_provider, schema).Schema;
     }
 
-    /// <summary>The page size, in bytes, of a SQLite database this migrator creates (SQLite's default is 4,096).</summary>
-    /// <remarks>
-    /// <para>
-    /// Set when the migrator finds an empty file, before the write-ahead log is turned on and the first table is
-    /// created. SQLite fixes the page size of a write-ahead-log database once it has pages (not even <c>VACUUM</c>
-    /// changes it without leaving WAL mode first), so a database created by an earlier version keeps its 4,096-byte
-    /// pages and works exactly as before. To move one to small pages, while no process has it open:
-    /// <c>PRAGMA journal_mode = DELETE; PRAGMA page_size = 1024; VACUUM; PRAGMA journal_mode = WAL;</c> (rewrites the
-    /// whole file).
-    /// </para>
-    /// <para>
-    /// Why small pages: every commit writes each page it dirtied into the write-ahead log in full, and a usage event
-    /// lands at random places of the unique key (customer, idempotency key) and of the counter index, so it dirties
-    /// about two index pages of its own. With 1,024-byte pages the sample host's embedded usage benchmark wrote about
-    /// 5.5–6.4 KB per accepted event instead of 13 KB (log and checkpoints; 2,048-byte pages: 8.3 KB). The costs:
-    /// B-trees one level deeper, and rows or index keys larger than a page's share (a table row over about 990
-    /// bytes, an index key over about 230 bytes, e.g. a customer id and an idempotency key of 255 characters each)
-    /// spill into overflow pages, which cost an extra page per access.
-    /// </para>
-    /// </remarks>
-    public const int SqlitePageSize = 1024;
-
     /// <summary>Every migration this version of the package knows, oldest first.</summary>
     public static IReadOnlyList<BillingMigration> Migrations { get; } = LoadScripts("postgresql").Select(s => new BillingMigration(s.Version, s.Name)).ToList();
 
@@ -84,8 +62,7 @@ public sealed class BillingMigrator
         var table = pg ? $"{_schema}.schema_migrations" : "schema_migrations";
         if (!pg)
         {
-            // Takes effect only while the file has no pages yet: a database created earlier keeps its page size.
-            await ExecuteAsync(connection, null, string.Create(CultureInfo.InvariantCulture, $"PRAGMA page_size = {SqlitePageSize}; PRAGMA journal_mode=WAL;"), cancellationToken).ConfigureAwait(false);
+            await ExecuteAsync(connection, null, "PRAGMA journal_mode=WAL;", cancellationToken).ConfigureAwait(false);
         }
 
         await using var tx = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);

@@ -99,64 +99,6 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
         await AssertOldRowIsUsableAsync(store);
     }
 
-    /// <summary>A SQLite file the migrator creates gets the small page size, in write-ahead-log mode.</summary>
-    [Fact]
-    public async Task Sqlite_new_database_gets_the_small_page_size()
-    {
-        var cs = TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile());
-        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8], await EntityFrameworkBillingStore.ForSqlite(cs).MigrateAsync());
-        Assert.Equal(BillingMigrator.SqlitePageSize.ToString(System.Globalization.CultureInfo.InvariantCulture), await PragmaAsync(cs, "page_size"));
-        Assert.Equal("wal", await PragmaAsync(cs, "journal_mode"));
-    }
-
-    /// <summary>
-    /// A SQLite file created before the small page size (4,096-byte pages, write-ahead log, data in it) keeps its
-    /// page size through the migrations, and its rows and the usage tables work.
-    /// </summary>
-    [Fact]
-    public async Task Sqlite_existing_database_keeps_its_page_size()
-    {
-        var cs = TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile());
-        await using (var connection = new SqliteConnection(cs))
-        {
-            await connection.OpenAsync();
-            await using var command = connection.CreateCommand();
-            command.CommandText = "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL;";
-            await command.ExecuteNonQueryAsync();
-        }
-
-        var store = EntityFrameworkBillingStore.ForSqlite(cs);
-        Assert.Equal([1], await store.Migrator.MigrateAsync(targetVersion: 1));
-        Assert.Equal("4096", await PragmaAsync(cs, "page_size"));
-        await using (var connection = new SqliteConnection(cs))
-        {
-            await connection.OpenAsync();
-            await using var command = connection.CreateCommand();
-            command.CommandText = V1Subscription("")
-                .Replace("'2025-03-01T12:00:00Z'", T0.UtcTicks.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
-                .Replace("'2025-04-01T12:00:00Z'", T0.AddMonths(1).UtcTicks.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
-                .Replace("'2025-03-01T12:00:00'", new DateTime(2025, 3, 1, 12, 0, 0).Ticks.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
-                .Replace("false", "0", StringComparison.Ordinal);
-            await command.ExecuteNonQueryAsync();
-        }
-
-        Assert.Equal([2, 3, 4, 5, 6, 7, 8], await store.MigrateAsync());
-        Assert.Equal("4096", await PragmaAsync(cs, "page_size"));
-        await AssertOldRowIsUsableAsync(store);
-        var events = Billing.EntityFrameworkCore.Usage.EntityFrameworkUsageEventStore.ForSqlite(cs);
-        var stored = new Billing.Usage.StoredUsageEvent
-        {
-            Counter = new Billing.Usage.UsageCounterKey("cus_old", "api_calls", T0),
-            IdempotencyKey = "evt_1",
-            Quantity = 3,
-            Timestamp = T0,
-            ReceivedAt = T0,
-        };
-        Assert.Equal([true], await events.AppendAsync([stored]));
-        Assert.Equal([false], await events.AppendAsync([stored]));
-        Assert.Equal(3, await events.AggregateAsync(stored.Counter, Billing.Usage.MeterAggregation.Sum));
-    }
-
     /// <summary>Eight migrators racing on one fresh PostgreSQL schema: each script runs exactly once, none fails.</summary>
     [Fact]
     public async Task Concurrent_PostgreSql_migrators_apply_each_migration_exactly_once()
@@ -186,15 +128,6 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
         Assert.Equal(["sub_old"], (await session.Subscriptions.ClaimDueAsync(T0.AddMonths(1), null, 10, T0, TimeSpan.FromMinutes(5))).Select(s => s.Id));
         session.Subscriptions.Update(old with { Quantity = 4 });
         await session.CommitAsync();
-    }
-
-    private static async Task<string?> PragmaAsync(string connectionString, string pragma)
-    {
-        await using var connection = new SqliteConnection(connectionString);
-        await connection.OpenAsync();
-        await using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA " + pragma + ";";
-        return Convert.ToString(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>One database for the class.</summary>
