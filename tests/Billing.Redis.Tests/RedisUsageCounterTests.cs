@@ -158,18 +158,22 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         Assert.True(await PttlAsync(hash) > twoDays - 60_000);
     }
 
+    /// <summary>A counter on the test server with its own key prefix and idempotency generations of <paramref name="generation"/>.</summary>
+    private Task<RedisUsageCounter> GenerationCounterAsync(string prefix, TimeSpan generation) =>
+        RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
+        {
+            ConfigurationString = Server.ConfigurationString,
+            KeyPrefix = prefix,
+            IdempotencyGeneration = generation,
+        });
+
     [Fact]
     public async Task A_key_taken_late_in_a_generation_is_found_from_the_next_one_after_that_ones_hash_was_created()
     {
         // Generations of 2 s, windows of 1.8 s: the next generation's hash records how long the previous one is kept, and
         // lookups skip the previous generation only once that has passed. The key is taken late in its generation, so
         // the checks from the next generation have about a second before its window ends (a loaded machine may stall).
-        await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
-        {
-            ConfigurationString = Server.ConfigurationString,
-            KeyPrefix = "prev",
-            IdempotencyGeneration = TimeSpan.FromSeconds(2),
-        });
+        await using var counter = await GenerationCounterAsync("prev", TimeSpan.FromSeconds(2));
         var c = NewCustomer();
         var window = TimeSpan.FromMilliseconds(1800);
         while (await ServerMillisecondsAsync() % 2000 is < 1200 or > 1500)
@@ -205,12 +209,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
     public async Task Keys_are_found_across_generations_until_their_window_ends_and_old_generations_expire()
     {
         // Generations of 1 s and windows of 3.5 s: a key is taken in one generation and must be found from the later ones.
-        await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
-        {
-            ConfigurationString = Server.ConfigurationString,
-            KeyPrefix = "gen",
-            IdempotencyGeneration = TimeSpan.FromSeconds(1),
-        });
+        await using var counter = await GenerationCounterAsync("gen", TimeSpan.FromSeconds(1));
         var c = NewCustomer();
         var window = TimeSpan.FromMilliseconds(3500);
         var first = Event(c, "k1", 5) with { DedupWindow = window };
