@@ -56,6 +56,21 @@ public sealed class FinalInvoiceTests
     private async Task<UsageIngestResult> CallAsync(string customer, string key, long quantity, DateTimeOffset at) =>
         await _metering.RecordAsync(new UsageEventInput { CustomerId = customer, MeterKey = "api_calls", Quantity = quantity, Timestamp = at, IdempotencyKey = key });
 
+    /// <summary>An immediate change to <paramref name="plan"/> whose prorations wait for the next invoice.</summary>
+    private Task<Subscription> ChangeWithProrationsAsync(string subscriptionId, Plan plan) =>
+        _h.Engine.ChangeSubscriptionAsync(subscriptionId, new SubscriptionChange { PlanId = plan.Id, ProrationBehavior = ProrationBehavior.CreateProrations });
+
+    /// <summary>A taxed customer subscribed to Lite on 1 April and changed to Plus with prorations on 11 April (the clock's now).</summary>
+    private async Task<(Plan Lite, string Clock, string Customer, Subscription Subscription)> LiteChangedToPlusOnTheEleventhAsync()
+    {
+        var lite = await PlanAsync("Lite", 3_000);
+        var plus = await PlanAsync("Plus", 6_000);
+        var (clock, customer) = await CustomerAsync(taxed: true);
+        var subscription = await _h.Engine.CreateSubscriptionAsync(new NewSubscription(customer, lite.Id));
+        await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 11));
+        return (lite, clock, customer, await ChangeWithProrationsAsync(subscription.Id, plus));
+    }
+
     private static long[] Amounts(Invoice invoice) => [.. invoice.Lines.Select(l => l.Amount.MinorUnits)];
 
     [Fact]
@@ -70,7 +85,7 @@ public sealed class FinalInvoiceTests
 
         await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 11));
         Assert.Equal(UsageIngestStatus.Accepted, (await CallAsync(customer, "e1", 1_000, Utc(2025, 4, 5))).Status);
-        await _h.Engine.ChangeSubscriptionAsync(subscription.Id, new SubscriptionChange { PlanId = pro.Id, ProrationBehavior = ProrationBehavior.CreateProrations });
+        await ChangeWithProrationsAsync(subscription.Id, pro);
         var atChange = Assert.Single(await _h.InvoicesAsync(subscription.Id), i => i.Reason == BillingReason.SubscriptionUpdate);
         // Basic's usage 1,000 × 1¢ = 10.00; −25 % = 7.50; VAT 0.75; 8.25. The change's prorations wait for the next invoice.
         Assert.Equal([1_000L, -250, 75], Amounts(atChange));
@@ -122,7 +137,7 @@ public sealed class FinalInvoiceTests
         Assert.Equal([3_000L, -1_500, 150], Amounts(first)); // 30.00 − 50 % (once) = 15.00; VAT 1.50
 
         await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 11));
-        await _h.Engine.ChangeSubscriptionAsync(changed.Id, new SubscriptionChange { PlanId = plus.Id, ProrationBehavior = ProrationBehavior.CreateProrations });
+        await ChangeWithProrationsAsync(changed.Id, plus);
         Assert.Single(await _h.InvoicesAsync(changed.Id)); // no usage and nothing pending before the change: no invoice at it
         await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 21));
         var canceled = await _h.Engine.CancelSubscriptionAsync(changed.Id);
@@ -143,12 +158,7 @@ public sealed class FinalInvoiceTests
     [Fact]
     public async Task A_cancellation_at_period_end_bills_the_pending_lines_on_its_final_invoice()
     {
-        var lite = await PlanAsync("Lite", 3_000);
-        var plus = await PlanAsync("Plus", 6_000);
-        var (clock, customer) = await CustomerAsync(taxed: true);
-        var subscription = await _h.Engine.CreateSubscriptionAsync(new NewSubscription(customer, lite.Id));
-        await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 11));
-        await _h.Engine.ChangeSubscriptionAsync(subscription.Id, new SubscriptionChange { PlanId = plus.Id, ProrationBehavior = ProrationBehavior.CreateProrations });
+        var (_, clock, _, subscription) = await LiteChangedToPlusOnTheEleventhAsync();
         await _h.Engine.CancelSubscriptionAsync(subscription.Id, atPeriodEnd: true);
 
         await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 5, 1, 2));
@@ -172,10 +182,10 @@ public sealed class FinalInvoiceTests
         var subscription = await _h.Engine.CreateSubscriptionAsync(new NewSubscription(customer, basic.Id) { Coupon = Coupon.PercentOff("TEN", 100_000, CouponDuration.Repeating, 2) });
 
         await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 11));
-        await _h.Engine.ChangeSubscriptionAsync(subscription.Id, new SubscriptionChange { PlanId = pro.Id, ProrationBehavior = ProrationBehavior.CreateProrations });
+        await ChangeWithProrationsAsync(subscription.Id, pro);
         await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 21));
         Assert.Equal(UsageIngestStatus.Accepted, (await CallAsync(customer, "e1", 1_000, Utc(2025, 4, 15))).Status);
-        await _h.Engine.ChangeSubscriptionAsync(subscription.Id, new SubscriptionChange { PlanId = basic.Id, ProrationBehavior = ProrationBehavior.CreateProrations });
+        await ChangeWithProrationsAsync(subscription.Id, basic);
 
         var second = Assert.Single(await _h.InvoicesAsync(subscription.Id), i => i.Period == new BillingPeriod(Utc(2025, 4, 11), Utc(2025, 4, 21)));
         // The first change's −20.00 + 40.00, Pro's usage 1,000 × 2¢ = 20.00 → 40.00; −10 % = 36.00
@@ -199,14 +209,9 @@ public sealed class FinalInvoiceTests
     [Fact]
     public async Task A_cancellation_at_the_instant_of_a_change_bills_that_changes_prorations_on_a_final_invoice_of_its_own()
     {
-        var lite = await PlanAsync("Lite", 3_000);
-        var plus = await PlanAsync("Plus", 6_000);
-        var (clock, customer) = await CustomerAsync(taxed: true);
-        var subscription = await _h.Engine.CreateSubscriptionAsync(new NewSubscription(customer, lite.Id));
-        await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 11));
-        await _h.Engine.ChangeSubscriptionAsync(subscription.Id, new SubscriptionChange { PlanId = plus.Id, ProrationBehavior = ProrationBehavior.CreateProrations });
+        var (lite, clock, customer, subscription) = await LiteChangedToPlusOnTheEleventhAsync();
         await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 21));
-        await _h.Engine.ChangeSubscriptionAsync(subscription.Id, new SubscriptionChange { PlanId = lite.Id, ProrationBehavior = ProrationBehavior.CreateProrations });
+        await ChangeWithProrationsAsync(subscription.Id, lite);
         var canceled = await _h.Engine.CancelSubscriptionAsync(subscription.Id);
 
         var finals = (await _h.InvoicesAsync(subscription.Id)).Where(i => i.Reason == BillingReason.SubscriptionUpdate).ToArray();
@@ -236,7 +241,7 @@ public sealed class FinalInvoiceTests
         var subscription = await _h.Engine.CreateSubscriptionAsync(new NewSubscription(customer, basic.Id));
         await _h.Engine.AdvanceTestClockAsync(clock, Utc(2025, 4, 11));
         Assert.Equal(UsageIngestStatus.Accepted, (await CallAsync(customer, "e1", 500, Utc(2025, 4, 5))).Status);
-        await _h.Engine.ChangeSubscriptionAsync(subscription.Id, new SubscriptionChange { PlanId = pro.Id, ProrationBehavior = ProrationBehavior.CreateProrations });
+        await ChangeWithProrationsAsync(subscription.Id, pro);
 
         // The change started Pro's usage span at this instant, so the cancellation's span is empty: its final invoice
         // bills the change's prorations (20/30 of Basic −20.00, of Pro +40.00) and no usage, and has no usage period.
