@@ -17,7 +17,7 @@ namespace Billing.InMemory;
 /// Nothing is removed one by one. When the entry array is full, the entries expired at that moment are dropped by
 /// compacting the live ones to the front (one sequential pass) and the index is rebuilt from the stored hash codes (no
 /// key is hashed again). The array doubles when more than half of it is live after the sweep and shrinks when less
-/// than a quarter is, so a sweep runs at most once per half array of inserts and memory follows the live keys (the
+/// than a quarter is (never below the capacity hint once it has grown to it; it starts at 16 entries), so a sweep runs at most once per half array of inserts and memory follows the live keys (the
 /// window), not the history.
 /// </para>
 /// <para>
@@ -34,12 +34,16 @@ internal sealed class IdempotencyKeyTable
     private int _count;
 
     /// <summary>Creates a table.</summary>
-    /// <param name="capacity">Live keys to make room for up front (rounded up to a power of two, at least 16).</param>
+    /// <param name="capacity">
+    /// Live keys to keep room for (rounded up to a power of two, at least 16): the table starts at 16 entries and grows
+    /// as keys arrive, and once it has reached this size a sweep never shrinks it below. A large hint costs nothing until
+    /// the keys are there.
+    /// </param>
     public IdempotencyKeyTable(int capacity)
     {
         _minimumCapacity = CapacityFor(capacity);
-        _slots = new uint[_minimumCapacity * 2];
-        _entries = new Entry[_minimumCapacity];
+        _slots = new uint[MinimumCapacity * 2];
+        _entries = new Entry[MinimumCapacity];
     }
 
     /// <summary>Entries held, live or expired (expired ones until the next sweep).</summary>
@@ -162,7 +166,8 @@ internal sealed class IdempotencyKeyTable
         Array.Clear(entries, live, _count - live);
         _count = live;
 
-        var capacity = Math.Max(_minimumCapacity, CapacityFor(live * 2));
+        // Double when more than half is live; shrink to twice the live keys, but never below the hint once reached.
+        var capacity = Math.Max(CapacityFor(live * 2), Math.Min(_minimumCapacity, entries.Length));
         if (capacity != entries.Length)
         {
             var resized = new Entry[capacity];

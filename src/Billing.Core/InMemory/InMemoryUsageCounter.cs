@@ -29,7 +29,11 @@ public sealed class InMemoryUsageCounter : IUsageCounter
     private readonly Func<string, CustomerCounters> _newCustomer;
 
     /// <summary>Creates the counters.</summary>
-    /// <param name="expectedKeysPerCustomer">Live idempotency keys per customer to make room for up front (a hint; at most 2^20).</param>
+    /// <param name="expectedKeysPerCustomer">
+    /// Live idempotency keys per customer to keep room for (a hint; at most 2^20): a customer's key table grows as its
+    /// keys arrive and, once it has reached this size, is not shrunk below it when keys expire. Memory is taken as keys
+    /// arrive, not up front.
+    /// </param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="expectedKeysPerCustomer"/> is negative.</exception>
     public InMemoryUsageCounter(int expectedKeysPerCustomer = 0)
     {

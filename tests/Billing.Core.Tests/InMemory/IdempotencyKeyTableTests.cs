@@ -102,6 +102,47 @@ public sealed class IdempotencyKeyTableTests
         Assert.Equal(-1, table.Find("k1", IdempotencyKeyTable.HashOf("k1")));
     }
 
+    [Fact]
+    public void A_capacity_hint_takes_no_memory_up_front_and_is_a_floor_once_reached()
+    {
+        var table = new IdempotencyKeyTable(64);
+        Assert.Equal(16, table.Capacity);
+        for (var i = 0; i < 100; i++)
+        {
+            var key = $"k{i}";
+            table.Add(key, IdempotencyKeyTable.HashOf(key), 100, i, i, long.MinValue);
+        }
+
+        Assert.Equal(128, table.Capacity);
+        table.Sweep(100);
+        Assert.Equal(0, table.Count);
+        Assert.Equal(64, table.Capacity);
+    }
+
+    [Fact]
+    public void A_counter_with_the_largest_hint_allocates_per_key_not_per_hint()
+    {
+        var counter = new InMemoryUsageCounter(expectedKeysPerCustomer: 1 << 20);
+        var start = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var c = 0; c < 20; c++)
+        {
+            counter.Record(new Billing.Usage.UsageCounterEvent
+            {
+                Counter = new Billing.Usage.UsageCounterKey($"cus_{c}", "api_calls", start),
+                Aggregation = Billing.Usage.MeterAggregation.Sum,
+                Quantity = 1,
+                IdempotencyKey = "evt_1",
+                Timestamp = start,
+                Now = start,
+                DedupWindow = TimeSpan.FromDays(35),
+            });
+        }
+
+        // 20 customers with one key each: a few KB each; the hint's tables would be about 40 MB each.
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 1 << 20);
+    }
+
     private static Gen<Op[]> Sequences()
     {
         var op = from kind in Gen.Frequency((8, Gen.Constant(OpKind.Record)), (2, Gen.Constant(OpKind.Put)), (1, Gen.Constant(OpKind.Expire)), (1, Gen.Constant(OpKind.Sweep)))
