@@ -40,8 +40,8 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
             var (code, detail) = status switch
             {
                 404 => (ErrorCodes.NotFound, $"No endpoint at {context.Request.Method} {context.Request.Path}."),
-                405 => (ErrorCodes.MethodNotAllowed, $"{context.Request.Method} is not allowed on {context.Request.Path}."),
-                413 => (ErrorCodes.RequestTooLarge, "The request body is too large."),
+                405 => (ErrorCodes.NotFound, $"No endpoint at {context.Request.Method} {context.Request.Path}: the path takes other methods (see the Allow header)."),
+                413 => (ErrorCodes.ValidationError, "The request body is too large."),
                 429 => (ErrorCodes.RateLimited, "Too many requests."),
                 >= 500 => (ErrorCodes.InternalError, "The server failed to handle the request."),
                 _ => (ErrorCodes.ValidationError, "The request is not valid."),
@@ -104,7 +104,7 @@ internal sealed partial class ErrorHandlingMiddleware(RequestDelegate next, ILog
 
         if (status == 413)
         {
-            return Problems.WriteAsync(context, status, ErrorCodes.RequestTooLarge, "The request body is too large.");
+            return RequestBodyLimitMiddleware.TooLargeAsync(context, null);
         }
 
         const string unreadable = "The request could not be read: send a JSON body with Content-Type: application/json.";

@@ -14,10 +14,8 @@ internal static class ErrorCodes
     public const string AuthenticationRequired = "authentication_required";
     public const string Forbidden = "forbidden";
     public const string RateLimited = "rate_limited";
-    public const string RequestTooLarge = "request_too_large";
     public const string IdempotencyKeyReused = "idempotency_key_reused";
     public const string InternalError = "internal_error";
-    public const string MethodNotAllowed = "method_not_allowed";
 }
 
 /// <summary>

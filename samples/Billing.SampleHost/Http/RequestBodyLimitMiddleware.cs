@@ -54,8 +54,12 @@ internal sealed class RequestBodyLimitMiddleware(RequestDelegate next, Hardening
         }
     }
 
-    private static Task TooLargeAsync(HttpContext context, long limit) =>
-        Problems.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.RequestTooLarge, $"The request body is larger than {limit} bytes.");
+    /// <summary>The 413 problem: a <c>validation_error</c> on the field <c>body</c>.</summary>
+    internal static Task TooLargeAsync(HttpContext context, long? limit)
+    {
+        var message = limit is { } bytes ? $"The request body is larger than {bytes} bytes." : "The request body is too large.";
+        return Problems.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.ValidationError, message, new Dictionary<string, string[]> { ["body"] = [message] });
+    }
 
     /// <summary>Reads through until the limit, then throws a 413 <see cref="BadHttpRequestException"/>.</summary>
     private sealed class LimitedStream(Stream inner, long limit) : Stream
