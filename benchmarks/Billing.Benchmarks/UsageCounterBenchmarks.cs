@@ -12,29 +12,35 @@ namespace Billing.Benchmarks;
 /// <remarks>
 /// Each invocation records 1,024 events (BenchmarkDotNet divides by it) for 64 customers, with the events' clock moving
 /// 1 ms per event and a 64-second dedup window, so about 1,000 keys per customer are live and a key table stays at a
-/// steady size: what is measured is the steady state, not dictionary growth. Keys come from a pool of 2^20 pre-built
-/// strings (no allocation in the loop).
+/// steady size: what is measured is the steady state, not dictionary growth. Keys are pre-built strings (no allocation
+/// in the loop); a customer's n-th event takes key n of a pool, so the customers share the pool's strings (a key table
+/// is per customer) and the pool stays in the cache, as the keys a server has just parsed out of a request are.
 /// <list type="bullet">
 /// <item><c>Record</c>: a new key (the common case: every event has its own key). A key comes back only after 16,384
 /// events of its customer, long after a sweep dropped its expired entry, so each event is a lookup that finds nothing
 /// and an insert.</item>
+/// <item><c>RecordColdKeyStrings</c>: the same, but every event of every customer takes a different string of a pool of
+/// 2^20 (about 56 MB with the array): reading the key's characters is a cache miss, and streaming the pool pushes the
+/// key tables out of the cache. Kept to show what a caller's cold keys cost; <c>Record</c> measured this until the
+/// first session of 2026-11-23.</item>
 /// <item><c>RecordExpiredKey</c>: a key sent again after its window (every 2,048 events of its customer), whose expired
 /// entry is still in the table: it is found, compared and re-armed in place (one more cache miss than a new key).</item>
 /// <item><c>RecordDuplicate</c>: keys that are taken (the duplicate path: the original result, nothing changes).</item>
 /// </list>
-/// Before 2026-11-22 (fourth session) <c>Record</c> used a pool of 131,072 keys, i.e. it measured what
-/// <c>RecordExpiredKey</c> measures now.
 /// </remarks>
 [MemoryDiagnoser]
 public class UsageCounterBenchmarks
 {
     private const int Count = 1024;
-    private const int Pool = 1 << 20;
-    private const int ExpiredKeyPool = 1 << 17;
+    private const int CustomerBits = 6;
+    private const int Customers = 1 << CustomerBits;
+    private const int Pool = 1 << 14;
+    private const int ColdPool = 1 << 20;
+    private const int ExpiredKeyPool = 1 << 11;
     private static readonly DateTimeOffset Origin = new(2025, 3, 1, 0, 0, 0, TimeSpan.Zero);
 
-    private readonly string[] _keys = new string[Pool];
-    private readonly UsageCounterKey[] _counters = new UsageCounterKey[64];
+    private readonly string[] _keys = new string[ColdPool];
+    private readonly UsageCounterKey[] _counters = new UsageCounterKey[Customers];
     private readonly ConcurrentDictionary<UsageCounterKey, long> _baseline = new();
     private InMemoryUsageCounter _counter = null!;
     private long _next;
@@ -42,7 +48,7 @@ public class UsageCounterBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        for (var i = 0; i < Pool; i++)
+        for (var i = 0; i < ColdPool; i++)
         {
             _keys[i] = "evt_" + i.ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
         }
@@ -83,6 +89,24 @@ public class UsageCounterBenchmarks
     [Benchmark(OperationsPerInvoke = Count)]
     public long Record() => RecordFrom(Pool - 1);
 
+    /// <summary>A new event with a new key whose string is cold (read from a 56 MB pool, one string per event).</summary>
+    /// <returns>The last total.</returns>
+    [Benchmark(OperationsPerInvoke = Count)]
+    public long RecordColdKeyStrings()
+    {
+        long total = 0;
+        var start = _next;
+        for (var i = 0; i < Count; i++)
+        {
+            var g = start + i;
+            var e = Event(g, Origin.AddTicks(g * TimeSpan.TicksPerMillisecond)) with { IdempotencyKey = _keys[g & (ColdPool - 1)] };
+            total = _counter.Record(e).Total;
+        }
+
+        _next = start + Count;
+        return total;
+    }
+
     /// <summary>A new event whose key was used before and has expired, its entry still in the table (re-armed).</summary>
     /// <returns>The last total.</returns>
     [Benchmark(OperationsPerInvoke = Count)]
@@ -118,10 +142,10 @@ public class UsageCounterBenchmarks
 
     private UsageCounterEvent Event(long g, DateTimeOffset now, int keyMask = Pool - 1) => new()
     {
-        Counter = _counters[g & 63],
+        Counter = _counters[g & (Customers - 1)],
         Aggregation = MeterAggregation.Sum,
         Quantity = 1,
-        IdempotencyKey = _keys[g & keyMask],
+        IdempotencyKey = _keys[(g >> CustomerBits) & keyMask],
         Timestamp = now,
         HardLimit = long.MaxValue,
         Now = now,
