@@ -22,7 +22,7 @@ namespace Billing.Benchmarks;
 /// <item><c>RecordColdKeyStrings</c>: the same, but every event of every customer takes a different string of a pool of
 /// 2^20 (about 56 MB with the array): reading the key's characters is a cache miss, and streaming the pool pushes the
 /// key tables out of the cache. Kept to show what a caller's cold keys cost; <c>Record</c> measured this until the
-/// first session of 2026-11-23.</item>
+/// fifth session of 2026-11-22.</item>
 /// <item><c>RecordExpiredKey</c>: a key sent again after its window (every 2,048 events of its customer), whose expired
 /// entry is still in the table: it is found, compared and re-armed in place (one more cache miss than a new key).</item>
 /// <item><c>RecordDuplicate</c>: keys that are taken (the duplicate path: the original result, nothing changes).</item>
