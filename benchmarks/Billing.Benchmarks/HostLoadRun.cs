@@ -35,7 +35,7 @@ namespace Billing.Benchmarks;
 /// <para>Options: <c>--provider sqlite|postgresql</c>, <c>--redis</c>, <c>--pg-fast</c> (PostgreSQL with fsync and
 /// synchronous commit off; durable by default), <c>--seconds 10</c>, <c>--warmup 40</c> (seconds of the same load first, untimed: the host reaches tier-1 code; with 15 s the tiered JIT was still compiling, up to a third of the host's CPU, during the measurement), <c>--batch 100</c>,
 /// <c>--customers 1000</c>, <c>--writers 8</c>, <c>--duplicates 5</c> (percent), <c>--rate 1000</c>, <c>--get-seconds 10</c>,
-/// <c>--phases usage,bare,get</c>, <c>--repeat 1</c>, <c>--env NAME=VALUE</c> (more environment for the host; repeatable).</para>
+/// <c>--phases usage,bare,get</c>, <c>--repeat 1</c>, <c>--env NAME=VALUE</c> (more environment for the host; repeatable), <c>--pg-setting NAME=VALUE</c> (a PostgreSQL server setting, <c>-c</c>; repeatable).</para>
 /// </remarks>
 internal static class HostLoadRun
 {
@@ -43,7 +43,7 @@ internal static class HostLoadRun
     private const string ApiKey = "sk_hostload_0123456789abcdefghijklmnopqrstuvwxyz";
 
     public static int Run(string[] args) =>
-        ConsoleBenchmark.Run("host-load", args, Settings.Parse, "--host-dll PATH [--provider sqlite|postgresql] [--redis] [--pg-fast] [--seconds 10] [--warmup 40] [--batch 100] [--customers 1000] [--writers 8] [--duplicates 5] [--rate 1000] [--get-seconds 10] [--phases usage,bare,get] [--repeat 1] [--env NAME=VALUE]...", RunAsync);
+        ConsoleBenchmark.Run("host-load", args, Settings.Parse, "--host-dll PATH [--provider sqlite|postgresql] [--redis] [--pg-fast] [--seconds 10] [--warmup 40] [--batch 100] [--customers 1000] [--writers 8] [--duplicates 5] [--rate 1000] [--get-seconds 10] [--phases usage,bare,get] [--repeat 1] [--env NAME=VALUE]... [--pg-setting NAME=VALUE]...", RunAsync);
 
     private static async Task<int> RunAsync(Settings settings)
     {
@@ -63,6 +63,12 @@ internal static class HostLoadRun
             if (settings.Provider == "postgresql")
             {
                 var options = new LocalPostgresOptions { Durable = !settings.PgFast };
+                foreach (var pair in settings.PgSettings)
+                {
+                    var at = pair.IndexOf('=', StringComparison.Ordinal);
+                    options.Settings[pair[..at]] = pair[(at + 1)..];
+                }
+
                 postgres = await LocalPostgresServer.StartAsync(options).ConfigureAwait(false);
                 environment["Billing__Database__Provider"] = "postgresql";
                 environment["Billing__Database__ConnectionString"] = await postgres.CreateDatabaseAsync("hostload").ConfigureAwait(false);
@@ -113,17 +119,18 @@ internal static class HostLoadRun
                 double usageRate = double.NaN, bareRate = double.NaN;
                 if (settings.Phases.Contains("usage"))
                 {
-                    await UsageAsync(client, "/v1/usage/batch", customers, settings, settings.Warmup, Invariant($"w{round}u"), bare: false, host).ConfigureAwait(false);
-                    var r = await UsageAsync(client, "/v1/usage/batch", customers, settings, settings.Seconds, Invariant($"r{round}u"), bare: false, host).ConfigureAwait(false);
+                    await UsageAsync(client, "/v1/usage/batch", customers, settings, settings.Warmup, Invariant($"w{round}u"), bare: false, host, postgres, redis).ConfigureAwait(false);
+                    var r = await UsageAsync(client, "/v1/usage/batch", customers, settings, settings.Seconds, Invariant($"r{round}u"), bare: false, host, postgres, redis).ConfigureAwait(false);
                     usageRate = r.EventsPerSecond;
                     rows.Add(Row(round, "POST /v1/usage/batch", r));
                     Console.WriteLine(Invariant($"round {round} usage: {r.EventsPerSecond:N0} events/s, {r.Requests / r.Elapsed.TotalSeconds:N0} requests/s, p50 {r.P50:0.00} ms, p99 {r.P99:0.00} ms; accepted {r.Accepted:N0}, duplicate {r.Duplicates:N0} (sent {r.DuplicatesSent:N0}), rejected {r.Rejected}; CPU host {r.HostCpuPercent:0}% ({r.HostCpuMicrosecondsPerEvent:0.0} µs/event), {r.Writes}, client {r.ClientCpuPercent:0}%, machine {r.MachineCpuPercent:0}%; load {LoadAverage()}"));
+                    Console.WriteLine(Invariant($"round {round} usage CPU per event: {r.Split}"));
                 }
 
                 if (settings.Phases.Contains("bare"))
                 {
-                    await UsageAsync(client, "/benchmarks/bare/usage/batch", customers, settings, settings.Warmup, Invariant($"w{round}b"), bare: true, host).ConfigureAwait(false);
-                    var r = await UsageAsync(client, "/benchmarks/bare/usage/batch", customers, settings, settings.Seconds, Invariant($"r{round}b"), bare: true, host).ConfigureAwait(false);
+                    await UsageAsync(client, "/benchmarks/bare/usage/batch", customers, settings, settings.Warmup, Invariant($"w{round}b"), bare: true, host, postgres, redis).ConfigureAwait(false);
+                    var r = await UsageAsync(client, "/benchmarks/bare/usage/batch", customers, settings, settings.Seconds, Invariant($"r{round}b"), bare: true, host, postgres, redis).ConfigureAwait(false);
                     bareRate = r.EventsPerSecond;
                     rows.Add(Row(round, "POST /benchmarks/bare/usage/batch (parse only)", r));
                     Console.WriteLine(Invariant($"round {round} bare: {r.EventsPerSecond:N0} events/s, p50 {r.P50:0.00} ms, p99 {r.P99:0.00} ms; CPU host {r.HostCpuPercent:0}% ({r.HostCpuMicrosecondsPerEvent:0.0} µs/event), client {r.ClientCpuPercent:0}%, machine {r.MachineCpuPercent:0}%; load {LoadAverage()}"));
@@ -285,8 +292,10 @@ internal static class HostLoadRun
         return (customers, subscriptions);
     }
 
-    private static async Task<UsageResult> UsageAsync(HttpClient client, string path, string[] customers, Settings settings, int seconds, string tag, bool bare, Process host)
+    private static async Task<UsageResult> UsageAsync(HttpClient client, string path, string[] customers, Settings settings, int seconds, string tag, bool bare, Process host, LocalPostgresServer? postgres, LocalRedisServer? redis)
     {
+        var postgresCpu = postgres is null ? null : PostgresCpu(postgres.Port);
+        var redisCpu = await RedisCpuAsync(redis).ConfigureAwait(false);
         var hostCpu = HostCpu();
         var hostWrites = WriteBytes(host.Id);
         var machine = MachineBusy();
@@ -362,6 +371,9 @@ internal static class HostLoadRun
         var clientCpuPercent = (Process.GetCurrentProcess().TotalProcessorTime - clientCpu).TotalSeconds / elapsed.TotalSeconds * 100;
         var machinePercent = (MachineBusy() - machine).TotalSeconds / elapsed.TotalSeconds / Environment.ProcessorCount * 100;
         var written = WriteBytes(host.Id) - hostWrites;
+        var postgresSeconds = postgres is not null && PostgresCpu(postgres.Port) is { } pgAfter && postgresCpu is { } pgBefore ? (pgAfter - pgBefore).TotalSeconds : (double?)null;
+        var redisSeconds = await RedisCpuAsync(redis).ConfigureAwait(false) - redisCpu;
+        var split = CpuSplit(totalEvents, elapsed, hostCpuSeconds, postgresSeconds, redis is null ? null : redisSeconds, (Process.GetCurrentProcess().TotalProcessorTime - clientCpu).TotalSeconds, (MachineBusy() - machine).TotalSeconds);
         return new UsageResult(
             done.Sum(d => d.events) / elapsed.TotalSeconds,
             done.Sum(d => d.requests),
@@ -378,13 +390,41 @@ internal static class HostLoadRun
             clientCpuPercent,
             machinePercent,
             totalEvents == 0 ? double.NaN : hostCpuSeconds * 1e6 / totalEvents,
-            written);
+            written,
+            split);
 
         TimeSpan HostCpu()
         {
             host.Refresh();
             return host.TotalProcessorTime;
         }
+    }
+
+    /// <summary>The redis-server's user plus system CPU seconds so far (<c>INFO cpu</c>); 0 without a server.</summary>
+    private static async Task<double> RedisCpuAsync(LocalRedisServer? redis)
+    {
+        if (redis is null)
+        {
+            return 0;
+        }
+
+        var info = (string)(await redis.ExecuteAsync("INFO", "cpu").ConfigureAwait(false))!;
+        return info.Split('\n').Select(l => l.Trim().Split(':')).Where(f => f.Length == 2 && f[0] is "used_cpu_user" or "used_cpu_sys")
+            .Sum(f => double.Parse(f[1], CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>The machine's busy CPU per event, split by process: host, PostgreSQL (postmaster and children), redis-server,
+    /// this load client, and the rest (kernel threads, other processes; the machine's busy time minus the others).</summary>
+    private static string CpuSplit(long events, TimeSpan elapsed, double host, double? postgres, double? redis, double client, double machine)
+    {
+        if (events == 0)
+        {
+            return "no events";
+        }
+
+        string Us(double seconds) => Invariant($"{seconds * 1e6 / events:0.0}");
+        var other = machine - host - (postgres ?? 0) - (redis ?? 0) - client;
+        return Invariant($"host {Us(host)} µs{(postgres is { } p ? ", postgres " + Us(p) + " µs" : string.Empty)}{(redis is { } r ? ", redis-server " + Us(r) + " µs" : string.Empty)}, client {Us(client)} µs, other {Us(other)} µs; machine {Us(machine)} µs ({machine / elapsed.TotalSeconds * 100 / Environment.ProcessorCount:0}% of {Environment.ProcessorCount} cores)");
     }
 
     /// <summary>
@@ -502,7 +542,7 @@ internal static class HostLoadRun
         return new GetResult(total, total / sentIn.TotalSeconds, Percentile(latencies, 0.5), Percentile(latencies, 0.9), Percentile(latencies, 0.99), Percentile(latencies, 0.999), latencies[^1], errors);
     }
 
-    private sealed record UsageResult(double EventsPerSecond, long Requests, TimeSpan Elapsed, double P50, double P90, double P99, double P999, long Accepted, long Duplicates, long DuplicatesSent, long Rejected, double HostCpuPercent, double ClientCpuPercent, double MachineCpuPercent, double HostCpuMicrosecondsPerEvent, long HostWriteBytes)
+    private sealed record UsageResult(double EventsPerSecond, long Requests, TimeSpan Elapsed, double P50, double P90, double P99, double P999, long Accepted, long Duplicates, long DuplicatesSent, long Rejected, double HostCpuPercent, double ClientCpuPercent, double MachineCpuPercent, double HostCpuMicrosecondsPerEvent, long HostWriteBytes, string Split)
     {
         /// <summary>Bytes the host caused to be written to storage per accepted event (write_bytes of /proc/PID/io); NaN when unknown.</summary>
         public double WriteBytesPerAccepted => HostWriteBytes < 0 || Accepted == 0 ? double.NaN : (double)HostWriteBytes / Accepted;
@@ -563,11 +603,11 @@ internal static class HostLoadRun
         }
     }
 
-    private sealed record Settings(string HostDll, string Provider, bool Redis, bool PgFast, int Seconds, int Warmup, int Batch, int Customers, int Writers, int Duplicates, int Rate, int GetSeconds, string[] Phases, int Repeat, string[] HostEnvironment)
+    private sealed record Settings(string HostDll, string Provider, bool Redis, bool PgFast, int Seconds, int Warmup, int Batch, int Customers, int Writers, int Duplicates, int Rate, int GetSeconds, string[] Phases, int Repeat, string[] HostEnvironment, string[] PgSettings)
     {
         public static Settings Parse(string[] args)
         {
-            var s = new Settings(string.Empty, "sqlite", false, false, 10, 40, 100, 1000, 8, 5, 1000, 10, ["usage", "bare", "get"], 1, []);
+            var s = new Settings(string.Empty, "sqlite", false, false, 10, 40, 100, 1000, 8, 5, 1000, 10, ["usage", "bare", "get"], 1, [], []);
             for (var i = 0; i < args.Length; i++)
             {
                 string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
@@ -589,6 +629,7 @@ internal static class HostLoadRun
                     "--phases" => s with { Phases = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                     "--repeat" => s with { Repeat = Int(1) },
                     "--env" => s with { HostEnvironment = [.. s.HostEnvironment, Next() is var e && e.IndexOf('=', StringComparison.Ordinal) > 0 ? e : throw new ArgumentException("--env is NAME=VALUE.")] },
+                    "--pg-setting" => s with { PgSettings = [.. s.PgSettings, Next() is var g && g.IndexOf('=', StringComparison.Ordinal) > 0 ? g : throw new ArgumentException("--pg-setting is NAME=VALUE.")] },
                     _ => throw new ArgumentException($"Unknown option {args[i]}."),
                 };
             }
@@ -596,6 +637,6 @@ internal static class HostLoadRun
             return File.Exists(s.HostDll) ? s : throw new ArgumentException($"--host-dll must name the built Billing.SampleHost.dll ('{s.HostDll}' does not exist).");
         }
 
-        public override string ToString() => Invariant($"host {HostDll}, {Provider}{(Provider == "postgresql" ? PgFast ? " (fast)" : " (durable)" : string.Empty)}, counters {(Redis ? "redis" : "memory")}, {Seconds} s per phase after {Warmup} s warm-up, {Writers} writers x batches of {Batch} over {Customers} customers, {Duplicates}% duplicates, GET at {Rate}/s for {GetSeconds} s, phases {string.Join(',', Phases)}, {Repeat} round(s){(HostEnvironment.Length > 0 ? ", host environment " + string.Join(' ', HostEnvironment) : string.Empty)}");
+        public override string ToString() => Invariant($"host {HostDll}, {Provider}{(Provider == "postgresql" ? PgFast ? " (fast)" : " (durable)" : string.Empty)}, counters {(Redis ? "redis" : "memory")}, {Seconds} s per phase after {Warmup} s warm-up, {Writers} writers x batches of {Batch} over {Customers} customers, {Duplicates}% duplicates, GET at {Rate}/s for {GetSeconds} s, phases {string.Join(',', Phases)}, {Repeat} round(s){(HostEnvironment.Length > 0 ? ", host environment " + string.Join(' ', HostEnvironment) : string.Empty)}{(PgSettings.Length > 0 ? ", PostgreSQL " + string.Join(' ', PgSettings) : string.Empty)}");
     }
 }

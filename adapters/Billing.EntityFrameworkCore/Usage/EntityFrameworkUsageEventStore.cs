@@ -22,7 +22,13 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// concurrent appends share transactions (group commit, <see cref="BatchingUsageEventStore"/> with one flush at a
 /// time and up to <see cref="SqliteGroupCommitEvents"/> events): calls that arrive while a transaction is written
 /// are written together in the next one, so a commit (and its sync of the write-ahead log) serves many callers, each
-/// with its own answers; a failed transaction fails exactly the calls in it. The
+/// with its own answers; a failed transaction fails exactly the calls in it. On PostgreSQL concurrent appends share
+/// statements the same way (group commit with one statement at a time and up to
+/// <see cref="PostgreSqlGroupCommitEvents"/> events): one commit, so one flush of the write-ahead log, and one statement
+/// serve many callers (see <c>benchmarks/host-load.sh</c>). A statement of several calls that fails for a value of an event (the
+/// database rejects it, SQLSTATE classes 22 and 23; it cannot be encoded; it holds a NUL character, which PostgreSQL
+/// cannot store and which is refused before anything is sent) is run again call by call, so a caller's bad event
+/// fails only that caller; any other failure (a lost connection) fails exactly the calls of that statement. The
 /// database's unique key decides: an event whose key is stored already, by an earlier or a concurrent append, is
 /// reported as not stored and changes nothing. Keys repeated inside a batch: the first event of the key wins. Rows
 /// are sent in ordinal key order (concurrent batches take each other's keys in one order), and each append writes the
@@ -59,9 +65,13 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
     private readonly string _find;
     private readonly string _listCounters;
     private readonly BatchingUsageEventStore? _sqliteGroup;
+    private readonly BatchingUsageEventStore? _postgreSqlGroup;
 
     /// <summary>The most events one SQLite group-commit transaction takes (calls with as many events or more are written on their own).</summary>
     public const int SqliteGroupCommitEvents = 1_000;
+
+    /// <summary>The most events one PostgreSQL group-commit statement takes (calls with as many events or more are written on their own).</summary>
+    public const int PostgreSqlGroupCommitEvents = 1_000;
 
     /// <summary>Creates a store over a configured provider.</summary>
     /// <param name="options">Options with <c>UseNpgsql(connectionString)</c> or <c>UseSqlite(connectionString)</c>.</param>
@@ -103,11 +113,18 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             WHERE e.period_start = @period
             ORDER BY e.customer_id, e.meter_key
             """; // both columns are COLLATE "C" on PostgreSQL
-        if (!_db.IsPostgreSql)
+        if (_db.IsPostgreSql)
+        {
+            _postgreSqlGroup = new BatchingUsageEventStore(new Writer(this), new BatchingUsageEventStoreOptions { MaxBatchSize = PostgreSqlGroupCommitEvents, MaxConcurrentFlushes = 1, RetryCallsAloneWhen = IsCausedByAValue });
+        }
+        else
         {
             _sqliteGroup = new BatchingUsageEventStore(new Writer(this), new BatchingUsageEventStoreOptions { MaxBatchSize = SqliteGroupCommitEvents, MaxConcurrentFlushes = 1 });
         }
     }
+
+    /// <summary>What the PostgreSQL group commit has done so far (calls, statements, queued calls); null on SQLite.</summary>
+    internal BatchingUsageEventStoreStatistics? PostgreSqlGroupCommit => _postgreSqlGroup?.Statistics;
 
     /// <summary>The database provider.</summary>
     public BillingDatabaseProvider Provider => _db.Provider;
@@ -142,7 +159,8 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
     public ValueTask<IReadOnlyList<bool>> AppendAsync(IReadOnlyList<StoredUsageEvent> events, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(events);
-        return _sqliteGroup is null ? AppendNowAsync(events, cancellationToken) : _sqliteGroup.AppendAsync(events, cancellationToken);
+        var group = _postgreSqlGroup ?? _sqliteGroup;
+        return group is null ? AppendNowAsync(events, cancellationToken) : group.AppendAsync(events, cancellationToken);
     }
 
     /// <summary>Writes the events in one statement (PostgreSQL) or one transaction (SQLite).</summary>
@@ -318,6 +336,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         for (var i = 0; i < n; i++)
         {
             var e = send[i];
+            ThrowIfNul(e);
             customers[i] = e.Counter.CustomerId;
             keys[i] = e.IdempotencyKey;
             meters[i] = e.Counter.MeterKey;
@@ -404,13 +423,47 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             ? await _db.OpenPostgreSqlAsync(cancellationToken).ConfigureAwait(false)
             : await _db.OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
 
+    /// <summary>
+    /// Throws when a text of the event holds a NUL character, which PostgreSQL's text and jsonb cannot store: sent, the
+    /// server rejects the statement while binding its parameters, and Npgsql (10.0.0) then misreads the next statement
+    /// on that pooled connection ("Received unexpected backend message DataRow"), failing an unrelated append.
+    /// </summary>
+    private static void ThrowIfNul(StoredUsageEvent e)
+    {
+        if (e.Counter.CustomerId.Contains('\0', StringComparison.Ordinal) || e.IdempotencyKey.Contains('\0', StringComparison.Ordinal)
+            || e.Counter.MeterKey.Contains('\0', StringComparison.Ordinal) || (e.SubscriptionId?.Contains('\0', StringComparison.Ordinal) ?? false)
+            || (e.UniqueValue?.Contains('\0', StringComparison.Ordinal) ?? false)
+            || (e.Properties is { Count: > 0 } properties && properties.Any(p => p.Key.Contains('\0', StringComparison.Ordinal) || (p.Value?.Contains('\0', StringComparison.Ordinal) ?? false))))
+        {
+            throw new ArgumentException($"PostgreSQL cannot store a NUL character (U+0000); event '{e.IdempotencyKey.Replace("\0", "\\0", StringComparison.Ordinal)}' of customer '{e.Counter.CustomerId.Replace("\0", "\\0", StringComparison.Ordinal)}' has one.", nameof(e));
+        }
+    }
+
+    /// <summary>
+    /// Whether an append failed for a value of its events rather than for the database: PostgreSQL rejected a value
+    /// (SQLSTATE class 22, data exception, e.g. a NUL character in a text; class 23, a constraint), or a value could
+    /// not be sent (an <see cref="ArgumentException"/> of the client, e.g. a lone surrogate that is not UTF-16).
+    /// </summary>
+    private static bool IsCausedByAValue(Exception error)
+    {
+        for (var e = error; e is not null; e = e.InnerException)
+        {
+            if (e is PostgresException { SqlState: [ '2', '2' or '3', .. ] } || e is ArgumentException)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     private static void Check(UsageCounterKey counter)
     {
         ArgumentNullException.ThrowIfNull(counter.CustomerId);
         ArgumentNullException.ThrowIfNull(counter.MeterKey);
     }
 
-    /// <summary>The store's own appends, for the SQLite group commit (reads are never sent here).</summary>
+    /// <summary>The store's own appends, for the group commit (reads are never sent here).</summary>
     private sealed class Writer(EntityFrameworkUsageEventStore store) : IUsageEventStore
     {
         public ValueTask<IReadOnlyList<bool>> AppendAsync(IReadOnlyList<StoredUsageEvent> events, CancellationToken cancellationToken = default) =>

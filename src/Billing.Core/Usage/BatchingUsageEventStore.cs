@@ -28,7 +28,10 @@ namespace Billing.Usage;
 /// a malformed event fails only its own call, with <see cref="ArgumentException"/>. An exception of the inner store
 /// fails exactly the calls of that batch, each with that exception; calls in other batches are not affected. (For the
 /// failed calls nothing is known about what was stored; appending the same events again is safe and answers from
-/// the store's unique key.)
+/// the store's unique key.) When <see cref="BatchingUsageEventStoreOptions.RetryCallsAloneWhen"/> says so for the
+/// exception (say, the database rejected a value of one event), a batch of several calls is instead appended again
+/// call by call, in arrival order, so that each call gets its own answers or its own exception: one caller's bad event
+/// fails only that caller.
 /// </para>
 /// <para>
 /// <b>Cancellation.</b> A call is cancelled by its token while it waits for room in the queue or in the queue itself:
@@ -51,6 +54,7 @@ public sealed class BatchingUsageEventStore : IUsageEventStore
     private readonly IUsageEventStore _inner;
     private readonly int _maxBatchSize;
     private readonly int _maxFlushes;
+    private readonly Func<Exception, bool>? _retryAlone;
     private readonly SemaphoreSlim _room;
     private readonly Lock _gate = new();
     private readonly LinkedList<Pending> _queue = new();
@@ -74,6 +78,7 @@ public sealed class BatchingUsageEventStore : IUsageEventStore
         _inner = inner;
         _maxBatchSize = options.MaxBatchSize;
         _maxFlushes = options.MaxConcurrentFlushes;
+        _retryAlone = options.RetryCallsAloneWhen;
         _room = new SemaphoreSlim(options.MaxQueuedCalls, options.MaxQueuedCalls);
     }
 
@@ -279,6 +284,15 @@ public sealed class BatchingUsageEventStore : IUsageEventStore
                 throw new InvalidOperationException($"The inner store answered {stored.Count} events of a batch of {events.Count}.");
             }
         }
+        catch (Exception e) when (batch.Count > 1 && _retryAlone is { } retryAlone && retryAlone(e))
+        {
+            foreach (var pending in batch)
+            {
+                await AppendAloneAsync(pending).ConfigureAwait(false);
+            }
+
+            return;
+        }
         catch (Exception e)
         {
             foreach (var pending in batch)
@@ -303,6 +317,31 @@ public sealed class BatchingUsageEventStore : IUsageEventStore
             offset += answers.Length;
             pending.Finish(answers, null);
         }
+    }
+
+    /// <summary>Appends one call's events on their own (after its batch failed) and finishes the call.</summary>
+    private async Task AppendAloneAsync(Pending pending)
+    {
+        bool[] answers;
+        try
+        {
+            var stored = await _inner.AppendAsync(pending.Events, CancellationToken.None).ConfigureAwait(false);
+            if (stored.Count != pending.Events.Count)
+            {
+                throw new InvalidOperationException($"The inner store answered {stored.Count} events of a batch of {pending.Events.Count}.");
+            }
+
+            answers = [.. stored];
+        }
+        catch (Exception e)
+        {
+            pending.Finish(null, e);
+            return;
+        }
+
+        Interlocked.Increment(ref _flushes);
+        Interlocked.Add(ref _events, answers.Length);
+        pending.Finish(answers, null);
     }
 
     private enum PendingState
@@ -370,11 +409,23 @@ public sealed class BatchingUsageEventStoreOptions
 
     /// <summary>The most calls waiting in the queue (default 10,000; ≥ 1); more callers wait for room.</summary>
     public int MaxQueuedCalls { get; init; } = 10_000;
+
+    /// <summary>
+    /// Which exceptions of a coalesced append of several calls make the decorator append each of those calls again on
+    /// its own (default null: none; every call of a failed batch fails with its exception).
+    /// </summary>
+    /// <remarks>
+    /// For failures caused by the events themselves (a value the database rejects), so that one caller's bad event
+    /// does not fail the callers it happened to share a batch with. Not for failures of the store (a lost connection):
+    /// trying each call again would only multiply the load on a store in trouble. The calls are appended one after the
+    /// other, in arrival order, within the failed flush; each gets its own answers or exception.
+    /// </remarks>
+    public Func<Exception, bool>? RetryCallsAloneWhen { get; init; }
 }
 
 /// <summary>Counts of a <see cref="BatchingUsageEventStore"/> since it was created.</summary>
 /// <param name="Calls">Calls of <see cref="BatchingUsageEventStore.AppendAsync"/> with at least one valid event.</param>
-/// <param name="Flushes">Coalesced appends written (successfully) to the inner store.</param>
+/// <param name="Flushes">Coalesced appends written (successfully) to the inner store, counting each call appended alone after its batch failed (<see cref="BatchingUsageEventStoreOptions.RetryCallsAloneWhen"/>) as one.</param>
 /// <param name="Events">Events in those appends.</param>
 /// <param name="DirectCalls">Calls with <see cref="BatchingUsageEventStoreOptions.MaxBatchSize"/> events or more, passed through on their own.</param>
 /// <param name="QueuedCalls">Calls waiting in the queue right now (not yet taken into a batch).</param>

@@ -148,6 +148,45 @@ public sealed class BatchingUsageEventStoreTests : IClassFixture<BatchingUsageEv
     }
 
     /// <summary>
+    /// With <see cref="BatchingUsageEventStoreOptions.RetryCallsAloneWhen"/> accepting the error, the same rejected batch
+    /// is appended again call by call, in arrival order: only the bad call fails; the others are stored and answered.
+    /// </summary>
+    [Fact]
+    public async Task A_failing_batch_is_retried_call_by_call_when_the_option_says_so()
+    {
+        var held = new HeldStore(await _database.Store.Value);
+        var retried = new ConcurrentQueue<Exception>();
+        var store = new BatchingUsageEventStore(held, new BatchingUsageEventStoreOptions
+        {
+            MaxConcurrentFlushes = 1,
+            RetryCallsAloneWhen = e =>
+            {
+                retried.Enqueue(e);
+                return e is BillingValidationException;
+            },
+        });
+        var customer = NewCustomer();
+        var release = held.HoldNext();
+        var before = store.AppendAsync([Event(customer, "before", 1)]).AsTask();
+        await held.Entered.WaitAsync(Patience);
+
+        var good1 = store.AppendAsync([Event(customer, "good1", 2), Event(customer, "twice", 3)]).AsTask();
+        var bad = store.AppendAsync([Event(new string('c', 300), "bad", 3)]).AsTask(); // customer ids have at most 255 characters
+        var good2 = store.AppendAsync([Event(customer, "twice", 4), Event(customer, "good2", 5)]).AsTask();
+        await WaitUntilAsync(() => store.Statistics.QueuedCalls == 3);
+        release();
+
+        Assert.Equal([true], await before);
+        Assert.Equal([true, true], await good1);
+        await Assert.ThrowsAsync<BillingValidationException>(() => bad);
+        Assert.Equal([false, true], await good2);
+        Assert.Single(retried); // asked once, for the batch of three; never for a call alone
+        Assert.Equal(["before", "good1", "good2", "twice"], (await store.ListAsync(Key(customer))).Select(e => e.IdempotencyKey).Order(StringComparer.Ordinal));
+        Assert.Equal([1, 5, 2, 1, 2], held.BatchSizes);
+        Assert.Equal(new BatchingUsageEventStoreStatistics(4, 3, 5, 0, 0), store.Statistics);
+    }
+
+    /// <summary>
     /// A call cancelled while queued throws and stores nothing, and leaves the other queued calls alone; a call whose
     /// batch is being written ignores its cancellation and gets its answers.
     /// </summary>
