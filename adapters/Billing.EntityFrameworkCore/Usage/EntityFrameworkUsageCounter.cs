@@ -376,6 +376,7 @@ public sealed class EntityFrameworkUsageCounter : IUsageCounter
         using var turn = await _db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
         await using var connection = await _db.OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
         await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var log = await _db.Log!.BeginWriteAsync(connection, tx, emptyLog: true, cancellationToken).ConfigureAwait(false);
         await using var statements = new SqliteStatements(_db, connection, tx);
         var results = new UsageCounterResult[batch.Length];
         for (var i = 0; i < batch.Length; i++)
@@ -384,6 +385,7 @@ public sealed class EntityFrameworkUsageCounter : IUsageCounter
         }
 
         await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        log.Committed(_db);
         return results;
     }
 
@@ -392,6 +394,7 @@ public sealed class EntityFrameworkUsageCounter : IUsageCounter
         using var turn = await _db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
         await using var connection = await _db.OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
         await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var log = await _db.Log!.BeginWriteAsync(connection, tx, emptyLog: true, cancellationToken).ConfigureAwait(false);
         var where = "customer_id = @customer AND meter_key = @meter AND period_start = @period";
         await using (var delete = new SqliteCommand($"DELETE FROM {_db.Events} WHERE {where} AND idempotency_key NOT IN (SELECT value FROM json_each(@keys))", connection, tx))
         {
@@ -457,6 +460,7 @@ public sealed class EntityFrameworkUsageCounter : IUsageCounter
         }
 
         await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        log.Committed(_db);
         return result;
     }
 

@@ -55,6 +55,8 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
     private readonly UsageDatabase _db;
     private readonly string _appendPostgreSql;
     private readonly string _appendSqlite;
+    private readonly string _appendSqliteLog;
+    private readonly string _completeSqlite;
     private readonly string _list;
     private readonly string _find;
     private readonly string _listCounters;
@@ -91,6 +93,16 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             SET appended = 1, subscription_id = excluded.subscription_id, properties = excluded.properties, acceptance_token = excluded.acceptance_token
             WHERE NOT usage_events.appended AND usage_events.meter_key = excluded.meter_key AND usage_events.period_start = excluded.period_start
             """;
+        _appendSqliteLog = $"""
+            INSERT INTO usage_event_log ({Columns})
+            SELECT @customer, @key, @meter, @period, @subscription, @quantity, @timestamp, @unique_value, @properties, @received_at, @acceptance_token
+            WHERE NOT EXISTS (SELECT 1 FROM {_db.Events} AS e WHERE e.customer_id = @customer AND e.idempotency_key = @key)
+            RETURNING seq
+            """;
+        _completeSqlite = $"""
+            UPDATE {_db.Events} SET appended = 1, subscription_id = @subscription, properties = @properties, acceptance_token = @acceptance_token
+            WHERE customer_id = @customer AND idempotency_key = @key AND NOT appended AND meter_key = @meter AND period_start = @period
+            """;
         var collate = _db.IsPostgreSql ? " COLLATE \"C\"" : string.Empty;
         _list = $"""
             SELECT {UsageDatabase.EventColumns} FROM {_db.Events} AS e
@@ -117,6 +129,13 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
 
     /// <summary>The migrator of this store's database (the usage tables arrive with version 3).</summary>
     public BillingMigrator Migrator => _db.Migrator;
+
+    /// <summary>This process's state of the SQLite database (the event log); null on PostgreSQL.</summary>
+    internal SqliteUsageLog? Log => _db.Log;
+
+    /// <summary>SQLite: moves every event of this process's log into usage_events now (as a read that needs them would).</summary>
+    internal Task MoveLogAsync(CancellationToken cancellationToken = default) =>
+        _db.Log is { } log ? log.BeforeReadAsync(_db, null, null, cancellationToken).AsTask() : Task.CompletedTask;
 
     /// <summary>Creates a store on PostgreSQL.</summary>
     /// <param name="connectionString">An Npgsql connection string.</param>
@@ -195,6 +214,21 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         ArgumentNullException.ThrowIfNull(idempotencyKey);
         try
         {
+            if (_db.Log is { } log)
+            {
+                if (log.IsActive)
+                {
+                    if (log.FindPending(customerId, idempotencyKey) is { } pending)
+                    {
+                        return pending;
+                    }
+                }
+                else
+                {
+                    await log.BeforeReadAsync(_db, null, null, cancellationToken).ConfigureAwait(false);
+                }
+            }
+
             await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
             await using var command = connection.CreateCommand();
             command.CommandText = _find;
@@ -226,6 +260,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         try
         {
             var listed = new List<StoredUsageEvent>();
+            await BeforeReadAsync(UsageDatabase.Utc(counter), null, cancellationToken).ConfigureAwait(false);
             await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
             await using var command = connection.CreateCommand();
             command.CommandText = _list;
@@ -251,6 +286,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         try
         {
             var counters = new List<UsageCounterKey>();
+            await BeforeReadAsync(null, start, cancellationToken).ConfigureAwait(false);
             await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
             await using var command = connection.CreateCommand();
             command.CommandText = _listCounters;
@@ -289,6 +325,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         var sql = _db.AggregateSql(aggregation);
         try
         {
+            await BeforeReadAsync(UsageDatabase.Utc(counter), null, cancellationToken).ConfigureAwait(false);
             await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
             await using var command = connection.CreateCommand();
             command.CommandText = sql;
@@ -357,6 +394,106 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         using var turn = await _db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
         await using var connection = await _db.OpenSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
         await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var log = await _db.Log!.BeginWriteAsync(connection, tx, emptyLog: false, cancellationToken).ConfigureAwait(false);
+        var inserted = log.UsesLog
+            ? await AppendSqliteLogAsync(send, connection, tx, log, cancellationToken).ConfigureAwait(false)
+            : await AppendSqliteDirectAsync(send, connection, tx, cancellationToken).ConfigureAwait(false);
+        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        log.Committed(_db);
+        for (var i = 0; i < send.Count; i++)
+        {
+            if (inserted[i])
+            {
+                results[send.PositionAt(i)] = true;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The owner of the log: a key in the log is taken; a key in usage_events is taken unless its row awaits its
+    /// append (the durable counter's), which is completed in place; any other key is appended to the log.
+    /// </summary>
+    private async Task<bool[]> AppendSqliteLogAsync(UsageAppendBatch send, SqliteConnection connection, SqliteTransaction tx, SqliteUsageLog.LogWrite log, CancellationToken cancellationToken)
+    {
+        await using var append = connection.CreateCommand();
+        append.Transaction = tx;
+        append.CommandText = _appendSqliteLog;
+        var customer = UsageDatabase.Parameter(append, "@customer", SqliteType.Text);
+        var key = UsageDatabase.Parameter(append, "@key", SqliteType.Text);
+        var meter = UsageDatabase.Parameter(append, "@meter", SqliteType.Text);
+        var period = UsageDatabase.Parameter(append, "@period", SqliteType.Integer);
+        var subscription = UsageDatabase.Parameter(append, "@subscription", SqliteType.Text);
+        var quantity = UsageDatabase.Parameter(append, "@quantity", SqliteType.Integer);
+        var timestamp = UsageDatabase.Parameter(append, "@timestamp", SqliteType.Integer);
+        var unique = UsageDatabase.Parameter(append, "@unique_value", SqliteType.Text);
+        var properties = UsageDatabase.Parameter(append, "@properties", SqliteType.Text);
+        var received = UsageDatabase.Parameter(append, "@received_at", SqliteType.Integer);
+        var token = UsageDatabase.Parameter(append, "@acceptance_token", SqliteType.Integer);
+        SqliteCommand? complete = null;
+        try
+        {
+            var inserted = new bool[send.Count];
+            for (var i = 0; i < send.Count; i++)
+            {
+                var e = send[i];
+                if (_db.Log!.IsPendingUnderTurn(e.Counter.CustomerId, e.IdempotencyKey))
+                {
+                    continue;
+                }
+
+                var json = UsageDatabase.SerializeProperties(e.Properties);
+                customer.Value = e.Counter.CustomerId;
+                key.Value = e.IdempotencyKey;
+                meter.Value = e.Counter.MeterKey;
+                period.Value = e.Counter.PeriodStart.UtcTicks;
+                subscription.Value = UsageDatabase.DbValue(e.SubscriptionId);
+                quantity.Value = e.Quantity;
+                timestamp.Value = e.Timestamp.UtcTicks;
+                unique.Value = UsageDatabase.DbValue(e.UniqueValue);
+                properties.Value = json;
+                received.Value = e.ReceivedAt.UtcTicks;
+                token.Value = e.AcceptanceToken is { } t ? t : DBNull.Value;
+                if (await append.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long seq)
+                {
+                    log.Added(seq, e, json);
+                    inserted[i] = true;
+                    continue;
+                }
+
+                // Stored in usage_events: complete a row the durable counter wrote for the same counter, else a duplicate.
+                if (complete is null)
+                {
+                    complete = connection.CreateCommand();
+                    complete.Transaction = tx;
+                    complete.CommandText = _completeSqlite;
+                    foreach (SqliteParameter p in append.Parameters)
+                    {
+                        complete.Parameters.Add(new SqliteParameter(p.ParameterName, p.SqliteType));
+                    }
+                }
+
+                for (var p = 0; p < append.Parameters.Count; p++)
+                {
+                    complete.Parameters[p].Value = append.Parameters[p].Value;
+                }
+
+                inserted[i] = await complete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
+            }
+
+            return inserted;
+        }
+        finally
+        {
+            if (complete is not null)
+            {
+                await complete.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Another process owns the log (or the database is older than version 9): straight into usage_events.</summary>
+    private async Task<bool[]> AppendSqliteDirectAsync(UsageAppendBatch send, SqliteConnection connection, SqliteTransaction tx, CancellationToken cancellationToken)
+    {
         await using var command = connection.CreateCommand();
         command.Transaction = tx;
         command.CommandText = _appendSqlite;
@@ -389,15 +526,12 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             inserted[i] = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
         }
 
-        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
-        for (var i = 0; i < send.Count; i++)
-        {
-            if (inserted[i])
-            {
-                results[send.PositionAt(i)] = true;
-            }
-        }
+        return inserted;
     }
+
+    /// <summary>SQLite: moves the log first when it may hold events the read must see.</summary>
+    private ValueTask BeforeReadAsync(UsageCounterKey? counter, DateTimeOffset? periodStart, CancellationToken cancellationToken) =>
+        _db.Log is { } log ? log.BeforeReadAsync(_db, counter, periodStart, cancellationToken) : ValueTask.CompletedTask;
 
     private async ValueTask<System.Data.Common.DbConnection> OpenAsync(CancellationToken cancellationToken) =>
         _db.IsPostgreSql

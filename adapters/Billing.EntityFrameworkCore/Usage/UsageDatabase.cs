@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Text.Json;
 using Billing.EntityFrameworkCore.Migrations;
@@ -20,13 +19,9 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// </summary>
 internal sealed class UsageDatabase
 {
-    /// <summary>Serializes this process's SQLite writers per database file (SQLite has one writer at a time anyway).</summary>
-    private static readonly ConcurrentDictionary<string, SemaphoreSlim> SqliteWriters = new(StringComparer.Ordinal);
-
     private static readonly IReadOnlyDictionary<string, string> NoProperties = new Dictionary<string, string>(StringComparer.Ordinal);
 
     private readonly string _connectionString;
-    private readonly SemaphoreSlim? _sqliteWriter;
 
     private UsageDatabase(BillingDatabaseProvider provider, string? schema, string connectionString, BillingMigrator migrator)
     {
@@ -40,9 +35,7 @@ internal sealed class UsageDatabase
         else
         {
             _connectionString = connectionString;
-            var file = new SqliteConnectionStringBuilder(connectionString).DataSource;
-            var key = string.IsNullOrEmpty(file) || file.StartsWith(':') ? connectionString : Path.GetFullPath(file);
-            _sqliteWriter = SqliteWriters.GetOrAdd(key, _ => new SemaphoreSlim(1, 1));
+            Log = SqliteUsageLog.For(connectionString);
         }
 
         var p = IsPostgreSql ? $"{schema}." : string.Empty;
@@ -58,6 +51,9 @@ internal sealed class UsageDatabase
     public string? Schema { get; }
 
     public BillingMigrator Migrator { get; }
+
+    /// <summary>This process's state of the SQLite database (writer turn, event log); null on PostgreSQL.</summary>
+    public SqliteUsageLog? Log { get; }
 
     /// <summary>The events table, schema-qualified on PostgreSQL.</summary>
     public string Events { get; }
@@ -147,8 +143,8 @@ internal sealed class UsageDatabase
     /// <summary>Takes this process's SQLite write turn for the database file; dispose the result to give it back.</summary>
     public async ValueTask<WriterTurn> EnterSqliteWriterAsync(CancellationToken cancellationToken)
     {
-        await _sqliteWriter!.WaitAsync(cancellationToken).ConfigureAwait(false);
-        return new WriterTurn(_sqliteWriter);
+        await Log!.Writer.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return new WriterTurn(Log.Writer);
     }
 
     /// <summary>
