@@ -42,7 +42,7 @@ internal sealed class SqliteUsageLog
     public const int DefaultMoveThreshold = 65_536;
 
     /// <summary>How many events (in key order) one move transaction takes (see <see cref="MoveChunk"/>).</summary>
-    public const int DefaultMoveChunk = 8_192;
+    public const int DefaultMoveChunk = 2_048;
 
     /// <summary>The columns an append writes, in the log and in usage_events.</summary>
     public const string Columns = "customer_id, idempotency_key, meter_key, period_start, subscription_id, quantity, timestamp, unique_value, properties, received_at, acceptance_token";
