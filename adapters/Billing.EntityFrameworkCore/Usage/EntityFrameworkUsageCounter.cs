@@ -22,7 +22,9 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// new total by the rules of <see cref="UsageCounterState"/> (Last from the counter's latest (timestamp, key), unique
 /// count by looking the value up in the counter's events), checks the hard limit, inserts the event with the total it
 /// produced and updates the counter. On SQLite a batch is one <c>BEGIN IMMEDIATE</c> transaction (writers are
-/// serialized) running the same steps. An over-limit event inserts nothing, so its key stays free. Two events with
+/// serialized) running the same steps; it first moves the usage event log (events
+/// <see cref="EntityFrameworkUsageEventStore"/> appended and has not moved into <c>usage_events</c> yet, migration 9)
+/// so that its key and unique-value checks see every event; so does <see cref="RebuildAsync"/>. An over-limit event inserts nothing, so its key stays free. Two events with
 /// one key racing on two meters of a customer end as one accepted and one duplicate: the table's unique key decides
 /// (<c>ON CONFLICT DO NOTHING</c>, then the stored row is read). A PostgreSQL deadlock or serialization failure rolls
 /// the whole batch back and it is run again (up to 5 times).
@@ -376,6 +378,7 @@ public sealed class EntityFrameworkUsageCounter : IUsageCounter
         using var turn = await _db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
         await using var connection = await _db.OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
         await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var log = await _db.Log!.BeginWriteAsync(connection, tx, emptyLog: true, cancellationToken).ConfigureAwait(false);
         await using var statements = new SqliteStatements(_db, connection, tx);
         var results = new UsageCounterResult[batch.Length];
         for (var i = 0; i < batch.Length; i++)
@@ -384,6 +387,7 @@ public sealed class EntityFrameworkUsageCounter : IUsageCounter
         }
 
         await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        log.Committed(_db);
         return results;
     }
 
@@ -392,6 +396,7 @@ public sealed class EntityFrameworkUsageCounter : IUsageCounter
         using var turn = await _db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
         await using var connection = await _db.OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
         await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var log = await _db.Log!.BeginWriteAsync(connection, tx, emptyLog: true, cancellationToken).ConfigureAwait(false);
         var where = "customer_id = @customer AND meter_key = @meter AND period_start = @period";
         await using (var delete = new SqliteCommand($"DELETE FROM {_db.Events} WHERE {where} AND idempotency_key NOT IN (SELECT value FROM json_each(@keys))", connection, tx))
         {
@@ -457,6 +462,7 @@ public sealed class EntityFrameworkUsageCounter : IUsageCounter
         }
 
         await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        log.Committed(_db);
         return result;
     }
 

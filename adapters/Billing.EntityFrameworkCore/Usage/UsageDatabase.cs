@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Text.Json;
 using Billing.EntityFrameworkCore.Migrations;
@@ -16,17 +15,14 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// <summary>
 /// The usage tables of one database: the provider, the schema, connections (plain ADO.NET on the connection string of
 /// the EF Core options, so a batch is one statement), the migrator and the error translation shared by the usage
-/// event store and the durable counter.
+/// event store and the durable counter; on SQLite this process's state of the file (<see cref="Log"/>: the writer
+/// turn and the event log in front of usage_events).
 /// </summary>
 internal sealed class UsageDatabase
 {
-    /// <summary>Serializes this process's SQLite writers per database file (SQLite has one writer at a time anyway).</summary>
-    private static readonly ConcurrentDictionary<string, SemaphoreSlim> SqliteWriters = new(StringComparer.Ordinal);
-
     private static readonly IReadOnlyDictionary<string, string> NoProperties = new Dictionary<string, string>(StringComparer.Ordinal);
 
     private readonly string _connectionString;
-    private readonly SemaphoreSlim? _sqliteWriter;
 
     private UsageDatabase(BillingDatabaseProvider provider, string? schema, string connectionString, BillingMigrator migrator)
     {
@@ -40,9 +36,7 @@ internal sealed class UsageDatabase
         else
         {
             _connectionString = connectionString;
-            var file = new SqliteConnectionStringBuilder(connectionString).DataSource;
-            var key = string.IsNullOrEmpty(file) || file.StartsWith(':') ? connectionString : Path.GetFullPath(file);
-            _sqliteWriter = SqliteWriters.GetOrAdd(key, _ => new SemaphoreSlim(1, 1));
+            Log = SqliteUsageLog.For(connectionString);
         }
 
         var p = IsPostgreSql ? $"{schema}." : string.Empty;
@@ -58,6 +52,9 @@ internal sealed class UsageDatabase
     public string? Schema { get; }
 
     public BillingMigrator Migrator { get; }
+
+    /// <summary>This process's state of the SQLite database (writer turn, event log); null on PostgreSQL.</summary>
+    public SqliteUsageLog? Log { get; }
 
     /// <summary>The events table, schema-qualified on PostgreSQL.</summary>
     public string Events { get; }
@@ -98,18 +95,24 @@ internal sealed class UsageDatabase
         OpenAsync(new SqliteConnection(_connectionString), cancellationToken);
 
     /// <summary>
-    /// A connection for a batch of usage writes: with a 32 MiB page cache (the default 2 MiB holds a few thousand of
+    /// A connection for a batch of usage writes: with a 64 MiB page cache (the default 2 MiB holds a few thousand of
     /// the random index pages a batch of keys touches) and an automatic checkpoint every 50,000 pages of write-ahead
     /// log (about 200 MiB) instead of 1,000, so a page written by many commits is copied back to the database once.
     /// Both are settings of the (pooled) connection; the log is still synced at every commit.
     /// </summary>
     /// <remarks>
-    /// Random inserts into the unique key and the counter index dirty about two pages per event, and a checkpoint
-    /// writes every page the log holds back into the database file: with 10,000 pages a benchmark of 1,000 customers
-    /// wrote 14.3 KB per event and ran 24.7k events/s, with 50,000 pages 11.2 KB and 32–34.5k events/s (SQLite alone,
-    /// fsync at every commit). The log file keeps the size it reached (about 200 MiB) after a checkpoint, and a
-    /// restart after a crash replays at most that much. Databases keep SQLite's 4,096-byte pages: 1,024-byte pages
-    /// halved the bytes written per event in the sample host's benchmark (6.5 against 13 KB) but not the time, and
+    /// Appends go to the usage event log (migration 9, <see cref="SqliteUsageLog"/>): a few new pages per group commit
+    /// instead of about two random index pages per event. The pages written per event are now those of the moves of
+    /// the log into usage_events: a move of a range of keys dirties the primary-key and counter-index leaves of that
+    /// range once (with 1,000 customers and 8 writers about 9,000 leaves for the whole key range, whatever the number
+    /// of events moved). The 64 MiB cache holds that working set: in single runs of the sample host's benchmark on the
+    /// busy shared machine a move of 8,192 events took 100–270 ms to insert with 32 MiB and about 45 ms with 128 MiB
+    /// (a smaller cache reads the index pages back from the file).
+    /// Before the log, with 10,000 pages of automatic checkpoint a benchmark of 1,000 customers wrote 14.3 KB per
+    /// event and ran 24.7k events/s, with 50,000 pages 11.2 KB and 32–34.5k events/s (SQLite alone, fsync at every
+    /// commit). The log file keeps the size it reached (about 200 MiB) after a checkpoint, and a restart after a crash
+    /// replays at most that much. Databases keep SQLite's 4,096-byte pages: 1,024-byte pages halved the bytes written
+    /// per event in the sample host's benchmark (6.5 against 13 KB, before the event log) but not the time, and
     /// raised its p99 by about 100 ms (a checkpoint of the same log copies four times as many pages).
     /// </remarks>
     public async ValueTask<SqliteConnection> OpenSqliteWriterAsync(CancellationToken cancellationToken)
@@ -118,7 +121,7 @@ internal sealed class UsageDatabase
         try
         {
             await using var pragma = connection.CreateCommand();
-            pragma.CommandText = "PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 50000;";
+            pragma.CommandText = "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 50000;";
             await pragma.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             return connection;
         }
@@ -147,8 +150,8 @@ internal sealed class UsageDatabase
     /// <summary>Takes this process's SQLite write turn for the database file; dispose the result to give it back.</summary>
     public async ValueTask<WriterTurn> EnterSqliteWriterAsync(CancellationToken cancellationToken)
     {
-        await _sqliteWriter!.WaitAsync(cancellationToken).ConfigureAwait(false);
-        return new WriterTurn(_sqliteWriter);
+        await Log!.Writer.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return new WriterTurn(Log.Writer);
     }
 
     /// <summary>

@@ -29,6 +29,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
         Assert.Equal("0006_usage_events_one_counter_index", BillingMigrator.Migrations[5].Name);
         Assert.Equal("0007_list_indexes", BillingMigrator.Migrations[6].Name);
         Assert.Equal("0008_usage_acceptance_token", BillingMigrator.Migrations[7].Name);
+        Assert.Equal("0009_usage_event_log", BillingMigrator.Migrations[8].Name);
     }
 
     /// <summary>An empty PostgreSQL schema gets every migration once; a second call applies nothing.</summary>
@@ -37,9 +38,9 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     {
         var store = EntityFrameworkBillingStore.ForPostgreSql(await _database.ConnectionString.Value, "mig_empty");
         Assert.Empty(await store.Migrator.GetAppliedVersionsAsync());
-        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8], await store.MigrateAsync());
+        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8, 9], await store.MigrateAsync());
         Assert.Empty(await store.MigrateAsync());
-        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8], await store.Migrator.GetAppliedVersionsAsync());
+        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8, 9], await store.Migrator.GetAppliedVersionsAsync());
         await using var session = await store.BeginAsync();
         Assert.Null(await session.Customers.GetAsync("cus_none"));
     }
@@ -50,9 +51,9 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     {
         var store = EntityFrameworkBillingStore.ForSqlite(TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile()));
         Assert.Empty(await store.Migrator.GetAppliedVersionsAsync());
-        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8], await store.MigrateAsync());
+        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8, 9], await store.MigrateAsync());
         Assert.Empty(await store.MigrateAsync());
-        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8], await store.Migrator.GetAppliedVersionsAsync());
+        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8, 9], await store.Migrator.GetAppliedVersionsAsync());
     }
 
     /// <summary>
@@ -72,7 +73,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
             await command.ExecuteNonQueryAsync();
         }
 
-        Assert.Equal([2, 3, 4, 5, 6, 7, 8], await store.MigrateAsync());
+        Assert.Equal([2, 3, 4, 5, 6, 7, 8, 9], await store.MigrateAsync());
         await AssertOldRowIsUsableAsync(store);
     }
 
@@ -95,7 +96,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
             await command.ExecuteNonQueryAsync();
         }
 
-        Assert.Equal([2, 3, 4, 5, 6, 7, 8], await store.MigrateAsync());
+        Assert.Equal([2, 3, 4, 5, 6, 7, 8, 9], await store.MigrateAsync());
         await AssertOldRowIsUsableAsync(store);
     }
 
@@ -106,7 +107,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
         var cs = await _database.ConnectionString.Value;
         var results = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() =>
             new BillingMigrator(new DbContextOptionsBuilder().UseNpgsql(cs).Options, "mig_race").MigrateAsync())));
-        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8], results.SelectMany(r => r).Order());
+        Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8, 9], results.SelectMany(r => r).Order());
         Assert.Single(results, r => r.Count > 0);
     }
 
