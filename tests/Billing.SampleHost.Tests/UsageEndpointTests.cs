@@ -52,6 +52,8 @@ public sealed class UsageEndpointTests(SampleHostFactory host) : IClassFixture<S
     [InlineData("""{"customerId":"cus_x","meter":"api_calls","quantity":-1,"idempotencyKey":"k"}""", "quantity")]
     [InlineData("""{"customerId":"cus_x","meter":"api_calls","quantity":1.5,"idempotencyKey":"k"}""", "quantity")]
     [InlineData("""{"customerId":"cus_x","meter":"api_calls","timestamp":"yesterday","idempotencyKey":"k"}""", "timestamp")]
+    [InlineData("""{"customerId":"cus_x","meter":"api_calls","idempotencyKey":"k\u0000"}""", "idempotencyKey")]
+    [InlineData("""{"customerId":"cus_x","meter":"api_calls","idempotencyKey":"k","properties":{"region":"eu\u0000"}}""", "properties")]
     public async Task Bad_events_are_validation_errors_naming_the_field(string body, string field)
     {
         var client = host.Client();

@@ -23,13 +23,13 @@ internal sealed class UsageEventRequest
 
     public Dictionary<string, string>? Properties { get; init; }
 
-    private static readonly string IdempotencyKeyMessage = $"idempotencyKey is required: 1 to {UsageCounterEvents.MaxIdempotencyKeyLength} characters.";
+    private static readonly string IdempotencyKeyMessage = $"idempotencyKey is required: 1 to {UsageCounterEvents.MaxIdempotencyKeyLength} characters, none of them NUL (U+0000).";
     private static readonly string MeterMessage = $"meter is required: 1 to {Billing.Usage.Meter.MaxKeyLength} characters a-z, 0-9, '_', '-', '.'.";
-    private static readonly string PropertiesMessage = $"At most {UsageEventInput.MaxProperties} properties; keys and values are strings of up to {UsageEventInput.MaxPropertyLength} characters.";
+    private static readonly string PropertiesMessage = $"At most {UsageEventInput.MaxProperties} properties; keys and values are strings of up to {UsageEventInput.MaxPropertyLength} characters without NUL (U+0000).";
 
     /// <summary>Whether <see cref="Check"/> would find nothing (no strings built: the batch checks every event with it first).</summary>
     public bool IsValid() =>
-        IdempotencyKey is { Length: >= 1 and <= UsageCounterEvents.MaxIdempotencyKeyLength }
+        UsageEventInput.IsValidIdempotencyKey(IdempotencyKey)
         && (CustomerId is not null || SubscriptionId is not null)
         && (CustomerId is null || Validation.Id(CustomerId))
         && (SubscriptionId is null || Validation.Id(SubscriptionId))
@@ -40,7 +40,7 @@ internal sealed class UsageEventRequest
     /// <summary>The host's checks (the engine checks the rest and names the field too).</summary>
     public void Check(FieldErrors errors, string prefix)
     {
-        errors.Check(IdempotencyKey is { Length: >= 1 and <= UsageCounterEvents.MaxIdempotencyKeyLength }, prefix + "idempotencyKey", IdempotencyKeyMessage);
+        errors.Check(UsageEventInput.IsValidIdempotencyKey(IdempotencyKey), prefix + "idempotencyKey", IdempotencyKeyMessage);
         errors.Check(CustomerId is not null || SubscriptionId is not null, prefix + "customerId", "Give customerId, subscriptionId or both.");
         errors.Check(CustomerId is null || Validation.Id(CustomerId), prefix + "customerId", "customerId is a customer id.");
         errors.Check(SubscriptionId is null || Validation.Id(SubscriptionId), prefix + "subscriptionId", "subscriptionId is a subscription id.");
@@ -63,7 +63,7 @@ internal sealed class UsageEventRequest
 
         foreach (var (key, value) in Properties)
         {
-            if (key.Length is < 1 or > UsageEventInput.MaxPropertyLength || value is null || value.Length > UsageEventInput.MaxPropertyLength)
+            if (!UsageEventInput.IsValidProperty(key, value))
             {
                 return false;
             }

@@ -576,9 +576,9 @@ public sealed class UsageMeteringService
         }
 
         var key = input.IdempotencyKey ?? "";
-        if (string.IsNullOrEmpty(input.IdempotencyKey) || input.IdempotencyKey.Length > UsageCounterEvents.MaxIdempotencyKeyLength)
+        if (!UsageEventInput.IsValidIdempotencyKey(input.IdempotencyKey))
         {
-            return UsageIngestResult.Rejected(key, "validation_error", $"An idempotency key has 1 to {UsageCounterEvents.MaxIdempotencyKeyLength} characters.", "idempotency_key");
+            return UsageIngestResult.Rejected(key, "validation_error", $"An idempotency key has 1 to {UsageCounterEvents.MaxIdempotencyKeyLength} characters, none of them NUL (U+0000).", "idempotency_key");
         }
 
         if (input.CustomerId is null && input.SubscriptionId is null)
@@ -596,9 +596,9 @@ public sealed class UsageMeteringService
             return UsageIngestResult.Rejected(key, "validation_error", "A quantity is a whole number ≥ 0.", "quantity");
         }
 
-        if (input.Properties is { } properties && (properties.Count > UsageEventInput.MaxProperties || properties.Any(p => p.Key.Length is 0 or > UsageEventInput.MaxPropertyLength || p.Value is null || p.Value.Length > UsageEventInput.MaxPropertyLength)))
+        if (input.Properties is { } properties && (properties.Count > UsageEventInput.MaxProperties || properties.Any(p => !UsageEventInput.IsValidProperty(p.Key, p.Value))))
         {
-            return UsageIngestResult.Rejected(key, "validation_error", $"At most {UsageEventInput.MaxProperties} properties, keys and values of up to {UsageEventInput.MaxPropertyLength} characters.", "properties");
+            return UsageIngestResult.Rejected(key, "validation_error", $"At most {UsageEventInput.MaxProperties} properties, keys and values of up to {UsageEventInput.MaxPropertyLength} characters without NUL (U+0000).", "properties");
         }
 
         return null;

@@ -94,9 +94,11 @@ public sealed class UsageMeteringServiceTests
             new UsageEventInput { CustomerId = customer, MeterKey = "users", Timestamp = Utc(2025, 1, 9), IdempotencyKey = "u1" },
             new UsageEventInput { CustomerId = customer, MeterKey = "users", Timestamp = Utc(2025, 1, 9), IdempotencyKey = "u2", Properties = new Dictionary<string, string> { ["user"] = "ada" } },
             Call(customer, "b5", 1, Utc(2025, 1, 9)),
+            Call(customer, "b6\0", 1, Utc(2025, 1, 9)),
+            Call(customer, "b7", 1, Utc(2025, 1, 9)) with { Properties = new Dictionary<string, string> { ["region"] = "eu\0" } },
         ]);
         Assert.Equal(
-            ["accepted", "validation_error:quantity", "duplicate", "no_subscription_for_meter:meter", "customer_not_found:customer", "validation_error:properties.user", "accepted", "accepted"],
+            ["accepted", "validation_error:quantity", "duplicate", "no_subscription_for_meter:meter", "customer_not_found:customer", "validation_error:properties.user", "accepted", "accepted", "validation_error:idempotency_key", "validation_error:properties"],
             results.Select(r => r.Status switch
             {
                 UsageIngestStatus.Accepted => "accepted",
