@@ -52,7 +52,7 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// map; the durable counter moves the whole log before it checks keys. After a crash the next owner moves the rows
 /// it finds in the log before anything else. In the sample host's benchmark (1,000 customers, 8 writers × 100
 /// events, in-memory counters, quiet 2-core machine, about 2 million events in <c>usage_events</c> by the end) the
-/// host wrote 2.5–2.9 KB per accepted event instead of 13.1 KB and took 41.6k–48.0k events/s instead of 19.4k–24.2k.
+/// host wrote 2.5–5.1 KB per accepted event instead of 13.1 KB and took 31k–48k events/s instead of 19.4k–24.2k.
 /// The saving depends on how many events a move takes compared with the pages of the primary key: when
 /// <c>usage_events</c> holds far more events than a move (hundreds of millions), a chunk's keys fall on different pages
 /// again and a move writes about one page per event, still off the requests' path. Measure with
