@@ -458,17 +458,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         await using var append = connection.CreateCommand();
         append.Transaction = tx;
         append.CommandText = _appendSqliteLog;
-        var customer = UsageDatabase.Parameter(append, "@customer", SqliteType.Text);
-        var key = UsageDatabase.Parameter(append, "@key", SqliteType.Text);
-        var meter = UsageDatabase.Parameter(append, "@meter", SqliteType.Text);
-        var period = UsageDatabase.Parameter(append, "@period", SqliteType.Integer);
-        var subscription = UsageDatabase.Parameter(append, "@subscription", SqliteType.Text);
-        var quantity = UsageDatabase.Parameter(append, "@quantity", SqliteType.Integer);
-        var timestamp = UsageDatabase.Parameter(append, "@timestamp", SqliteType.Integer);
-        var unique = UsageDatabase.Parameter(append, "@unique_value", SqliteType.Text);
-        var properties = UsageDatabase.Parameter(append, "@properties", SqliteType.Text);
-        var received = UsageDatabase.Parameter(append, "@received_at", SqliteType.Integer);
-        var token = UsageDatabase.Parameter(append, "@acceptance_token", SqliteType.Integer);
+        var parameters = new SqliteEventParameters(append);
         SqliteCommand? complete = null;
         try
         {
@@ -481,18 +471,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
                     continue;
                 }
 
-                var json = UsageDatabase.SerializeProperties(e.Properties);
-                customer.Value = e.Counter.CustomerId;
-                key.Value = e.IdempotencyKey;
-                meter.Value = e.Counter.MeterKey;
-                period.Value = e.Counter.PeriodStart.UtcTicks;
-                subscription.Value = UsageDatabase.DbValue(e.SubscriptionId);
-                quantity.Value = e.Quantity;
-                timestamp.Value = e.Timestamp.UtcTicks;
-                unique.Value = UsageDatabase.DbValue(e.UniqueValue);
-                properties.Value = json;
-                received.Value = e.ReceivedAt.UtcTicks;
-                token.Value = e.AcceptanceToken is { } t ? t : DBNull.Value;
+                var json = parameters.Bind(e);
                 if (await append.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long seq)
                 {
                     log.Added(seq, e, json);
@@ -537,32 +516,12 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         await using var command = connection.CreateCommand();
         command.Transaction = tx;
         command.CommandText = _appendSqlite;
-        var customer = UsageDatabase.Parameter(command, "@customer", SqliteType.Text);
-        var key = UsageDatabase.Parameter(command, "@key", SqliteType.Text);
-        var meter = UsageDatabase.Parameter(command, "@meter", SqliteType.Text);
-        var period = UsageDatabase.Parameter(command, "@period", SqliteType.Integer);
-        var subscription = UsageDatabase.Parameter(command, "@subscription", SqliteType.Text);
-        var quantity = UsageDatabase.Parameter(command, "@quantity", SqliteType.Integer);
-        var timestamp = UsageDatabase.Parameter(command, "@timestamp", SqliteType.Integer);
-        var unique = UsageDatabase.Parameter(command, "@unique_value", SqliteType.Text);
-        var properties = UsageDatabase.Parameter(command, "@properties", SqliteType.Text);
-        var received = UsageDatabase.Parameter(command, "@received_at", SqliteType.Integer);
-        var token = UsageDatabase.Parameter(command, "@acceptance_token", SqliteType.Integer);
+        var parameters = new SqliteEventParameters(command);
         var inserted = new bool[send.Count];
         for (var i = 0; i < send.Count; i++)
         {
             var e = send[i];
-            customer.Value = e.Counter.CustomerId;
-            key.Value = e.IdempotencyKey;
-            meter.Value = e.Counter.MeterKey;
-            period.Value = e.Counter.PeriodStart.UtcTicks;
-            subscription.Value = UsageDatabase.DbValue(e.SubscriptionId);
-            quantity.Value = e.Quantity;
-            timestamp.Value = e.Timestamp.UtcTicks;
-            unique.Value = UsageDatabase.DbValue(e.UniqueValue);
-            properties.Value = UsageDatabase.SerializeProperties(e.Properties);
-            received.Value = e.ReceivedAt.UtcTicks;
-            token.Value = e.AcceptanceToken is { } t ? t : DBNull.Value;
+            parameters.Bind(e);
             inserted[i] = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
         }
 
@@ -616,6 +575,57 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
     {
         ArgumentNullException.ThrowIfNull(counter.CustomerId);
         ArgumentNullException.ThrowIfNull(counter.MeterKey);
+    }
+
+    /// <summary>The parameters of one event on a SQLite append command, in column order.</summary>
+    private sealed class SqliteEventParameters
+    {
+        private readonly SqliteParameter _customer;
+        private readonly SqliteParameter _key;
+        private readonly SqliteParameter _meter;
+        private readonly SqliteParameter _period;
+        private readonly SqliteParameter _subscription;
+        private readonly SqliteParameter _quantity;
+        private readonly SqliteParameter _timestamp;
+        private readonly SqliteParameter _unique;
+        private readonly SqliteParameter _properties;
+        private readonly SqliteParameter _received;
+        private readonly SqliteParameter _token;
+
+        /// <summary>Adds the parameters to the command.</summary>
+        public SqliteEventParameters(SqliteCommand command)
+        {
+            _customer = UsageDatabase.Parameter(command, "@customer", SqliteType.Text);
+            _key = UsageDatabase.Parameter(command, "@key", SqliteType.Text);
+            _meter = UsageDatabase.Parameter(command, "@meter", SqliteType.Text);
+            _period = UsageDatabase.Parameter(command, "@period", SqliteType.Integer);
+            _subscription = UsageDatabase.Parameter(command, "@subscription", SqliteType.Text);
+            _quantity = UsageDatabase.Parameter(command, "@quantity", SqliteType.Integer);
+            _timestamp = UsageDatabase.Parameter(command, "@timestamp", SqliteType.Integer);
+            _unique = UsageDatabase.Parameter(command, "@unique_value", SqliteType.Text);
+            _properties = UsageDatabase.Parameter(command, "@properties", SqliteType.Text);
+            _received = UsageDatabase.Parameter(command, "@received_at", SqliteType.Integer);
+            _token = UsageDatabase.Parameter(command, "@acceptance_token", SqliteType.Integer);
+        }
+
+        /// <summary>Sets the parameters to an event.</summary>
+        /// <returns>The event's properties as the JSON text bound.</returns>
+        public string Bind(StoredUsageEvent e)
+        {
+            var json = UsageDatabase.SerializeProperties(e.Properties);
+            _customer.Value = e.Counter.CustomerId;
+            _key.Value = e.IdempotencyKey;
+            _meter.Value = e.Counter.MeterKey;
+            _period.Value = e.Counter.PeriodStart.UtcTicks;
+            _subscription.Value = UsageDatabase.DbValue(e.SubscriptionId);
+            _quantity.Value = e.Quantity;
+            _timestamp.Value = e.Timestamp.UtcTicks;
+            _unique.Value = UsageDatabase.DbValue(e.UniqueValue);
+            _properties.Value = json;
+            _received.Value = e.ReceivedAt.UtcTicks;
+            _token.Value = e.AcceptanceToken is { } t ? t : DBNull.Value;
+            return json;
+        }
     }
 
     /// <summary>The store's own appends, for the group commit (reads are never sent here).</summary>

@@ -14,6 +14,8 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
+using static Billing.EntityFrameworkCore.Tests.Support.GroupCommitEvents;
+
 namespace Billing.EntityFrameworkCore.Tests.Usage;
 
 /// <summary>
@@ -27,9 +29,6 @@ namespace Billing.EntityFrameworkCore.Tests.Usage;
 /// </remarks>
 public sealed class BatchingUsageEventStoreTests : IClassFixture<BatchingUsageEventStoreTests.Database>
 {
-    private static readonly DateTimeOffset PeriodStart = new(2025, 3, 1, 0, 0, 0, TimeSpan.Zero);
-    private static readonly DateTimeOffset Received = new(2025, 3, 10, 12, 0, 0, TimeSpan.Zero);
-    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
     private readonly Database _database;
 
     /// <summary>Creates the test class.</summary>
@@ -357,32 +356,6 @@ public sealed class BatchingUsageEventStoreTests : IClassFixture<BatchingUsageEv
         Assert.All(stored, e => Assert.Equal("test", e.Properties["caller"])); // every counted row was completed by its append
         Assert.True(batching.Statistics.Flushes < batching.Statistics.Calls);
     }
-
-    /// <summary>A fixed pseudo-random number in [0, <paramref name="range"/>) for <paramref name="i"/> (Knuth's multiplicative hash).</summary>
-    private static int Scatter(int i, int range) => (int)(unchecked((uint)i * 2654435761u) % (uint)range);
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + Patience;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "The calls did not get queued in time.");
-            await Task.Delay(5);
-        }
-    }
-
-    private static string NewCustomer() => "cus_" + Guid.NewGuid().ToString("N")[..16];
-
-    private static UsageCounterKey Key(string customer) => new(customer, "api_calls", PeriodStart);
-
-    private static StoredUsageEvent Event(string customer, string key, long quantity) => new()
-    {
-        Counter = Key(customer),
-        Quantity = quantity,
-        IdempotencyKey = key,
-        Timestamp = PeriodStart.AddDays(1),
-        ReceivedAt = Received,
-    };
 
     /// <summary>
     /// Passes appends to the real store and records their sizes; after <see cref="HoldNext"/>, the next append waits

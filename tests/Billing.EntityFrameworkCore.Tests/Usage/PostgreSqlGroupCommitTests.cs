@@ -4,6 +4,8 @@ using Billing.EntityFrameworkCore.Usage;
 using Billing.Usage;
 using Npgsql;
 
+using static Billing.EntityFrameworkCore.Tests.Support.GroupCommitEvents;
+
 namespace Billing.EntityFrameworkCore.Tests.Usage;
 
 /// <summary>
@@ -19,9 +21,6 @@ namespace Billing.EntityFrameworkCore.Tests.Usage;
 /// </remarks>
 public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCommitTests.Database>
 {
-    private static readonly DateTimeOffset PeriodStart = new(2025, 3, 1, 0, 0, 0, TimeSpan.Zero);
-    private static readonly DateTimeOffset Received = new(2025, 3, 10, 12, 0, 0, TimeSpan.Zero);
-    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
     private readonly Database _database;
 
     /// <summary>Creates the test class.</summary>
@@ -199,32 +198,6 @@ public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCo
         command.Parameters.AddWithValue("pid", pid);
         Assert.True((bool)(await command.ExecuteScalarAsync())!);
     }
-
-    /// <summary>A fixed pseudo-random number in [0, <paramref name="range"/>) for <paramref name="i"/> (Knuth's multiplicative hash).</summary>
-    private static int Scatter(int i, int range) => (int)(unchecked((uint)i * 2654435761u) % (uint)range);
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + Patience;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "The calls did not get queued in time.");
-            await Task.Delay(5);
-        }
-    }
-
-    private static string NewCustomer() => "cus_" + Guid.NewGuid().ToString("N")[..16];
-
-    private static UsageCounterKey Key(string customer) => new(customer, "api_calls", PeriodStart);
-
-    private static StoredUsageEvent Event(string customer, string key, long quantity) => new()
-    {
-        Counter = Key(customer),
-        Quantity = quantity,
-        IdempotencyKey = key,
-        Timestamp = PeriodStart.AddDays(1),
-        ReceivedAt = Received,
-    };
 
     /// <summary>One PostgreSQL database for the class; a migrated schema per store.</summary>
     public sealed class Database

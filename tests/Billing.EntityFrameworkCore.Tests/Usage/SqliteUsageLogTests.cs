@@ -15,6 +15,15 @@ namespace Billing.EntityFrameworkCore.Tests.Usage;
 /// </summary>
 public sealed class SqliteUsageLogTests
 {
+    /// <summary>A new SQLite database and a store whose log is never moved in the background (moves only when a test asks).</summary>
+    private static async Task<(string ConnectionString, EntityFrameworkUsageEventStore Store)> NewStoreWithoutMovesAsync()
+    {
+        var cs = await UsageDatabases.NewSqliteAsync();
+        var store = EntityFrameworkUsageEventStore.ForSqlite(cs);
+        store.Log!.MoveThreshold = int.MaxValue;
+        return (cs, store);
+    }
+
     private static readonly DateTimeOffset March = new(2025, 3, 1, 0, 0, 0, TimeSpan.Zero);
     private static readonly DateTimeOffset Now = new(2025, 3, 10, 12, 0, 0, TimeSpan.Zero);
     private static readonly MeterAggregation[] Aggregations = [MeterAggregation.Sum, MeterAggregation.Count, MeterAggregation.Max, MeterAggregation.Last];
@@ -26,9 +35,7 @@ public sealed class SqliteUsageLogTests
     [Fact]
     public async Task Appends_in_the_log_survive_a_restart_and_keep_their_keys()
     {
-        var cs = await UsageDatabases.NewSqliteAsync();
-        var store = EntityFrameworkUsageEventStore.ForSqlite(cs);
-        store.Log!.MoveThreshold = int.MaxValue;
+        var (cs, store) = await NewStoreWithoutMovesAsync();
         var key = new UsageCounterKey("cus_1", "api_calls", March);
         var events = Enumerable.Range(0, 50).Select(i => Stored(key, $"e{i:D3}", i + 1)).ToList();
         Assert.All(await store.AppendAsync(events), Assert.True);
@@ -48,9 +55,7 @@ public sealed class SqliteUsageLogTests
     [Fact]
     public async Task After_a_restart_the_first_append_moves_the_leftovers_before_checking_keys()
     {
-        var cs = await UsageDatabases.NewSqliteAsync();
-        var store = EntityFrameworkUsageEventStore.ForSqlite(cs);
-        store.Log!.MoveThreshold = int.MaxValue;
+        var (cs, store) = await NewStoreWithoutMovesAsync();
         var key = new UsageCounterKey("cus_1", "api_calls", March);
         Assert.Equal([true, true], await store.AppendAsync([Stored(key, "a", 1), Stored(key, "b", 2)]));
         await SqliteUsageLog.ForgetAsync(cs);
@@ -66,9 +71,7 @@ public sealed class SqliteUsageLogTests
     [Fact]
     public async Task Duplicates_of_pending_and_of_moved_keys_are_not_stored()
     {
-        var cs = await UsageDatabases.NewSqliteAsync();
-        var store = EntityFrameworkUsageEventStore.ForSqlite(cs);
-        store.Log!.MoveThreshold = int.MaxValue;
+        var (cs, store) = await NewStoreWithoutMovesAsync();
         var key = new UsageCounterKey("cus_1", "api_calls", March);
         var original = Stored(key, "e1", 4) with { SubscriptionId = "sub_1", UniqueValue = "u", Properties = new Dictionary<string, string> { ["region"] = "eu" }, AcceptanceToken = 77 };
         Assert.Equal([true], await store.AppendAsync([original]));
@@ -97,9 +100,7 @@ public sealed class SqliteUsageLogTests
     [Fact]
     public async Task Reads_right_after_appends_see_every_event()
     {
-        var cs = await UsageDatabases.NewSqliteAsync();
-        var store = EntityFrameworkUsageEventStore.ForSqlite(cs);
-        store.Log!.MoveThreshold = int.MaxValue;
+        var (cs, store) = await NewStoreWithoutMovesAsync();
         var a = new UsageCounterKey("cus_a", "api_calls", March);
         var b = new UsageCounterKey("cus_b", "api_calls", March);
         var april = new UsageCounterKey("cus_a", "api_calls", March.AddMonths(1));
@@ -191,9 +192,7 @@ public sealed class SqliteUsageLogTests
     [Fact]
     public async Task A_process_without_the_log_moves_it_and_writes_directly()
     {
-        var cs = await UsageDatabases.NewSqliteAsync();
-        var owner = EntityFrameworkUsageEventStore.ForSqlite(cs);
-        owner.Log!.MoveThreshold = int.MaxValue;
+        var (cs, owner) = await NewStoreWithoutMovesAsync();
         var key = new UsageCounterKey("cus_1", "api_calls", March);
         Assert.Equal([true, true], await owner.AppendAsync([Stored(key, "a", 1), Stored(key, "b", 2)]));
         await SqliteUsageLog.ForgetAsync(cs); // the owner's process ends...
