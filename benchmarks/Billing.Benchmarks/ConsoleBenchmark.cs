@@ -63,6 +63,17 @@ internal static class ConsoleBenchmark
         }
     }
 
+    /// <summary>A redis-server's user plus system CPU seconds so far (<c>INFO cpu</c>, i.e. getrusage).</summary>
+    public static async Task<double> RedisCpuSecondsAsync(Billing.Testing.Servers.LocalRedisServer server)
+    {
+        var info = (string)(await server.ExecuteAsync("INFO", "cpu").ConfigureAwait(false))!;
+        return double.Parse(InfoField(info, "used_cpu_user"), CultureInfo.InvariantCulture) + double.Parse(InfoField(info, "used_cpu_sys"), CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>The value of a field of a Redis <c>INFO</c> answer.</summary>
+    public static string InfoField(string info, string name) =>
+        info.Split('\n').Select(l => l.TrimEnd('\r')).First(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..];
+
     /// <summary>
     /// CPU time of the PostgreSQL server listening on <paramref name="port"/> on this machine only (other servers may be
     /// running): the postmaster, its live children (backends, background workers) and its reaped children; null when no

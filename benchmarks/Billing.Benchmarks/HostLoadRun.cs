@@ -368,14 +368,16 @@ internal static class HostLoadRun
         var hostCpuSeconds = (HostCpu() - hostCpu).TotalSeconds;
         var hostCpuPercent = hostCpuSeconds / elapsed.TotalSeconds * 100;
         var totalEvents = done.Sum(d => d.events);
-        var clientCpuPercent = (Process.GetCurrentProcess().TotalProcessorTime - clientCpu).TotalSeconds / elapsed.TotalSeconds * 100;
-        var machinePercent = (MachineBusy() - machine).TotalSeconds / elapsed.TotalSeconds / Environment.ProcessorCount * 100;
+        var clientSeconds = (Process.GetCurrentProcess().TotalProcessorTime - clientCpu).TotalSeconds;
+        var machineSeconds = (MachineBusy() - machine).TotalSeconds;
+        var clientCpuPercent = clientSeconds / elapsed.TotalSeconds * 100;
+        var machinePercent = machineSeconds / elapsed.TotalSeconds / Environment.ProcessorCount * 100;
         var written = WriteBytes(host.Id) - hostWrites;
         var postgresSeconds = postgres is not null && PostgresCpu(postgres.Port) is { } pgAfter && postgresCpu is { } pgBefore ? (pgAfter - pgBefore).TotalSeconds : (double?)null;
         var redisSeconds = await RedisCpuAsync(redis).ConfigureAwait(false) - redisCpu;
-        var split = CpuSplit(totalEvents, elapsed, hostCpuSeconds, postgresSeconds, redis is null ? null : redisSeconds, (Process.GetCurrentProcess().TotalProcessorTime - clientCpu).TotalSeconds, (MachineBusy() - machine).TotalSeconds);
+        var split = CpuSplit(totalEvents, elapsed, hostCpuSeconds, postgresSeconds, redis is null ? null : redisSeconds, clientSeconds, machineSeconds);
         return new UsageResult(
-            done.Sum(d => d.events) / elapsed.TotalSeconds,
+            totalEvents / elapsed.TotalSeconds,
             done.Sum(d => d.requests),
             elapsed,
             Percentile(all, 0.50),
@@ -400,18 +402,9 @@ internal static class HostLoadRun
         }
     }
 
-    /// <summary>The redis-server's user plus system CPU seconds so far (<c>INFO cpu</c>); 0 without a server.</summary>
-    private static async Task<double> RedisCpuAsync(LocalRedisServer? redis)
-    {
-        if (redis is null)
-        {
-            return 0;
-        }
-
-        var info = (string)(await redis.ExecuteAsync("INFO", "cpu").ConfigureAwait(false))!;
-        return info.Split('\n').Select(l => l.Trim().Split(':')).Where(f => f.Length == 2 && f[0] is "used_cpu_user" or "used_cpu_sys")
-            .Sum(f => double.Parse(f[1], CultureInfo.InvariantCulture));
-    }
+    /// <summary>The redis-server's user plus system CPU seconds so far; 0 without a server.</summary>
+    private static async Task<double> RedisCpuAsync(LocalRedisServer? redis) =>
+        redis is null ? 0 : await RedisCpuSecondsAsync(redis).ConfigureAwait(false);
 
     /// <summary>The machine's busy CPU per event, split by process: host, PostgreSQL (postmaster and children), redis-server,
     /// this load client, and the rest (kernel threads, other processes; the machine's busy time minus the others).</summary>

@@ -51,7 +51,7 @@ internal static class RedisRun
             BatchMode = settings.BatchMode,
             CoalesceRecords = settings.Coalesce,
         }).ConfigureAwait(false);
-        var version = Field((string)(await server.ExecuteAsync("INFO", "server").ConfigureAwait(false))!, "redis_version");
+        var version = InfoField((string)(await server.ExecuteAsync("INFO", "server").ConfigureAwait(false))!, "redis_version");
         Console.WriteLine(Invariant($"redis-server {version} on {server.EndPoint} (one server for every phase); StackExchange.Redis {typeof(StackExchange.Redis.ConnectionMultiplexer).Assembly.GetName().Version}"));
 
         var command = counter.RecordCommandFor(SingleEvent("rb:__rand_int__", settings.Limit));
@@ -328,9 +328,8 @@ internal static class RedisRun
 
     private static async Task<ServerSample> SampleAsync(LocalRedisServer server)
     {
-        var cpu = (string)(await server.ExecuteAsync("INFO", "cpu").ConfigureAwait(false))!;
+        var seconds = await RedisCpuSecondsAsync(server).ConfigureAwait(false);
         var stats = (string)(await server.ExecuteAsync("INFO", "commandstats").ConfigureAwait(false))!;
-        var seconds = double.Parse(Field(cpu, "used_cpu_user"), CultureInfo.InvariantCulture) + double.Parse(Field(cpu, "used_cpu_sys"), CultureInfo.InvariantCulture);
         return new ServerSample(seconds, Calls(stats, "evalsha") + Calls(stats, "eval"));
 
         static long Calls(string stats, string command)
@@ -350,9 +349,6 @@ internal static class RedisRun
             var perCall = double.Parse(l.Split("usec_per_call=")[1].Split(',')[0], CultureInfo.InvariantCulture);
             return Invariant($"{name} {(double)calls / events:0.000} ({perCall:0.00} µs)");
         }));
-
-    private static string Field(string info, string name) =>
-        info.Split('\n').Select(l => l.TrimEnd('\r')).First(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..];
 
     private static string Quote(string arg) => arg.Any(c => c is ' ' or '{' or '}' or '$' or '\'' or '"') || arg.Length == 0 ? "'" + arg.Replace("'", "'\\''", StringComparison.Ordinal) + "'" : arg;
 

@@ -375,28 +375,27 @@ public sealed class EntityFrameworkUsageCounter : IUsageCounter
 
     private async Task<UsageCounterResult[]> RecordSqliteAsync(UsageCounterEvent[] batch, CancellationToken cancellationToken)
     {
-        using var turn = await _db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
-        await using var connection = await _db.OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
-        await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        var log = await _db.Log!.BeginWriteAsync(connection, tx, emptyLog: true, cancellationToken).ConfigureAwait(false);
-        await using var statements = new SqliteStatements(_db, connection, tx);
-        var results = new UsageCounterResult[batch.Length];
-        for (var i = 0; i < batch.Length; i++)
-        {
-            results[i] = await statements.RecordAsync(batch[i], cancellationToken).ConfigureAwait(false);
-        }
+        return await _db.WriteSqliteAsync(
+            emptyLog: true,
+            async (connection, tx, _) =>
+            {
+                await using var statements = new SqliteStatements(_db, connection, tx);
+                var results = new UsageCounterResult[batch.Length];
+                for (var i = 0; i < batch.Length; i++)
+                {
+                    results[i] = await statements.RecordAsync(batch[i], cancellationToken).ConfigureAwait(false);
+                }
 
-        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
-        log.Committed(_db);
-        return results;
+                return results;
+            },
+            cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<long> RebuildSqliteAsync(UsageCounterKey counter, string aggregateSql, List<(UsageCounterEvent Event, long TotalAfter)> list, CancellationToken cancellationToken)
+    private Task<long> RebuildSqliteAsync(UsageCounterKey counter, string aggregateSql, List<(UsageCounterEvent Event, long TotalAfter)> list, CancellationToken cancellationToken) =>
+        _db.WriteSqliteAsync(emptyLog: true, (connection, tx, _) => RebuildSqliteAsync(connection, tx, counter, aggregateSql, list, cancellationToken), cancellationToken);
+
+    private async Task<long> RebuildSqliteAsync(SqliteConnection connection, SqliteTransaction tx, UsageCounterKey counter, string aggregateSql, List<(UsageCounterEvent Event, long TotalAfter)> list, CancellationToken cancellationToken)
     {
-        using var turn = await _db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
-        await using var connection = await _db.OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
-        await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        var log = await _db.Log!.BeginWriteAsync(connection, tx, emptyLog: true, cancellationToken).ConfigureAwait(false);
         var where = "customer_id = @customer AND meter_key = @meter AND period_start = @period";
         await using (var delete = new SqliteCommand($"DELETE FROM {_db.Events} WHERE {where} AND idempotency_key NOT IN (SELECT value FROM json_each(@keys))", connection, tx))
         {
@@ -461,8 +460,6 @@ public sealed class EntityFrameworkUsageCounter : IUsageCounter
             await update.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
-        log.Committed(_db);
         return result;
     }
 

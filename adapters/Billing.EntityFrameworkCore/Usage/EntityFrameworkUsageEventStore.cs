@@ -431,15 +431,12 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
 
     private async Task AppendSqliteAsync(UsageAppendBatch send, bool[] results, CancellationToken cancellationToken)
     {
-        using var turn = await _db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
-        await using var connection = await _db.OpenSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
-        await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        var log = await _db.Log!.BeginWriteAsync(connection, tx, emptyLog: false, cancellationToken).ConfigureAwait(false);
-        var inserted = log.UsesLog
-            ? await AppendSqliteLogAsync(send, connection, tx, log, cancellationToken).ConfigureAwait(false)
-            : await AppendSqliteDirectAsync(send, connection, tx, cancellationToken).ConfigureAwait(false);
-        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
-        log.Committed(_db);
+        var inserted = await _db.WriteSqliteAsync(
+            emptyLog: false,
+            (connection, tx, log) => log.UsesLog
+                ? AppendSqliteLogAsync(send, connection, tx, log, cancellationToken)
+                : AppendSqliteDirectAsync(send, connection, tx, cancellationToken),
+            cancellationToken).ConfigureAwait(false);
         for (var i = 0; i < send.Count; i++)
         {
             if (inserted[i])

@@ -236,12 +236,7 @@ internal sealed class SqliteUsageLog
             }
         }
 
-        using var turn = await db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
-        await using var writer = await db.OpenSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
-        await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        var write = await BeginWriteAsync(writer, tx, emptyLog: true, cancellationToken).ConfigureAwait(false);
-        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
-        write.Committed(db);
+        await db.WriteSqliteAsync(emptyLog: true, static (_, _, _) => Task.FromResult(true), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -275,53 +270,45 @@ internal sealed class SqliteUsageLog
             var chunk = Math.Max(1, MoveChunk);
             for (var from = 0; from < moving.Count; from += chunk)
             {
-                var count = Math.Min(chunk, moving.Count - from);
-                using var turn = await db.EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
-                await using var connection = await db.OpenSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
-                await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-                var write = await BeginWriteAsync(connection, tx, emptyLog: false, cancellationToken).ConfigureAwait(false);
-                if (write.MovesAll || !write.UsesLog)
+                var part = moving.GetRange(from, Math.Min(chunk, moving.Count - from));
+                var rest = await db.WriteSqliteAsync(emptyLog: false, (connection, tx, write) => MoveChunkAsync(connection, tx, write, part, cancellationToken), cancellationToken).ConfigureAwait(false);
+                if (!rest)
                 {
-                    // The whole log was moved (or is not this process's any more): nothing of it is left to move.
-                    await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
-                    write.Committed(db);
                     return;
                 }
-
-                var seqs = new StringBuilder(count * 8).Append('[');
-                for (var i = 0; i < count; i++)
-                {
-                    seqs.Append(i == 0 ? string.Empty : ",").Append(moving[from + i].Seq.ToString(CultureInfo.InvariantCulture));
-                }
-
-                await using (var command = connection.CreateCommand())
-                {
-                    command.Transaction = tx;
-                    command.CommandText = MoveChunkSql;
-                    command.Parameters.Add(new SqliteParameter("@seqs", SqliteType.Text) { Value = seqs.Append(']').ToString() });
-                    await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                }
-
-                await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
-                lock (_gate)
-                {
-                    for (var i = 0; i < count; i++)
-                    {
-                        var (key, seq) = moving[from + i];
-                        if (_pending.TryGetValue(key, out var pending) && pending.Seq == seq)
-                        {
-                            Remove(key, pending);
-                        }
-                    }
-                }
-
-                write.Committed(db);
             }
         }
         finally
         {
             _moveGate.Release();
         }
+    }
+
+    /// <summary>
+    /// One move transaction: the events <paramref name="part"/> names go from the log into usage_events; the map forgets
+    /// them when the transaction commits. False when nothing of the log is left to move (the transaction moved the
+    /// whole log, or the log is not this process's any more).
+    /// </summary>
+    private static async Task<bool> MoveChunkAsync(SqliteConnection connection, SqliteTransaction tx, LogWrite write, List<((string CustomerId, string IdempotencyKey) Key, long Seq)> part, CancellationToken cancellationToken)
+    {
+        if (write.MovesAll || !write.UsesLog)
+        {
+            return false;
+        }
+
+        var seqs = new StringBuilder(part.Count * 8).Append('[');
+        for (var i = 0; i < part.Count; i++)
+        {
+            seqs.Append(i == 0 ? string.Empty : ",").Append(part[i].Seq.ToString(CultureInfo.InvariantCulture));
+        }
+
+        await using var command = connection.CreateCommand();
+        command.Transaction = tx;
+        command.CommandText = MoveChunkSql;
+        command.Parameters.Add(new SqliteParameter("@seqs", SqliteType.Text) { Value = seqs.Append(']').ToString() });
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        write.Moved(part);
+        return true;
     }
 
     private static (string Key, string? LockPath) KeyOf(string connectionString)
@@ -401,6 +388,7 @@ internal sealed class SqliteUsageLog
 
         _ = Task.Run(async () =>
         {
+            var failed = false;
             try
             {
                 while (NextMove() is { } upTo)
@@ -412,12 +400,14 @@ internal sealed class SqliteUsageLog
             catch (Exception)
 #pragma warning restore CA1031
             {
+                failed = true;
+            }
+            finally
+            {
                 Volatile.Write(ref _moving, 0);
-                return;
             }
 
-            Volatile.Write(ref _moving, 0);
-            if (NextMove() is not null)
+            if (!failed && NextMove() is not null)
             {
                 StartBackgroundMove(db); // an append passed the threshold while the last move ended
             }
@@ -460,6 +450,7 @@ internal sealed class SqliteUsageLog
         private readonly SqliteUsageLog _log;
         private readonly bool _owns;
         private List<Pending>? _added;
+        private List<((string CustomerId, string IdempotencyKey) Key, long Seq)>? _moved;
 
         internal LogWrite(SqliteUsageLog log, bool usesLog, bool movesAll, bool owns)
         {
@@ -474,6 +465,9 @@ internal sealed class SqliteUsageLog
 
         /// <summary>Whether the transaction moved the whole log.</summary>
         public bool MovesAll { get; }
+
+        /// <summary>Records the events (key and sequence number) the transaction moved from the log into usage_events.</summary>
+        public void Moved(List<((string CustomerId, string IdempotencyKey) Key, long Seq)> moved) => _moved = moved;
 
         /// <summary>Records an event the transaction appended to the log with this sequence number.</summary>
         public void Added(long seq, StoredUsageEvent e, string properties) => (_added ??= []).Add(new Pending(seq, e, properties));
@@ -497,6 +491,14 @@ internal sealed class SqliteUsageLog
                 if (_owns)
                 {
                     log._recovered = true; // the rows a former owner left were moved (now or before)
+                }
+
+                foreach (var (key, seq) in _moved ?? [])
+                {
+                    if (log._pending.TryGetValue(key, out var pending) && pending.Seq == seq)
+                    {
+                        log.Remove(key, pending);
+                    }
                 }
 
                 foreach (var pending in _added ?? [])

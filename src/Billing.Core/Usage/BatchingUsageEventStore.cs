@@ -288,7 +288,7 @@ public sealed class BatchingUsageEventStore : IUsageEventStore
         {
             foreach (var pending in batch)
             {
-                await AppendAloneAsync(pending).ConfigureAwait(false);
+                await FlushAsync([pending]).ConfigureAwait(false); // alone: its own answers or its own exception
             }
 
             return;
@@ -317,31 +317,6 @@ public sealed class BatchingUsageEventStore : IUsageEventStore
             offset += answers.Length;
             pending.Finish(answers, null);
         }
-    }
-
-    /// <summary>Appends one call's events on their own (after its batch failed) and finishes the call.</summary>
-    private async Task AppendAloneAsync(Pending pending)
-    {
-        bool[] answers;
-        try
-        {
-            var stored = await _inner.AppendAsync(pending.Events, CancellationToken.None).ConfigureAwait(false);
-            if (stored.Count != pending.Events.Count)
-            {
-                throw new InvalidOperationException($"The inner store answered {stored.Count} events of a batch of {pending.Events.Count}.");
-            }
-
-            answers = [.. stored];
-        }
-        catch (Exception e)
-        {
-            pending.Finish(null, e);
-            return;
-        }
-
-        Interlocked.Increment(ref _flushes);
-        Interlocked.Add(ref _events, answers.Length);
-        pending.Finish(answers, null);
     }
 
     private enum PendingState
