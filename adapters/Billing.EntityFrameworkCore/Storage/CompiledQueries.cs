@@ -47,13 +47,15 @@ internal sealed class CompiledQueries
 
     /// <summary>
     /// The customer rows of some ids, each with its subscription rows in subscription id order (a customer without
-    /// subscriptions once, with none): the read-ahead of usage resolution, in one round trip.
+    /// subscriptions once, with none): the read-ahead of usage resolution, in one round trip. The subscriptions are
+    /// filtered by the same ids, so the planner reads them through their customer index rather than joining a scan of
+    /// the whole table (PostgreSQL chose a hash join over a sequential scan of a 1,000-row table: 0.3 ms per read-ahead).
     /// </summary>
     public readonly Func<DbContext, string[], IAsyncEnumerable<CustomerSubscriptionRow>> CustomersWithSubscriptionsByIds =
         EF.CompileAsyncQuery<DbContext, string[], CustomerSubscriptionRow>((DbContext db, string[] ids) =>
             from c in db.Set<CustomerRow>().AsNoTracking()
             where ids.Contains(c.Id)
-            join s in db.Set<SubscriptionRow>().AsNoTracking() on c.Id equals s.CustomerId into subscriptions
+            join s in db.Set<SubscriptionRow>().AsNoTracking().Where(s => ids.Contains(s.CustomerId)) on c.Id equals s.CustomerId into subscriptions
             from s in subscriptions.DefaultIfEmpty()
             orderby s!.Id
             select new CustomerSubscriptionRow { Customer = c, Subscription = s });

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using Billing.Usage;
 using Microsoft.Data.Sqlite;
+using SQLitePCL;
 
 namespace Billing.EntityFrameworkCore.Usage;
 
@@ -81,6 +82,8 @@ internal sealed class SqliteUsageLog
     private volatile bool _owner;
     private volatile bool _recovered;
     private volatile bool _tableExists;
+    private SqliteConnection? _writerConnection;
+    private readonly Dictionary<string, sqlite3_stmt> _prepared = new(StringComparer.Ordinal);
     private long _nextLockAttempt;
     private long _maxSeq;
     private int _moving;
@@ -89,6 +92,68 @@ internal sealed class SqliteUsageLog
     {
         _lockPath = lockPath;
         _owner = lockPath is null; // a private in-memory database: no other process can open it
+    }
+
+    /// <summary>
+    /// The writer's connection to the file, opened by <paramref name="open"/> at the first write and kept (call under the
+    /// writer turn). One connection keeps its page cache warm from one write transaction to the next: SQLite drops a
+    /// connection's whole cache when another connection has written the file since its last transaction, which a pooled
+    /// connection shared with readers and other writers keeps doing.
+    /// </summary>
+    public async Task<SqliteConnection> WriterConnectionAsync(Func<CancellationToken, Task<SqliteConnection>> open, CancellationToken cancellationToken)
+    {
+        if (_writerConnection is { State: System.Data.ConnectionState.Open } open1)
+        {
+            return open1;
+        }
+
+        if (_writerConnection is { } broken)
+        {
+            CloseWriterConnection(broken);
+        }
+
+        return _writerConnection = await open(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A statement prepared on the writer connection (call under the writer turn with that connection), kept until the
+    /// connection is: the caller binds, steps and resets it through SQLite's API.
+    /// </summary>
+    public sqlite3_stmt Prepared(SqliteConnection connection, string sql)
+    {
+        if (!ReferenceEquals(connection, _writerConnection))
+        {
+            throw new InvalidOperationException("Statements are prepared on the writer connection only.");
+        }
+
+        if (_prepared.TryGetValue(sql, out var statement))
+        {
+            return statement;
+        }
+
+        var rc = raw.sqlite3_prepare_v2(connection.Handle, sql, out statement);
+        if (rc != raw.SQLITE_OK)
+        {
+            var message = raw.sqlite3_errmsg(connection.Handle).utf8_to_string();
+            statement.Dispose();
+            throw new SqliteException($"SQLite Error {rc}: '{message}'.", rc);
+        }
+
+        _prepared[sql] = statement;
+        return statement;
+    }
+
+    /// <summary>Finalizes the prepared statements and closes the writer connection.</summary>
+    private void CloseWriterConnection(SqliteConnection connection)
+    {
+        foreach (var statement in _prepared.Values)
+        {
+            statement.Dispose();
+        }
+
+        _prepared.Clear();
+        connection.Dispose();
+        _writerConnection = null;
     }
 
     /// <summary>The writer turn of the file: this process's SQLite writers take turns (SQLite has one writer at a time anyway).</summary>
@@ -132,6 +197,11 @@ internal sealed class SqliteUsageLog
         {
             await log._moveGate.WaitAsync().ConfigureAwait(false);
             await log.Writer.WaitAsync().ConfigureAwait(false);
+            if (log._writerConnection is { } connection)
+            {
+                log.CloseWriterConnection(connection);
+            }
+
             if (log._lock is { } file)
             {
                 await file.DisposeAsync().ConfigureAwait(false);
@@ -271,7 +341,7 @@ internal sealed class SqliteUsageLog
             for (var from = 0; from < moving.Count; from += chunk)
             {
                 var part = moving.GetRange(from, Math.Min(chunk, moving.Count - from));
-                var rest = await db.WriteSqliteAsync(emptyLog: false, (connection, tx, write) => MoveChunkAsync(connection, tx, write, part, cancellationToken), cancellationToken).ConfigureAwait(false);
+                var rest = await db.WriteSqliteAsync(emptyLog: false, (connection, tx, write) => MoveChunkAsync(connection, tx, write, part, cancellationToken), cancellationToken, syncCommit: false).ConfigureAwait(false);
                 if (!rest)
                 {
                     return;
@@ -516,6 +586,7 @@ internal sealed class SqliteUsageLog
             {
                 log.StartBackgroundMove(db);
             }
+
         }
     }
 }

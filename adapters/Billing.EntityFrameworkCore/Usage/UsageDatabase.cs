@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Globalization;
 using System.Text.Json;
 using Billing.EntityFrameworkCore.Migrations;
 using Billing.EntityFrameworkCore.Model;
@@ -98,7 +99,8 @@ internal sealed class UsageDatabase
     /// A connection for a batch of usage writes: with a 64 MiB page cache (the default 2 MiB holds a few thousand of
     /// the random index pages a batch of keys touches) and an automatic checkpoint every 50,000 pages of write-ahead
     /// log (about 200 MiB) instead of 1,000, so a page written by many commits is copied back to the database once.
-    /// Both are settings of the (pooled) connection; the log is still synced at every commit.
+    /// Both are settings of the writer's own connection (not pooled, kept by <see cref="SqliteUsageLog"/>); the log is
+    /// still synced at every commit but those of the moves of the event log.
     /// </summary>
     /// <remarks>
     /// Appends go to the usage event log (migration 9, <see cref="SqliteUsageLog"/>): a few new pages per group commit
@@ -115,9 +117,12 @@ internal sealed class UsageDatabase
     /// per event in the sample host's benchmark (6.5 against 13 KB, before the event log) but not the time, and
     /// raised its p99 by about 100 ms (a checkpoint of the same log copies four times as many pages).
     /// </remarks>
-    private async ValueTask<SqliteConnection> OpenSqliteWriterAsync(CancellationToken cancellationToken)
+    private async Task<SqliteConnection> OpenSqliteWriterAsync(CancellationToken cancellationToken)
     {
-        var connection = await OpenSqliteAsync(cancellationToken).ConfigureAwait(false);
+        // Not from the pool: a pooled connection that another connection of the pool used since drops its whole page
+        // cache at its next transaction (SQLite resets a connection's cache when another connection has written), so the
+        // writer keeps a connection of its own (see SqliteUsageLog.WriterConnectionAsync).
+        var connection = await OpenAsync(new SqliteConnection(new SqliteConnectionStringBuilder(_connectionString) { Pooling = false }.ToString()), cancellationToken).ConfigureAwait(false);
         try
         {
             await using var pragma = connection.CreateCommand();
@@ -162,17 +167,51 @@ internal sealed class UsageDatabase
     /// <param name="emptyLog">The work reads usage_events for keys: the whole log is moved first.</param>
     /// <param name="work">The transaction's statements.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
+    /// <param name="syncCommit">False for a transaction that may be lost in a power cut without losing anything (a move
+    /// of the log, which leaves its rows in the log until it commits): its commit does not wait for the write-ahead log
+    /// to be synced (<c>PRAGMA synchronous = NORMAL</c> for this transaction when the connection's setting is higher). The
+    /// next synced commit syncs it too; a crash before that undoes it as a whole.</param>
     /// <returns>What <paramref name="work"/> returned.</returns>
-    public async Task<T> WriteSqliteAsync<T>(bool emptyLog, Func<SqliteConnection, SqliteTransaction, SqliteUsageLog.LogWrite, Task<T>> work, CancellationToken cancellationToken)
+    public async Task<T> WriteSqliteAsync<T>(bool emptyLog, Func<SqliteConnection, SqliteTransaction, SqliteUsageLog.LogWrite, Task<T>> work, CancellationToken cancellationToken, bool syncCommit = true)
     {
         using var turn = await EnterSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
-        await using var connection = await OpenSqliteWriterAsync(cancellationToken).ConfigureAwait(false);
-        await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        var log = await Log!.BeginWriteAsync(connection, tx, emptyLog, cancellationToken).ConfigureAwait(false);
-        var result = await work(connection, tx, log).ConfigureAwait(false);
-        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
-        log.Committed(this);
-        return result;
+        var connection = await Log!.WriterConnectionAsync(OpenSqliteWriterAsync, cancellationToken).ConfigureAwait(false);
+        var restore = syncCommit ? null : await LowerSynchronousAsync(connection, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await using var tx = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            var log = await Log!.BeginWriteAsync(connection, tx, emptyLog, cancellationToken).ConfigureAwait(false);
+            var result = await work(connection, tx, log).ConfigureAwait(false);
+            await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+            log.Committed(this);
+            return result;
+        }
+        finally
+        {
+            if (restore is not null)
+            {
+                // The writer's connection keeps its own setting for the transactions after this one.
+                await using var pragma = connection.CreateCommand();
+                pragma.CommandText = "PRAGMA synchronous = " + restore;
+                await pragma.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Sets <c>PRAGMA synchronous = NORMAL</c> when the connection's setting is higher; returns the setting to restore, or null.</summary>
+    private static async Task<string?> LowerSynchronousAsync(SqliteConnection connection, CancellationToken cancellationToken)
+    {
+        await using var pragma = connection.CreateCommand();
+        pragma.CommandText = "PRAGMA synchronous";
+        var current = Convert.ToInt64(await pragma.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
+        if (current <= 1)
+        {
+            return null;
+        }
+
+        pragma.CommandText = "PRAGMA synchronous = NORMAL";
+        await pragma.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        return current.ToString(CultureInfo.InvariantCulture);
     }
 
     /// <summary>

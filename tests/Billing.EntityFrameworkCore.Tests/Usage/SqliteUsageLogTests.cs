@@ -51,6 +51,63 @@ public sealed class SqliteUsageLogTests
         await SqliteUsageLog.ForgetAsync(cs);
     }
 
+    /// <summary>
+    /// The log's one-statement append carries every value exactly: quotes, backslashes, non-ASCII text, the extremes of
+    /// 64-bit numbers, nulls; a batch with a NUL character or a lone surrogate (which go by a statement per event) is
+    /// stored as well. Each event reads back as it was appended, from the log and after the move into usage_events.
+    /// </summary>
+    [Fact]
+    public async Task The_one_statement_append_stores_every_value_exactly()
+    {
+        var (cs, store) = await NewStoreWithoutMovesAsync();
+        var key = new UsageCounterKey("cus_\"q\"\\x", "api_calls", March);
+        var events = new List<StoredUsageEvent>
+        {
+            Stored(key, "plain", 1),
+            Stored(key, "max", 5) with { Quantity = long.MaxValue, AcceptanceToken = long.MinValue, SubscriptionId = "sub_é🙂", UniqueValue = "line\nbreak\ttab" },
+            Stored(key, "zero", 0) with { AcceptanceToken = long.MaxValue, Properties = new Dictionary<string, string> { ["k\"ey"] = "v\\al</script>", ["ü"] = "日本" } },
+        };
+        Assert.All(await store.AppendAsync(events), Assert.True);
+        var odd = new List<StoredUsageEvent>
+        {
+            Stored(key, "nul", 2) with { Properties = new Dictionary<string, string> { ["p"] = "a\0b" }, UniqueValue = "x\0y" },
+            Stored(key, "after-nul", 3),
+        };
+        Assert.All(await store.AppendAsync(odd), Assert.True);
+        Assert.Equal((5L, 0L), await CountRowsAsync(cs));
+
+        foreach (var e in events.Concat(odd))
+        {
+            AssertSame(e, await store.FindAsync(key.CustomerId, e.IdempotencyKey));
+        }
+
+        await SqliteUsageLog.ForgetAsync(cs);
+        var restarted = EntityFrameworkUsageEventStore.ForSqlite(cs);
+        _ = await restarted.ListAsync(key); // a read moves the log first
+        Assert.Equal((0L, 5L), await CountRowsAsync(cs));
+        foreach (var e in events.Concat(odd))
+        {
+            AssertSame(e, await restarted.FindAsync(key.CustomerId, e.IdempotencyKey));
+        }
+
+        Assert.Equal([true, false], await restarted.AppendAsync([Stored(key, "lone\ud800", 4), Stored(key, "plain", 9)]));
+        Assert.Equal(4, (await restarted.FindAsync(key.CustomerId, "lone\ud800") ?? (await restarted.FindAsync(key.CustomerId, "lone\ufffd")))!.Quantity);
+        await SqliteUsageLog.ForgetAsync(cs);
+
+        static void AssertSame(StoredUsageEvent expected, StoredUsageEvent? actual)
+        {
+            Assert.NotNull(actual);
+            Assert.Equal(expected.Quantity, actual.Quantity);
+            Assert.Equal(expected.AcceptanceToken, actual.AcceptanceToken);
+            Assert.Equal(expected.SubscriptionId, actual.SubscriptionId);
+            Assert.Equal(expected.UniqueValue, actual.UniqueValue);
+            Assert.Equal(expected.Timestamp, actual.Timestamp);
+            Assert.Equal(expected.ReceivedAt, actual.ReceivedAt);
+            Assert.Equal(expected.Counter, actual.Counter);
+            Assert.Equal(expected.Properties.OrderBy(p => p.Key, StringComparer.Ordinal), actual.Properties.OrderBy(p => p.Key, StringComparer.Ordinal));
+        }
+    }
+
     /// <summary>A restart that appends first: the leftover events are moved before the new ones are checked.</summary>
     [Fact]
     public async Task After_a_restart_the_first_append_moves_the_leftovers_before_checking_keys()
