@@ -18,48 +18,57 @@ internal static class RecordCommand
     /// <summary>The call for one event (<see cref="RedisUsageCounter.RecordAsync"/>).</summary>
     public static RecordCall Single(RedisKeys names, in UsageCounterEvent e, long defaultRetentionMs, long generationMs)
     {
-        var customer = names.Customer(e.Counter.CustomerId);
+        var group = names.Group(e.Counter.CustomerId);
         var aggregation = e.Aggregation;
         var code = Code(aggregation);
         var unique = aggregation == MeterAggregation.UniqueCount;
         var keys = new RedisKey[unique ? 3 : 2];
-        keys[0] = RedisKeys.IdempotencyHashes(customer);
-        keys[1] = RedisKeys.Counter(customer, e.Counter);
+        keys[0] = names.IdempotencyHashes(group);
+        keys[1] = names.CounterHash(group, e.Counter.PeriodStart);
         if (unique)
         {
-            keys[2] = RedisKeys.UniqueSet(customer, e.Counter);
+            keys[2] = names.UniqueSet(group, e.Counter);
         }
 
-        const int Header = 5, Group = Header + UsageScripts.RecordArgumentsPerProfile;
-        var values = new RedisValue[Group + 4 + EventArguments(aggregation)];
+        var tag = RedisKeys.CustomerTag(e.Counter.CustomerId);
+        const int Header = 6, Profile = Header + UsageScripts.RecordArgumentsPerCounter, Run = Profile + UsageScripts.RecordArgumentsPerProfile;
+        var values = new RedisValue[Run + 4 + EventArguments(aggregation)];
         values[0] = One;
         values[1] = One;
         values[2] = generationMs;
         values[3] = One; // in the event's order
         values[4] = One;
-        WriteProfile(values, Header, hashIndex: 2, customerIndex: 1, code, e, defaultRetentionMs);
-        values[Group] = One; // one event, customer 1, profile 1
-        values[Group + 1] = One;
-        values[Group + 2] = One;
-        values[Group + 3] = e.IdempotencyKey;
-        WriteEvent(values, Group + 4, aggregation, e);
+        values[5] = One;
+        values[Header] = 2; // the counter: its hash, field and set
+        values[Header + 1] = tag + e.Counter.MeterKey;
+        values[Header + 2] = unique ? 3 : 0;
+        WriteProfile(values, Profile, counter: 1, groupIndex: 1, code, e, defaultRetentionMs);
+        values[Run] = One; // one event, group 1, profile 1
+        values[Run + 1] = One;
+        values[Run + 2] = One;
+        values[Run + 3] = RedisKeys.IdempotencyField(tag, e.IdempotencyKey);
+        WriteEvent(values, Run + 4, aggregation, e);
         return new RecordCall(keys, values, null);
     }
 
     /// <summary>
     /// The call for <paramref name="count"/> events of <paramref name="events"/> from <paramref name="start"/> (positions in
-    /// <paramref name="indices"/> when given). With <paramref name="byCustomer"/> the events go grouped by customer (each
-    /// customer's in their order), otherwise in their order (consecutive events of one customer form a group).
+    /// <paramref name="indices"/> when given). With <paramref name="byGroup"/> the events go grouped by customer group (each
+    /// group's in their order), otherwise in their order (consecutive events of one group form a run).
     /// </summary>
-    public static RecordCall Batch(RedisKeys names, IReadOnlyList<UsageCounterEvent> events, IReadOnlyList<int>? indices, int start, int count, long defaultRetentionMs, long generationMs, bool byCustomer = true)
+    public static RecordCall Batch(RedisKeys names, IReadOnlyList<UsageCounterEvent> events, IReadOnlyList<int>? indices, int start, int count, long defaultRetentionMs, long generationMs, bool byGroup = true)
     {
+        var keys = new List<RedisKey>();
+        var groupIndex = new Dictionary<int, int>(); // group -> its number in the call (from 0)
+        var groupKeys = new List<int>(); // per group number: the KEYS index of its idempotency hashes' name (from 1)
+        var hashIndex = new Dictionary<(int Group, long PeriodTicks), int>();
         var counters = new List<Counter>();
         var counterIndex = new Dictionary<UsageCounterKey, int>(); // DateTimeOffset equality compares instants
         var profiles = new List<Profile>();
         var profileIndex = new Dictionary<Profile, int>();
         var eventProfile = new int[count];
-        var eventCustomer = new int[count];
-        var customers = new Dictionary<string, Customer>(StringComparer.Ordinal);
+        var eventGroup = new int[count];
+        var fields = new string[count];
         var eventArguments = 0;
         var previous = -1;
         var runs = 0;
@@ -72,26 +81,39 @@ internal static class RecordCommand
             if (previous >= 0 && profiles[previous].Matches(e, dedup, retention))
             {
                 eventProfile[i] = previous;
-                eventCustomer[i] = eventCustomer[i - 1];
+                eventGroup[i] = eventGroup[i - 1];
+                fields[i] = RedisKeys.IdempotencyField(counters[profiles[previous].CounterIndex].Tag, e.IdempotencyKey);
                 continue;
             }
 
             if (!counterIndex.TryGetValue(e.Counter, out var c))
             {
-                if (!customers.TryGetValue(e.Counter.CustomerId, out var customer))
+                var group = names.Group(e.Counter.CustomerId);
+                if (!groupIndex.TryGetValue(group, out var g))
                 {
-                    customer = new Customer(names.Customer(e.Counter.CustomerId), customers.Count + 1); // Lua indexes from 1
-                    customers.Add(e.Counter.CustomerId, customer);
+                    keys.Add(names.IdempotencyHashes(group));
+                    g = groupKeys.Count;
+                    groupKeys.Add(keys.Count); // Lua indexes from 1
+                    groupIndex.Add(group, g);
+                }
+
+                if (!hashIndex.TryGetValue((group, e.Counter.PeriodStart.UtcTicks), out var h))
+                {
+                    keys.Add(names.CounterHash(group, e.Counter.PeriodStart));
+                    h = keys.Count;
+                    hashIndex.Add((group, e.Counter.PeriodStart.UtcTicks), h);
                 }
 
                 c = counters.Count;
-                counters.Add(new Counter(e.Counter, customer));
+                counters.Add(new Counter(e.Counter, group, g, h, RedisKeys.CustomerTag(e.Counter.CustomerId)));
                 counterIndex.Add(e.Counter, c);
             }
 
-            if (e.Aggregation == MeterAggregation.UniqueCount)
+            var counter = counters[c];
+            if (e.Aggregation == MeterAggregation.UniqueCount && counter.SetIndex == 0)
             {
-                counters[c].NeedsSet = true;
+                keys.Add(names.UniqueSet(counter.Group, e.Counter));
+                counter.SetIndex = keys.Count;
             }
 
             var profile = new Profile(c, e.Counter, e.Aggregation, e.HardLimit, dedup, retention);
@@ -103,96 +125,83 @@ internal static class RecordCommand
             }
 
             eventProfile[i] = previous = p;
-            eventCustomer[i] = counters[c].Customer.KeyIndex;
-            if (i == 0 || eventCustomer[i] != eventCustomer[i - 1])
+            eventGroup[i] = counter.GroupNumber;
+            fields[i] = RedisKeys.IdempotencyField(counter.Tag, e.IdempotencyKey);
+            if (i == 0 || eventGroup[i] != eventGroup[i - 1])
             {
                 runs++;
             }
         }
 
-        // The order the events are sent in (null: theirs) and the groups: a customer's consecutive events.
+        // The order the events are sent in (null: theirs) and the runs: a group's consecutive events.
+        var groups = groupKeys.Count;
         int[]? order = null;
-        var groups = runs;
-        if (byCustomer && runs > customers.Count)
+        if (byGroup && runs > groups)
         {
-            groups = customers.Count;
-            var next = new int[customers.Count + 1];
+            runs = groups;
+            var next = new int[groups];
             for (var i = 0; i < count; i++)
             {
-                next[eventCustomer[i]]++;
+                next[eventGroup[i]]++;
             }
 
-            for (int k = 1, at = 0; k <= customers.Count; k++)
+            for (int g = 0, at = 0; g < groups; g++)
             {
-                (next[k], at) = (at, at + next[k]);
+                (next[g], at) = (at, at + next[g]);
             }
 
             order = new int[count];
             for (var i = 0; i < count; i++)
             {
-                order[next[eventCustomer[i]]++] = i;
+                order[next[eventGroup[i]]++] = i;
             }
         }
 
-        // KEYS: each customer's idempotency hashes, then each counter's hash (and its set where a UniqueCount event uses it).
-        var keyCount = customers.Count;
-        foreach (var c in counters)
-        {
-            c.HashIndex = keyCount + 1; // Lua indexes from 1
-            keyCount += c.NeedsSet ? 2 : 1;
-        }
-
-        var keys = new RedisKey[keyCount];
-        foreach (var customer in customers.Values)
-        {
-            keys[customer.KeyIndex - 1] = RedisKeys.IdempotencyHashes(customer.Prefix);
-        }
-
-        foreach (var c in counters)
-        {
-            keys[c.HashIndex - 1] = RedisKeys.Counter(c.Customer.Prefix, c.Key);
-            if (c.NeedsSet)
-            {
-                keys[c.HashIndex] = RedisKeys.UniqueSet(c.Customer.Prefix, c.Key);
-            }
-        }
-
-        // The groups: from, to (positions in sent order) and whether their events have several profiles.
-        var bounds = new (int From, int To, bool Several)[groups];
+        // The runs: from, to (positions in sent order) and whether their events have several profiles.
+        var bounds = new (int From, int To, bool Several)[runs];
         var profileArguments = 0;
-        for (int from = 0, g = 0; from < count; g++)
+        for (int from = 0, r = 0; from < count; r++)
         {
             var first = order is null ? from : order[from];
             var to = from + 1;
             var several = false;
-            for (; to < count && eventCustomer[order is null ? to : order[to]] == eventCustomer[first]; to++)
+            for (; to < count && eventGroup[order is null ? to : order[to]] == eventGroup[first]; to++)
             {
                 several |= eventProfile[order is null ? to : order[to]] != eventProfile[first];
             }
 
-            bounds[g] = (from, to, several);
+            bounds[r] = (from, to, several);
             profileArguments += several ? to - from : 0;
             from = to;
         }
 
-        // ARGV: the header, the profiles, then per group its size, customer and profile (0: each event names its own),
-        // its events' idempotency keys, and per event its profile (when the group has several) and the rest of its arguments.
-        var values = new RedisValue[5 + (profiles.Count * UsageScripts.RecordArgumentsPerProfile) + (3 * groups) + eventArguments + profileArguments];
+        // ARGV: the header, the counters, the profiles, then per run its size, group and profile (0: each event names its
+        // own), its events' idempotency fields, and per event its profile (when the run has several) and the rest of its
+        // arguments.
+        var values = new RedisValue[6 + (counters.Count * UsageScripts.RecordArgumentsPerCounter) + (profiles.Count * UsageScripts.RecordArgumentsPerProfile) + (3 * runs) + eventArguments + profileArguments];
         values[0] = count;
         values[1] = profiles.Count;
         values[2] = generationMs;
         values[3] = order is null ? 1 : 0;
-        values[4] = groups;
-        var a = 5;
+        values[4] = runs;
+        values[5] = counters.Count;
+        var a = 6;
+        foreach (var c in counters)
+        {
+            values[a] = c.HashIndex;
+            values[a + 1] = c.Tag + c.Key.MeterKey;
+            values[a + 2] = c.SetIndex;
+            a += UsageScripts.RecordArgumentsPerCounter;
+        }
+
         foreach (var p in profiles)
         {
-            var c = counters[p.CounterIndex];
-            values[a] = c.HashIndex;
+            values[a] = p.CounterIndex + 1;
             values[a + 1] = Code(p.Aggregation);
             values[a + 2] = p.Limit is { } limit ? limit : RedisValue.EmptyString;
             values[a + 3] = p.DedupMs;
             values[a + 4] = p.RetentionMs;
-            values[a + 5] = c.Customer.KeyIndex;
+            values[a + 5] = groupKeys[counters[p.CounterIndex].GroupNumber];
             a += UsageScripts.RecordArgumentsPerProfile;
         }
 
@@ -200,13 +209,12 @@ internal static class RecordCommand
         {
             var first = order is null ? from : order[from];
             values[a] = to - from;
-            values[a + 1] = eventCustomer[first];
+            values[a + 1] = groupKeys[eventGroup[first]];
             values[a + 2] = several ? 0 : eventProfile[first] + 1;
             a += 3;
             for (var s = from; s < to; s++)
             {
-                var i = order is null ? s : order[s];
-                values[a++] = events[indices is null ? start + i : indices[start + i]].IdempotencyKey;
+                values[a++] = fields[order is null ? s : order[s]];
             }
 
             for (var s = from; s < to; s++)
@@ -222,7 +230,7 @@ internal static class RecordCommand
             }
         }
 
-        return new RecordCall(keys, values, order);
+        return new RecordCall([.. keys], values, order);
     }
 
     /// <summary>The aggregation's code in the scripts; throws for an unknown one.</summary>
@@ -265,14 +273,14 @@ internal static class RecordCommand
         _ => 2,
     };
 
-    private static void WriteProfile(RedisValue[] values, int at, int hashIndex, int customerIndex, string code, in UsageCounterEvent e, long defaultRetentionMs)
+    private static void WriteProfile(RedisValue[] values, int at, int counter, int groupIndex, string code, in UsageCounterEvent e, long defaultRetentionMs)
     {
-        values[at] = hashIndex;
+        values[at] = counter;
         values[at + 1] = code;
         values[at + 2] = e.HardLimit is { } limit ? limit : RedisValue.EmptyString;
         values[at + 3] = Milliseconds(e.DedupWindow);
         values[at + 4] = Retention(e, defaultRetentionMs);
-        values[at + 5] = customerIndex;
+        values[at + 5] = groupIndex;
     }
 
     private static int WriteEvent(RedisValue[] values, int at, MeterAggregation aggregation, in UsageCounterEvent e)
@@ -298,18 +306,21 @@ internal static class RecordCommand
     /// otherwise it writes nothing when an event overflows).</summary>
     internal sealed record RecordCall(RedisKey[] Keys, RedisValue[] Values, int[]? Order);
 
-    /// <summary>A customer of the call: its key prefix and the index of its idempotency hashes' name in <c>KEYS</c> (from 1).</summary>
-    private sealed record Customer(string Prefix, int KeyIndex);
-
-    private sealed class Counter(UsageCounterKey key, Customer customer)
+    /// <summary>A counter of the call: its group (and the group's number in the call), the <c>KEYS</c> indexes (from 1) of
+    /// its hash and of its set (0: none) and its customer's tag.</summary>
+    private sealed class Counter(UsageCounterKey key, int group, int groupNumber, int hashIndex, string tag)
     {
         public UsageCounterKey Key { get; } = key;
 
-        public Customer Customer { get; } = customer;
+        public int Group { get; } = group;
 
-        public bool NeedsSet { get; set; }
+        public int GroupNumber { get; } = groupNumber;
 
-        public int HashIndex { get; set; }
+        public int HashIndex { get; } = hashIndex;
+
+        public string Tag { get; } = tag;
+
+        public int SetIndex { get; set; }
     }
 
     /// <summary>What events of one profile share; the counter index is derived from the counter, so equality is by value.</summary>
