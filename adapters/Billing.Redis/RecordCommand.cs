@@ -5,12 +5,13 @@ using StackExchange.Redis;
 namespace Billing.Redis;
 
 /// <summary>
-/// Builds the <c>KEYS</c> and <c>ARGV</c> of one call of <see cref="UsageScripts.Record"/>: the constants of each distinct
-/// (counter, aggregation, limit, dedup window, retention) once as a "profile", and per event only what differs (its
-/// profile, idempotency key, quantity, acceptance token, and the timestamp and key for Last or the value for UniqueCount).
+/// Builds the <c>KEYS</c> and <c>ARGV</c> of one call of <see cref="UsageScripts.Record"/>: each counter's field once (under
+/// its hash), each distinct (aggregation, limit, dedup window, retention) once as "settings", and per event only what
+/// differs (its idempotency field, quantity, acceptance token, the timestamp and key for Last or the value for
+/// UniqueCount, and its counter and settings only when the other events of its run have others).
 /// </summary>
 /// <remarks>Numbers are passed as integer <see cref="RedisValue"/>s (written as decimal text by the client, no string
-/// allocated); events that share the previous event's profile skip the profile lookup.</remarks>
+/// allocated); events of the previous event's counter and settings skip the lookups.</remarks>
 internal static class RecordCommand
 {
     private static readonly RedisValue One = 1;
@@ -20,7 +21,6 @@ internal static class RecordCommand
     {
         var group = names.Group(e.Counter.CustomerId);
         var aggregation = e.Aggregation;
-        var code = Code(aggregation);
         var unique = aggregation == MeterAggregation.UniqueCount;
         var keys = new RedisKey[unique ? 3 : 2];
         keys[0] = names.IdempotencyHashes(group);
@@ -31,23 +31,35 @@ internal static class RecordCommand
         }
 
         var tag = RedisKeys.CustomerTag(e.Counter.CustomerId);
-        const int Header = 6, Profile = Header + UsageScripts.RecordArgumentsPerCounter, Run = Profile + UsageScripts.RecordArgumentsPerProfile;
-        var values = new RedisValue[Run + 4 + EventArguments(aggregation)];
+        var dedup = Milliseconds(e.DedupWindow);
+        const int Hash = UsageScripts.RecordHeader;
+        var settings = Hash + 3 + (unique ? 2 : 0);
+        var run = settings + UsageScripts.RecordArgumentsPerSettings;
+        var values = new RedisValue[run + UsageScripts.RecordRunHeader + 1 + EventArguments(aggregation)];
         values[0] = One;
         values[1] = One;
         values[2] = generationMs;
         values[3] = One; // in the event's order
         values[4] = One;
         values[5] = One;
-        values[Header] = 2; // the counter: its hash, field and set
-        values[Header + 1] = tag + e.Counter.MeterKey;
-        values[Header + 2] = unique ? 3 : 0;
-        WriteProfile(values, Profile, counter: 1, groupIndex: 1, code, e, defaultRetentionMs);
-        values[Run] = One; // one event, group 1, profile 1
-        values[Run + 1] = One;
-        values[Run + 2] = One;
-        values[Run + 3] = RedisKeys.IdempotencyField(tag, e.IdempotencyKey);
-        WriteEvent(values, Run + 4, aggregation, e);
+        values[6] = unique ? 1 : 0;
+        values[Hash] = 2; // the counter hash, its one counter's field
+        values[Hash + 1] = One;
+        values[Hash + 2] = tag + e.Counter.MeterKey;
+        if (unique)
+        {
+            values[Hash + 3] = One; // counter 1's set
+            values[Hash + 4] = 3;
+        }
+
+        WriteSettings(values, settings, aggregation, e.HardLimit, dedup, Retention(e, defaultRetentionMs));
+        values[run] = One; // one event, group 1, counter 1, settings 1
+        values[run + 1] = One;
+        values[run + 2] = dedup;
+        values[run + 3] = One;
+        values[run + 4] = One;
+        values[run + 5] = RedisKeys.IdempotencyField(tag, e.IdempotencyKey);
+        WriteEvent(values, run + 6, aggregation, e);
         return new RecordCall(keys, values, null);
     }
 
@@ -60,29 +72,33 @@ internal static class RecordCommand
     {
         var keys = new List<RedisKey>();
         var groupIndex = new Dictionary<int, int>(); // group -> its number in the call (from 0)
-        var groupKeys = new List<int>(); // per group number: the KEYS index of its idempotency hashes' name (from 1)
+        var groups = new List<Group>();
         var hashIndex = new Dictionary<(int Group, long PeriodTicks), int>();
+        var hashes = new List<Hash>();
         var counters = new List<Counter>();
         var counterIndex = new Dictionary<UsageCounterKey, int>(); // DateTimeOffset equality compares instants
-        var profiles = new List<Profile>();
-        var profileIndex = new Dictionary<Profile, int>();
-        var eventProfile = new int[count];
+        var settings = new List<Settings>();
+        var settingsIndex = new Dictionary<Settings, int>();
+        var eventCounter = new int[count];
+        var eventSettings = new int[count];
         var eventGroup = new int[count];
         var fields = new string[count];
         var eventArguments = 0;
-        var previous = -1;
+        var sets = 0;
         var runs = 0;
         for (var i = 0; i < count; i++)
         {
             var e = events[indices is null ? start + i : indices[start + i]];
-            eventArguments += 1 + EventArguments(e.Aggregation);
+            eventArguments += EventArguments(e.Aggregation);
             var dedup = Milliseconds(e.DedupWindow);
             var retention = Retention(e, defaultRetentionMs);
-            if (previous >= 0 && profiles[previous].Matches(e, dedup, retention))
+            var current = new Settings(e.Aggregation, e.HardLimit, dedup, retention);
+            if (i > 0 && counters[eventCounter[i - 1]].Matches(e.Counter) && settings[eventSettings[i - 1]] == current)
             {
-                eventProfile[i] = previous;
+                eventCounter[i] = eventCounter[i - 1];
+                eventSettings[i] = eventSettings[i - 1];
                 eventGroup[i] = eventGroup[i - 1];
-                fields[i] = RedisKeys.IdempotencyField(counters[profiles[previous].CounterIndex].Tag, e.IdempotencyKey);
+                fields[i] = RedisKeys.IdempotencyField(counters[eventCounter[i]].Tag, e.IdempotencyKey);
                 continue;
             }
 
@@ -92,20 +108,22 @@ internal static class RecordCommand
                 if (!groupIndex.TryGetValue(group, out var g))
                 {
                     keys.Add(names.IdempotencyHashes(group));
-                    g = groupKeys.Count;
-                    groupKeys.Add(keys.Count); // Lua indexes from 1
+                    g = groups.Count;
+                    groups.Add(new Group(keys.Count)); // Lua indexes from 1
                     groupIndex.Add(group, g);
                 }
 
                 if (!hashIndex.TryGetValue((group, e.Counter.PeriodStart.UtcTicks), out var h))
                 {
                     keys.Add(names.CounterHash(group, e.Counter.PeriodStart));
-                    h = keys.Count;
+                    h = hashes.Count;
+                    hashes.Add(new Hash(keys.Count));
                     hashIndex.Add((group, e.Counter.PeriodStart.UtcTicks), h);
                 }
 
                 c = counters.Count;
-                counters.Add(new Counter(e.Counter, group, g, h, RedisKeys.CustomerTag(e.Counter.CustomerId)));
+                counters.Add(new Counter(e.Counter, group, g, RedisKeys.CustomerTag(e.Counter.CustomerId)));
+                hashes[h].Counters.Add(c);
                 counterIndex.Add(e.Counter, c);
             }
 
@@ -114,18 +132,21 @@ internal static class RecordCommand
             {
                 keys.Add(names.UniqueSet(counter.Group, e.Counter));
                 counter.SetIndex = keys.Count;
+                sets++;
             }
 
-            var profile = new Profile(c, e.Counter, e.Aggregation, e.HardLimit, dedup, retention);
-            if (!profileIndex.TryGetValue(profile, out var p))
+            if (!settingsIndex.TryGetValue(current, out var s))
             {
-                p = profiles.Count;
-                profiles.Add(profile);
-                profileIndex.Add(profile, p);
+                s = settings.Count;
+                settings.Add(current);
+                settingsIndex.Add(current, s);
             }
 
-            eventProfile[i] = previous = p;
+            eventCounter[i] = c;
+            eventSettings[i] = s;
             eventGroup[i] = counter.GroupNumber;
+            var groupOf = groups[counter.GroupNumber];
+            groupOf.Window = Math.Max(groupOf.Window, dedup);
             fields[i] = RedisKeys.IdempotencyField(counter.Tag, e.IdempotencyKey);
             if (i == 0 || eventGroup[i] != eventGroup[i - 1])
             {
@@ -134,18 +155,17 @@ internal static class RecordCommand
         }
 
         // The order the events are sent in (null: theirs) and the runs: a group's consecutive events.
-        var groups = groupKeys.Count;
         int[]? order = null;
-        if (byGroup && runs > groups)
+        if (byGroup && runs > groups.Count)
         {
-            runs = groups;
-            var next = new int[groups];
+            runs = groups.Count;
+            var next = new int[groups.Count];
             for (var i = 0; i < count; i++)
             {
                 next[eventGroup[i]]++;
             }
 
-            for (int g = 0, at = 0; g < groups; g++)
+            for (int g = 0, at = 0; g < groups.Count; g++)
             {
                 (next[g], at) = (at, at + next[g]);
             }
@@ -157,61 +177,81 @@ internal static class RecordCommand
             }
         }
 
-        // The runs: from, to (positions in sent order) and whether their events have several profiles.
-        var bounds = new (int From, int To, bool Several)[runs];
-        var profileArguments = 0;
+        // The runs: from, to (positions in sent order) and whether their events share one counter and one settings.
+        var bounds = new (int From, int To, bool OneCounter, bool OneSettings)[runs];
+        var perEvent = 0;
         for (int from = 0, r = 0; from < count; r++)
         {
             var first = order is null ? from : order[from];
             var to = from + 1;
-            var several = false;
+            var oneCounter = true;
+            var oneSettings = true;
             for (; to < count && eventGroup[order is null ? to : order[to]] == eventGroup[first]; to++)
             {
-                several |= eventProfile[order is null ? to : order[to]] != eventProfile[first];
+                var i = order is null ? to : order[to];
+                oneCounter &= eventCounter[i] == eventCounter[first];
+                oneSettings &= eventSettings[i] == eventSettings[first];
             }
 
-            bounds[r] = (from, to, several);
-            profileArguments += several ? to - from : 0;
+            bounds[r] = (from, to, oneCounter, oneSettings);
+            perEvent += (oneCounter ? 0 : to - from) + (oneSettings ? 0 : to - from);
             from = to;
         }
 
-        // ARGV: the header, the counters, the profiles, then per run its size, group and profile (0: each event names its
-        // own), its events' idempotency fields, and per event its profile (when the run has several) and the rest of its
-        // arguments.
-        var values = new RedisValue[6 + (counters.Count * UsageScripts.RecordArgumentsPerCounter) + (profiles.Count * UsageScripts.RecordArgumentsPerProfile) + (3 * runs) + eventArguments + profileArguments];
+        // ARGV: the header; per counter hash its KEYS index, its number of counters and their fields (numbering the
+        // counters); per set its counter and KEYS index; the settings; then per run its size, group, window, counter and
+        // settings (0: each event names its own), its events' idempotency fields, and per event its counter and settings
+        // (when the run's are 0) and the rest of its arguments.
+        var values = new RedisValue[UsageScripts.RecordHeader + (2 * hashes.Count) + counters.Count + (2 * sets)
+            + (settings.Count * UsageScripts.RecordArgumentsPerSettings) + (UsageScripts.RecordRunHeader * runs) + count + eventArguments + perEvent];
         values[0] = count;
-        values[1] = profiles.Count;
+        values[1] = settings.Count;
         values[2] = generationMs;
         values[3] = order is null ? 1 : 0;
         values[4] = runs;
-        values[5] = counters.Count;
-        var a = 6;
-        foreach (var c in counters)
+        values[5] = hashes.Count;
+        values[6] = sets;
+        var a = UsageScripts.RecordHeader;
+        var number = 0;
+        foreach (var hash in hashes)
         {
-            values[a] = c.HashIndex;
-            values[a + 1] = c.Tag + c.Key.MeterKey;
-            values[a + 2] = c.SetIndex;
-            a += UsageScripts.RecordArgumentsPerCounter;
+            values[a] = hash.KeyIndex;
+            values[a + 1] = hash.Counters.Count;
+            a += 2;
+            foreach (var c in hash.Counters)
+            {
+                var counter = counters[c];
+                counter.Number = ++number; // Lua indexes from 1
+                values[a++] = counter.Tag + counter.Key.MeterKey;
+            }
         }
 
-        foreach (var p in profiles)
+        foreach (var counter in counters)
         {
-            values[a] = p.CounterIndex + 1;
-            values[a + 1] = Code(p.Aggregation);
-            values[a + 2] = p.Limit is { } limit ? limit : RedisValue.EmptyString;
-            values[a + 3] = p.DedupMs;
-            values[a + 4] = p.RetentionMs;
-            values[a + 5] = groupKeys[counters[p.CounterIndex].GroupNumber];
-            a += UsageScripts.RecordArgumentsPerProfile;
+            if (counter.SetIndex > 0)
+            {
+                values[a] = counter.Number;
+                values[a + 1] = counter.SetIndex;
+                a += 2;
+            }
         }
 
-        foreach (var (from, to, several) in bounds)
+        foreach (var x in settings)
+        {
+            WriteSettings(values, a, x.Aggregation, x.Limit, x.DedupMs, x.RetentionMs);
+            a += UsageScripts.RecordArgumentsPerSettings;
+        }
+
+        foreach (var (from, to, oneCounter, oneSettings) in bounds)
         {
             var first = order is null ? from : order[from];
+            var group = groups[eventGroup[first]];
             values[a] = to - from;
-            values[a + 1] = groupKeys[eventGroup[first]];
-            values[a + 2] = several ? 0 : eventProfile[first] + 1;
-            a += 3;
+            values[a + 1] = group.KeyIndex;
+            values[a + 2] = group.Window;
+            values[a + 3] = oneCounter ? counters[eventCounter[first]].Number : 0;
+            values[a + 4] = oneSettings ? eventSettings[first] + 1 : 0;
+            a += UsageScripts.RecordRunHeader;
             for (var s = from; s < to; s++)
             {
                 values[a++] = fields[order is null ? s : order[s]];
@@ -220,9 +260,14 @@ internal static class RecordCommand
             for (var s = from; s < to; s++)
             {
                 var i = order is null ? s : order[s];
-                if (several)
+                if (!oneCounter)
                 {
-                    values[a++] = eventProfile[i] + 1;
+                    values[a++] = counters[eventCounter[i]].Number;
+                }
+
+                if (!oneSettings)
+                {
+                    values[a++] = eventSettings[i] + 1;
                 }
 
                 var e = events[indices is null ? start + i : indices[start + i]];
@@ -230,7 +275,9 @@ internal static class RecordCommand
             }
         }
 
-        return new RecordCall([.. keys], values, order);
+        return a == values.Length
+            ? new RecordCall([.. keys], values, order)
+            : throw new InvalidOperationException($"Built {a} of {values.Length} script arguments.");
     }
 
     /// <summary>The aggregation's code in the scripts; throws for an unknown one.</summary>
@@ -273,14 +320,12 @@ internal static class RecordCommand
         _ => 2,
     };
 
-    private static void WriteProfile(RedisValue[] values, int at, int counter, int groupIndex, string code, in UsageCounterEvent e, long defaultRetentionMs)
+    private static void WriteSettings(RedisValue[] values, int at, MeterAggregation aggregation, long? limit, long dedupMs, long retentionMs)
     {
-        values[at] = counter;
-        values[at + 1] = code;
-        values[at + 2] = e.HardLimit is { } limit ? limit : RedisValue.EmptyString;
-        values[at + 3] = Milliseconds(e.DedupWindow);
-        values[at + 4] = Retention(e, defaultRetentionMs);
-        values[at + 5] = groupIndex;
+        values[at] = Code(aggregation);
+        values[at + 1] = limit is { } l ? l : RedisValue.EmptyString;
+        values[at + 2] = dedupMs;
+        values[at + 3] = retentionMs;
     }
 
     private static int WriteEvent(RedisValue[] values, int at, MeterAggregation aggregation, in UsageCounterEvent e)
@@ -306,9 +351,26 @@ internal static class RecordCommand
     /// otherwise it writes nothing when an event overflows).</summary>
     internal sealed record RecordCall(RedisKey[] Keys, RedisValue[] Values, int[]? Order);
 
-    /// <summary>A counter of the call: its group (and the group's number in the call), the <c>KEYS</c> indexes (from 1) of
-    /// its hash and of its set (0: none) and its customer's tag.</summary>
-    private sealed class Counter(UsageCounterKey key, int group, int groupNumber, int hashIndex, string tag)
+    /// <summary>A customer group of the call: the <c>KEYS</c> index (from 1) of its idempotency hashes' name and the longest
+    /// dedup window of its events.</summary>
+    private sealed class Group(int keyIndex)
+    {
+        public int KeyIndex { get; } = keyIndex;
+
+        public long Window { get; set; }
+    }
+
+    /// <summary>A counter hash of the call: its <c>KEYS</c> index (from 1) and its counters.</summary>
+    private sealed class Hash(int keyIndex)
+    {
+        public int KeyIndex { get; } = keyIndex;
+
+        public List<int> Counters { get; } = [];
+    }
+
+    /// <summary>A counter of the call: its group (and the group's number in the call), its customer's tag, the <c>KEYS</c>
+    /// index (from 1) of its set (0: none) and its number in the script (from 1, in the order of the hashes).</summary>
+    private sealed class Counter(UsageCounterKey key, int group, int groupNumber, string tag)
     {
         public UsageCounterKey Key { get; } = key;
 
@@ -316,20 +378,19 @@ internal static class RecordCommand
 
         public int GroupNumber { get; } = groupNumber;
 
-        public int HashIndex { get; } = hashIndex;
-
         public string Tag { get; } = tag;
 
         public int SetIndex { get; set; }
+
+        public int Number { get; set; }
+
+        /// <summary>Whether <paramref name="other"/> is this counter (ordinal ids, the same instant).</summary>
+        public bool Matches(in UsageCounterKey other) =>
+            other.PeriodStart.UtcTicks == Key.PeriodStart.UtcTicks
+            && string.Equals(other.CustomerId, Key.CustomerId, StringComparison.Ordinal)
+            && string.Equals(other.MeterKey, Key.MeterKey, StringComparison.Ordinal);
     }
 
-    /// <summary>What events of one profile share; the counter index is derived from the counter, so equality is by value.</summary>
-    private readonly record struct Profile(int CounterIndex, UsageCounterKey Counter, MeterAggregation Aggregation, long? Limit, long DedupMs, long RetentionMs)
-    {
-        public bool Matches(in UsageCounterEvent e, long dedupMs, long retentionMs) =>
-            e.Aggregation == Aggregation && e.HardLimit == Limit && dedupMs == DedupMs && retentionMs == RetentionMs
-            && e.Counter.PeriodStart.UtcTicks == Counter.PeriodStart.UtcTicks
-            && string.Equals(e.Counter.CustomerId, Counter.CustomerId, StringComparison.Ordinal)
-            && string.Equals(e.Counter.MeterKey, Counter.MeterKey, StringComparison.Ordinal);
-    }
+    /// <summary>What events of one settings share besides their counter.</summary>
+    private readonly record struct Settings(MeterAggregation Aggregation, long? Limit, long DedupMs, long RetentionMs);
 }

@@ -54,11 +54,14 @@ internal static class UsageScripts
     /// <summary>The aggregation codes the scripts understand.</summary>
     public const string Sum = "s", Count = "c", Max = "m", Last = "l", UniqueCount = "u";
 
-    /// <summary>Arguments per counter of <see cref="Record"/>: hash index, field, set index.</summary>
-    public const int RecordArgumentsPerCounter = 3;
+    /// <summary>Arguments per settings of <see cref="Record"/>: aggregation, limit, dedup ms, retention ms.</summary>
+    public const int RecordArgumentsPerSettings = 4;
 
-    /// <summary>Arguments per profile of <see cref="Record"/>: counter, aggregation, limit, dedup ms, retention ms, group index.</summary>
-    public const int RecordArgumentsPerProfile = 6;
+    /// <summary>Arguments of <see cref="Record"/> before the first counter hash.</summary>
+    public const int RecordHeader = 7;
+
+    /// <summary>Arguments per run of <see cref="Record"/> before its idempotency fields: m, group, window, counter, settings.</summary>
+    public const int RecordRunHeader = 5;
 
     /// <summary>Arguments per event of <see cref="Rebuild"/>.</summary>
     public const int RebuildArgumentsPerEvent = 8;
@@ -180,54 +183,44 @@ internal static class UsageScripts
     /// key, and events of different customers share no field, so any interleaving of the runs gives the same results).
     /// <c>KEYS</c>: per group the start of its idempotency hashes' names (<c>{prefix}:{g7}:i:</c>, the script appends the
     /// generation), per group and period start its counter hash, and per UniqueCount counter its set of unique values, in
-    /// any order. <c>ARGV</c>: n, the number of profiles p, the generation length in ms, whether the events are sent in their
+    /// any order. <c>ARGV</c>: n, the number of settings s, the generation length in ms, whether the events are sent in their
     /// order (1: an overflow keeps what the events before it did; 0: an overflow writes nothing, the caller sends them again
-    /// in their order), the number of runs, the number of counters c; then per counter
-    /// (<see cref="RecordArgumentsPerCounter"/>): the index of its hash in <c>KEYS</c>, its field, the index of its set in
-    /// <c>KEYS</c> (0: none); then per profile (<see cref="RecordArgumentsPerProfile"/>): its counter (1 to c), aggregation,
-    /// hard limit (empty for none), dedup window ms (0: the key is not kept), counter retention ms, the index of its group's
-    /// idempotency name in <c>KEYS</c>; then per run: its number of events m, the index of its group's idempotency name, its
-    /// events' profile (0 when they have several), the m idempotency fields (consecutive, so they are looked up straight
-    /// from <c>ARGV</c>), then per event: its profile (only when the run's is 0), quantity, acceptance token (decimal text,
-    /// kept as text: Lua numbers cannot hold 64 bits), UTC ticks and ordinal key (Last only), unique value (UniqueCount
-    /// only). Nothing is written before the last event is decided.
+    /// in their order), the number of runs, the number of counter hashes, the number of sets; then per counter hash: the
+    /// index of the hash in <c>KEYS</c>, its number of counters c and their c fields (consecutive, so they are read straight
+    /// from <c>ARGV</c>; the counters are numbered from 1 in this order over all hashes); then per set: its counter's number
+    /// and its index in <c>KEYS</c>; then per settings (<see cref="RecordArgumentsPerSettings"/>): aggregation, hard limit
+    /// (empty for none), dedup window ms (0: the key is not kept), counter retention ms; then per run: its number of events
+    /// m, the index of its group's idempotency name in <c>KEYS</c>, the longest dedup window ms of the group's events in the
+    /// call, its events' counter and settings (each 0 when they differ between its events), the m idempotency fields
+    /// (consecutive, so they are looked up straight from <c>ARGV</c>), then per event: its counter and its settings (each
+    /// only when the run's is 0), quantity, acceptance token (decimal text, kept as text: Lua numbers cannot hold 64 bits),
+    /// UTC ticks and ordinal key (Last only), unique value (UniqueCount only). Nothing is written before the last event is
+    /// decided.
     /// </summary>
     public const string Record = Helpers + Idempotency + Counters + """
         local A, call = ARGV, redis.call
-        local n, p, gen, ordered, ng, nc = tonumber(A[1]), tonumber(A[2]), tonumber(A[3]), A[4] == '1', tonumber(A[5]), tonumber(A[6])
+        local n, ns, gen, ordered, nr, nh, nu = tonumber(A[1]), tonumber(A[2]), tonumber(A[3]), A[4] == '1', tonumber(A[5]), tonumber(A[6]), tonumber(A[7])
         local now = servertime()
-        -- Counters: each hash is read once (its META and the fields of all its counters in the call), before any event.
-        local fields, sof, hashes, members, nh = {}, {}, {}, {}, 0
-        local a = 6
-        for k = 1, nc do
-          local h = tonumber(A[a + 1])
-          fields[k] = A[a + 2]
-          sof[k] = tonumber(A[a + 3])
-          local list = members[h]
-          if not list then
-            list = {}
-            members[h] = list
-            nh = nh + 1
-            hashes[nh] = h
-          end
-          list[#list + 1] = k
-          a = a + 3
-        end
-        local tot, big, stamps, skeys, fresh, hkept = {}, {}, {}, {}, {}, {}
+        -- Counters, hash by hash: each hash is read once (its META and the fields of all its counters in the call), before
+        -- any event. Counter k's field is A[base + k].
+        local tot, big, stamps, skeys, fresh, sof, hashes = {}, {}, {}, {}, {}, {}, {}
+        local a, nc = 7, 0
         for j = 1, nh do
-          local h = hashes[j]
-          hkept[h] = readcounters(KEYS[h], members[h], fields, now, tot, big, stamps, skeys, fresh)
+          local h, m = tonumber(A[a + 1]), tonumber(A[a + 2])
+          local base = a + 2 - nc
+          hashes[j] = { h = h, first = nc + 1, last = nc + m, base = base,
+            kept = readcounters(KEYS[h], base, nc + 1, nc + m, now, tot, big, stamps, skeys, fresh) }
+          nc = nc + m
+          a = a + 2 + m
         end
-        -- Profiles (by their index, also as text for the per-event index) and groups.
-        local prof, named, grp, sfxs = {}, {}, {}, {}
-        for j = 1, p do
-          local ci, agg, l, dedup, ix = tonumber(A[a + 1]), A[a + 2], A[a + 3], tonumber(A[a + 4]), tonumber(A[a + 6])
-          local cu = grp[ix]
-          if not cu then
-            cu = { base = KEYS[ix], window = 0, found = {}, writes = {}, nw = 0, expiry = 0, meta = false }
-            grp[ix] = cu
-          end
-          if dedup > cu.window then cu.window = dedup end
+        for j = 1, nu do
+          sof[tonumber(A[a + 1])] = KEYS[tonumber(A[a + 2])]
+          a = a + 2
+        end
+        -- Settings (by their index, also by its text for the per-event index).
+        local set, named, sfxs = {}, {}, {}
+        for j = 1, ns do
+          local agg, l, dedup = A[a + 1], A[a + 2], tonumber(A[a + 3])
           local lim = false
           if l ~= '' then lim = num(l) end
           local w = 2
@@ -240,48 +233,60 @@ internal static class UsageScripts
             sfx = ':' .. format('%.0f', exp)
             sfxs[dedup] = sfx
           end
-          local pr = { ci = ci, agg = agg, lim = lim, nlim = type(lim) == 'number', dedup = dedup, ret = tonumber(A[a + 5]),
-            cu = cu, exp = exp, sfx = sfx, w = w }
-          prof[j] = pr
-          if p > 1 then named[tostring(j)] = pr end
-          a = a + 6
+          local st = { agg = agg, lim = lim, nlim = type(lim) == 'number', dedup = dedup, ret = tonumber(A[a + 4]), exp = exp,
+            sfx = sfx, w = w }
+          set[j] = st
+          named[tostring(j)] = st
+          a = a + 4
         end
         -- First pass: each run's keys (consecutive arguments) are looked up together in its group's hashes.
-        local first = a
-        for g = 1, ng do
-          local m, cu, gp = tonumber(A[a + 1]), grp[tonumber(A[a + 2])], tonumber(A[a + 3])
-          local meta = lookup(cu.base, cu.found, a + 4, a + 3 + m, now, gen, cu.window)
+        local first, grp = a, {}
+        for r = 1, nr do
+          local m, ix, rc, rs = tonumber(A[a + 1]), tonumber(A[a + 2]), A[a + 4], A[a + 5]
+          local cu = grp[ix]
+          if not cu then
+            cu = { base = KEYS[ix], found = {}, writes = {}, nw = 0, expiry = 0, meta = false }
+            grp[ix] = cu
+          end
+          local meta = lookup(cu.base, cu.found, a + 6, a + 5 + m, now, gen, tonumber(A[a + 3]))
           if meta then cu.meta = meta end
-          a = a + 3 + m
-          if gp > 0 then
-            a = a + m * prof[gp].w
+          a = a + 5 + m
+          local per = 0
+          if rc == '0' then per = 1 end
+          if rs ~= '0' then
+            a = a + m * (per + named[rs].w)
           else
-            for i = 1, m do a = a + 1 + named[A[a + 1]].w end
+            for i = 1, m do a = a + per + 1 + named[A[a + per + 1]].w end
           end
         end
         -- Second pass: the events, run by run. Nothing is written until the end.
         local ret, sets, adds, added, out, o = {}, {}, {}, {}, {}, 0
         a = first
         local stopped = false
-        for g = 1, ng do
-          local m, cu, gp = tonumber(A[a + 1]), grp[tonumber(A[a + 2])], tonumber(A[a + 3])
-          local ks = a + 3
+        for r = 1, nr do
+          local m, cu, ci, rs = tonumber(A[a + 1]), grp[tonumber(A[a + 2])], tonumber(A[a + 4]), A[a + 5]
+          local ks = a + 5
           a = ks + m
-          local pr = prof[gp]
+          local each, st = ci == 0, named[rs]
+          local fixed = st ~= nil
           local found = cu.found
           for i = 1, m do
-            if gp == 0 then
+            if each then
               a = a + 1
-              pr = named[A[a]]
+              ci = tonumber(A[a])
+            end
+            if not fixed then
+              a = a + 1
+              st = named[A[a]]
             end
             local key, q, tk, x, y = A[ks + i], A[a + 1], A[a + 2], A[a + 3], A[a + 4]
-            a = a + pr.w
+            a = a + st.w
             o = o + 1
             local original = found[key]
             if original then
               out[o] = duplicate(original)
             else
-              local ci, agg = pr.ci, pr.agg
+              local agg = st.agg
               local t = tot[ci]
               local c, later
               if agg == 's' then
@@ -312,26 +317,26 @@ internal static class UsageScripts
               else
                 -- An expired counter's set is stale: it starts empty (and is deleted before the new values are added).
                 local seen = added[ci]
-                later = not (seen and seen[x]) and (fresh[ci] or call('SISMEMBER', KEYS[sof[ci]], x) == 0)
+                later = not (seen and seen[x]) and (fresh[ci] or call('SISMEMBER', sof[ci], x) == 0)
                 if later then c = add(t, 1) else c = t end
               end
               local small = type(c) == 'number'
               local ok
               if small then
-                ok = not pr.nlim or c <= pr.lim
+                ok = not st.nlim or c <= st.lim
               else
-                ok = fits(c) and (not pr.lim or cmp(c, pr.lim) <= 0)
+                ok = fits(c) and (not st.lim or cmp(c, st.lim) <= 0)
               end
               if ok then
-                if pr.dedup > 0 then
+                if st.dedup > 0 then
                   local v
-                  if small then v = format('%d%s:%s', c, pr.sfx, tk) else v = c .. pr.sfx .. ':' .. tk end
+                  if small then v = format('%d%s:%s', c, st.sfx, tk) else v = c .. st.sfx .. ':' .. tk end
                   found[key] = v
                   local w, nw = cu.writes, cu.nw
                   w[nw + 1] = key
                   w[nw + 2] = v
                   cu.nw = nw + 2
-                  if pr.exp > cu.expiry then cu.expiry = pr.exp end
+                  if st.exp > cu.expiry then cu.expiry = st.exp end
                 end
                 tot[ci] = c
                 big[ci] = not small
@@ -353,7 +358,7 @@ internal static class UsageScripts
                   end
                   sets[ci] = true
                 end
-                ret[ci] = pr.ret
+                ret[ci] = st.ret
                 if small then out[o] = 4 * c else out[o] = '0' .. c end
               elseif fits(c) then
                 out[o] = reply(2, t)
@@ -375,37 +380,36 @@ internal static class UsageScripts
         -- Per counter hash: one HSET of the counters written (each with its own expiry, the latest event's retention from
         -- now), the hash kept until the latest of them.
         for j = 1, nh do
-          local h = hashes[j]
-          local list = members[h]
-          local w, nw, expiry, target = {}, 0, 0, 0
-          for i = 1, #list do
-            local k = list[i]
+          local hs = hashes[j]
+          local w, nw, expiry, target, base = {}, 0, 0, 0, hs.base
+          for k = hs.first, hs.last do
             local ms = ret[k]
             if ms then
               local exp = now + ms
-              w[nw + 1] = fields[k]
+              w[nw + 1] = A[base + k]
               w[nw + 2] = countervalue(tot[k], exp, stamps[k], skeys[k])
               nw = nw + 2
               if exp > expiry then expiry = exp end
               local t = exp + slack(ms)
               if t > target then target = t end
-              if fresh[k] and sof[k] > 0 then call('DEL', KEYS[sof[k]]) end
-              if sets[k] then
-                local skey = KEYS[sof[k]]
+              local skey = sof[k]
+              if skey then
+                if fresh[k] then call('DEL', skey) end
                 local values = adds[k]
                 if values then
                   for s = 1, #values, CHUNK do
                     call('SADD', skey, unpack(values, s, math.min(s + CHUNK - 1, #values)))
                   end
                 end
-                call('PEXPIRE', skey, ms + slack(ms))
+                if sets[k] then call('PEXPIRE', skey, ms + slack(ms)) end
               end
             end
           end
-          if nw > 0 then storecounters(KEYS[h], w, nw, hkept[h], expiry, target, now) end
+          if nw > 0 then storecounters(KEYS[hs.h], w, nw, hs.kept, expiry, target, now) end
         end
         return out
         """;
+
     /// <summary>
     /// Applies a chunk of a rebuild: no duplicate or limit checks, every key taken again with its own window.
     /// <c>KEYS</c>: the counter hash, the counter's set of unique values, the start of its group's idempotency hashes'
@@ -420,7 +424,7 @@ internal static class UsageScripts
         local agg, n, gen = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
         local now = servertime()
         local tot, big, stamps, skeys, fresh = {}, {}, {}, {}, {}
-        local kept = readcounters(ckey, { 1 }, { field }, now, tot, big, stamps, skeys, fresh)
+        local kept = readcounters(ckey, 4, 1, 1, now, tot, big, stamps, skeys, fresh)
         if ARGV[1] == '1' then
           redis.call('HDEL', ckey, field)
           tot[1], stamps[1], skeys[1], fresh[1] = 0, false, nil, true
@@ -679,26 +683,26 @@ internal static class UsageScripts
           return string.sub(v, 1, at - 1), string.sub(v, bt + 1, ct - 1), string.sub(v, ct + 1)
         end
 
-        -- Reads the counters list (numbers of fields) from the hash name, with one HMGET per CHUNK of them, the first one
-        -- with the hash's META field. Sets per counter its total (a value of num(), 0 when absent or expired), whether that
-        -- is text (big), the latest event's ticks and key (false, nil when none) and whether it starts afresh (fresh).
-        -- Returns the hash's META as a number, or false.
-        local function readcounters(name, list, fields, now, tot, big, stamps, skeys, fresh)
-          local kept, m = false, #list
-          for s = 1, m, CHUNK do
+        -- Reads counters first..last, counter k's field being ARGV[base + k], from the hash name with one HMGET per CHUNK of
+        -- them, the first one with the hash's META field. Sets per counter its total (a value of num(), 0 when absent or
+        -- expired), whether that is text (big), the latest event's ticks and key (false, nil when none) and whether it
+        -- starts afresh (fresh). Returns the hash's META as a number, or false.
+        local function readcounters(name, base, first, last, now, tot, big, stamps, skeys, fresh)
+          local kept = false
+          for s = first, last, CHUNK do
             local e = s + CHUNK - 1
-            if e > m then e = m end
-            local names, o = {}, 0
-            if s == 1 then
-              names[1] = META
-              o = 1
+            if e > last then e = last end
+            local vals, o
+            if s == first then
+              vals = redis.call('HMGET', name, META, unpack(ARGV, base + s, base + e))
+              if vals[1] then kept = tonumber(vals[1]) end
+              o = 1 - s
+            else
+              vals = redis.call('HMGET', name, unpack(ARGV, base + s, base + e))
+              o = -s
             end
-            for i = s, e do names[i - s + 1 + o] = fields[list[i]] end
-            local vals = redis.call('HMGET', name, unpack(names))
-            if s == 1 and vals[1] then kept = tonumber(vals[1]) end
-            for i = s, e do
-              local k = list[i]
-              local t, ts, kh = parsecounter(vals[i - s + 1 + o], now)
+            for k = s, e do
+              local t, ts, kh = parsecounter(vals[k + 1 + o], now)
               if t then
                 t = num(t)
                 tot[k], big[k], stamps[k], skeys[k], fresh[k] = t, type(t) ~= 'number', ts, kh, false
