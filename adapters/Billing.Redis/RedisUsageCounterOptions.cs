@@ -72,7 +72,10 @@ public sealed class RedisUsageCounterOptions
     /// <remarks>
     /// <para>Fewer groups mean fewer Redis calls per script call when a batch's events are spread over many customers (a
     /// batch of 100 events over 1,000 customers touches at most 16 groups with the default, instead of about 100 customers'
-    /// keys), and larger hashes. On a standalone server a batch is one script call whatever the number.</para>
+    /// keys), and larger hashes: a counter hash holds the counters of about (customers ÷ groups) × meters per period start,
+    /// an idempotency hash the keys those customers took in a generation. A counter past its retention keeps its field
+    /// (read as absent) until it is written again or its hash expires with the group's latest counter. On a standalone
+    /// server a batch is one script call whatever the number.</para>
     /// <para><b>Redis Cluster.</b> The group is the hash tag (<c>billing:{g7}:…</c>), so counters live in at most this many
     /// slots, i.e. on at most this many primary nodes, and a batch is sent as one call per slot its groups occupy. Raise it
     /// to spread counters and their load over a larger cluster (several groups per primary node); the calls per batch grow
