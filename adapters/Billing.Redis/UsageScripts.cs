@@ -28,8 +28,8 @@ namespace Billing.Redis;
 /// <b>Cost.</b> Keys are per customer group (<see cref="RedisUsageCounterOptions.CustomerGroups"/>), not per customer:
 /// idempotency keys are fields of one hash per group and generation (see <see cref="Idempotency"/>), and counters fields
 /// of one hash per group and period start (see <see cref="Counters"/>). So a call looks up all of a group's keys with
-/// one <c>HMGET</c> per generation it must search (one with the defaults, once the previous generation holds nothing
-/// live) and takes the new ones with one <c>HSET</c>; it reads all of a group's counters of one period with one
+/// one <c>HMGET</c> per generation it must search (two with the defaults, one once the previous generation's hash is
+/// known to be gone) and takes the new ones with one <c>HSET</c>; it reads all of a group's counters of one period with one
 /// <c>HMGET</c> before the first event and writes their final state with one <c>HSET</c> at the end: about four Redis
 /// calls per group and call, however many customers and events the group has in it. Expiries cost no call in the
 /// common case: the current generation's hash and each counter hash record the instant they are kept until (field
