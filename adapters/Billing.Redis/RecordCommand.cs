@@ -5,12 +5,13 @@ using StackExchange.Redis;
 namespace Billing.Redis;
 
 /// <summary>
-/// Builds the <c>KEYS</c> and <c>ARGV</c> of one call of <see cref="UsageScripts.Record"/>: the constants of each distinct
-/// (counter, aggregation, limit, dedup window, retention) once as a "profile", and per event only what differs (its
-/// profile, idempotency key, quantity, acceptance token, and the timestamp and key for Last or the value for UniqueCount).
+/// Builds the <c>KEYS</c> and <c>ARGV</c> of one call of <see cref="UsageScripts.Record"/>: each counter's field once (under
+/// its hash), each distinct (aggregation, limit, dedup window, retention) once as "settings", and per event only what
+/// differs (its idempotency field, quantity, acceptance token, the timestamp and key for Last or the value for
+/// UniqueCount, and its counter and settings only when the other events of its run have others).
 /// </summary>
 /// <remarks>Numbers are passed as integer <see cref="RedisValue"/>s (written as decimal text by the client, no string
-/// allocated); events that share the previous event's profile skip the profile lookup.</remarks>
+/// allocated); events of the previous event's counter and settings skip the lookups.</remarks>
 internal static class RecordCommand
 {
     private static readonly RedisValue One = 1;
@@ -18,203 +19,255 @@ internal static class RecordCommand
     /// <summary>The call for one event (<see cref="RedisUsageCounter.RecordAsync"/>).</summary>
     public static RecordCall Single(RedisKeys names, in UsageCounterEvent e, long defaultRetentionMs, long generationMs)
     {
-        var customer = names.Customer(e.Counter.CustomerId);
+        var group = names.Group(e.Counter.CustomerId);
         var aggregation = e.Aggregation;
-        var code = Code(aggregation);
         var unique = aggregation == MeterAggregation.UniqueCount;
         var keys = new RedisKey[unique ? 3 : 2];
-        keys[0] = RedisKeys.IdempotencyHashes(customer);
-        keys[1] = RedisKeys.Counter(customer, e.Counter);
+        keys[0] = names.IdempotencyHashes(group);
+        keys[1] = names.CounterHash(group, e.Counter.PeriodStart);
         if (unique)
         {
-            keys[2] = RedisKeys.UniqueSet(customer, e.Counter);
+            keys[2] = names.UniqueSet(group, e.Counter);
         }
 
-        const int Header = 5, Group = Header + UsageScripts.RecordArgumentsPerProfile;
-        var values = new RedisValue[Group + 4 + EventArguments(aggregation)];
+        var tag = RedisKeys.CustomerTag(e.Counter.CustomerId);
+        var dedup = Milliseconds(e.DedupWindow);
+        const int Hash = UsageScripts.RecordHeader;
+        var settings = Hash + 3 + (unique ? 2 : 0);
+        var run = settings + UsageScripts.RecordArgumentsPerSettings;
+        var values = new RedisValue[run + UsageScripts.RecordRunHeader + 1 + EventArguments(aggregation)];
         values[0] = One;
         values[1] = One;
         values[2] = generationMs;
         values[3] = One; // in the event's order
         values[4] = One;
-        WriteProfile(values, Header, hashIndex: 2, customerIndex: 1, code, e, defaultRetentionMs);
-        values[Group] = One; // one event, customer 1, profile 1
-        values[Group + 1] = One;
-        values[Group + 2] = One;
-        values[Group + 3] = e.IdempotencyKey;
-        WriteEvent(values, Group + 4, aggregation, e);
+        values[5] = One;
+        values[6] = unique ? 1 : 0;
+        values[Hash] = 2; // the counter hash, its one counter's field
+        values[Hash + 1] = One;
+        values[Hash + 2] = tag + e.Counter.MeterKey;
+        if (unique)
+        {
+            values[Hash + 3] = One; // counter 1's set
+            values[Hash + 4] = 3;
+        }
+
+        WriteSettings(values, settings, aggregation, e.HardLimit, dedup, Retention(e, defaultRetentionMs));
+        values[run] = One; // one event, group 1, counter 1, settings 1
+        values[run + 1] = One;
+        values[run + 2] = dedup;
+        values[run + 3] = One;
+        values[run + 4] = One;
+        values[run + 5] = RedisKeys.IdempotencyField(tag, e.IdempotencyKey);
+        WriteEvent(values, run + 6, aggregation, e);
         return new RecordCall(keys, values, null);
     }
 
     /// <summary>
     /// The call for <paramref name="count"/> events of <paramref name="events"/> from <paramref name="start"/> (positions in
-    /// <paramref name="indices"/> when given). With <paramref name="byCustomer"/> the events go grouped by customer (each
-    /// customer's in their order), otherwise in their order (consecutive events of one customer form a group).
+    /// <paramref name="indices"/> when given). With <paramref name="byGroup"/> the events go grouped by customer group (each
+    /// group's in their order), otherwise in their order (consecutive events of one group form a run).
     /// </summary>
-    public static RecordCall Batch(RedisKeys names, IReadOnlyList<UsageCounterEvent> events, IReadOnlyList<int>? indices, int start, int count, long defaultRetentionMs, long generationMs, bool byCustomer = true)
+    public static RecordCall Batch(RedisKeys names, IReadOnlyList<UsageCounterEvent> events, IReadOnlyList<int>? indices, int start, int count, long defaultRetentionMs, long generationMs, bool byGroup = true)
     {
+        var keys = new List<RedisKey>();
+        var groupIndex = new Dictionary<int, int>(); // group -> its number in the call (from 0)
+        var groups = new List<Group>();
+        var hashIndex = new Dictionary<(int Group, long PeriodTicks), int>();
+        var hashes = new List<Hash>();
         var counters = new List<Counter>();
         var counterIndex = new Dictionary<UsageCounterKey, int>(); // DateTimeOffset equality compares instants
-        var profiles = new List<Profile>();
-        var profileIndex = new Dictionary<Profile, int>();
-        var eventProfile = new int[count];
-        var eventCustomer = new int[count];
-        var customers = new Dictionary<string, Customer>(StringComparer.Ordinal);
+        var settings = new List<Settings>();
+        var settingsIndex = new Dictionary<Settings, int>();
+        var eventCounter = new int[count];
+        var eventSettings = new int[count];
+        var eventGroup = new int[count];
+        var fields = new string[count];
         var eventArguments = 0;
-        var previous = -1;
+        var sets = 0;
         var runs = 0;
         for (var i = 0; i < count; i++)
         {
             var e = events[indices is null ? start + i : indices[start + i]];
-            eventArguments += 1 + EventArguments(e.Aggregation);
+            eventArguments += EventArguments(e.Aggregation);
             var dedup = Milliseconds(e.DedupWindow);
             var retention = Retention(e, defaultRetentionMs);
-            if (previous >= 0 && profiles[previous].Matches(e, dedup, retention))
+            var current = new Settings(e.Aggregation, e.HardLimit, dedup, retention);
+            if (i > 0 && counters[eventCounter[i - 1]].Matches(e.Counter) && settings[eventSettings[i - 1]] == current)
             {
-                eventProfile[i] = previous;
-                eventCustomer[i] = eventCustomer[i - 1];
+                eventCounter[i] = eventCounter[i - 1];
+                eventSettings[i] = eventSettings[i - 1];
+                eventGroup[i] = eventGroup[i - 1];
+                fields[i] = RedisKeys.IdempotencyField(counters[eventCounter[i]].Tag, e.IdempotencyKey);
                 continue;
             }
 
             if (!counterIndex.TryGetValue(e.Counter, out var c))
             {
-                if (!customers.TryGetValue(e.Counter.CustomerId, out var customer))
+                var group = names.Group(e.Counter.CustomerId);
+                if (!groupIndex.TryGetValue(group, out var g))
                 {
-                    customer = new Customer(names.Customer(e.Counter.CustomerId), customers.Count + 1); // Lua indexes from 1
-                    customers.Add(e.Counter.CustomerId, customer);
+                    keys.Add(names.IdempotencyHashes(group));
+                    g = groups.Count;
+                    groups.Add(new Group(keys.Count)); // Lua indexes from 1
+                    groupIndex.Add(group, g);
+                }
+
+                if (!hashIndex.TryGetValue((group, e.Counter.PeriodStart.UtcTicks), out var h))
+                {
+                    keys.Add(names.CounterHash(group, e.Counter.PeriodStart));
+                    h = hashes.Count;
+                    hashes.Add(new Hash(keys.Count));
+                    hashIndex.Add((group, e.Counter.PeriodStart.UtcTicks), h);
                 }
 
                 c = counters.Count;
-                counters.Add(new Counter(e.Counter, customer));
+                counters.Add(new Counter(e.Counter, group, g, RedisKeys.CustomerTag(e.Counter.CustomerId)));
+                hashes[h].Counters.Add(c);
                 counterIndex.Add(e.Counter, c);
             }
 
-            if (e.Aggregation == MeterAggregation.UniqueCount)
+            var counter = counters[c];
+            if (e.Aggregation == MeterAggregation.UniqueCount && counter.SetIndex == 0)
             {
-                counters[c].NeedsSet = true;
+                keys.Add(names.UniqueSet(counter.Group, e.Counter));
+                counter.SetIndex = keys.Count;
+                sets++;
             }
 
-            var profile = new Profile(c, e.Counter, e.Aggregation, e.HardLimit, dedup, retention);
-            if (!profileIndex.TryGetValue(profile, out var p))
+            if (!settingsIndex.TryGetValue(current, out var s))
             {
-                p = profiles.Count;
-                profiles.Add(profile);
-                profileIndex.Add(profile, p);
+                s = settings.Count;
+                settings.Add(current);
+                settingsIndex.Add(current, s);
             }
 
-            eventProfile[i] = previous = p;
-            eventCustomer[i] = counters[c].Customer.KeyIndex;
-            if (i == 0 || eventCustomer[i] != eventCustomer[i - 1])
+            eventCounter[i] = c;
+            eventSettings[i] = s;
+            eventGroup[i] = counter.GroupNumber;
+            var groupOf = groups[counter.GroupNumber];
+            groupOf.Window = Math.Max(groupOf.Window, dedup);
+            fields[i] = RedisKeys.IdempotencyField(counter.Tag, e.IdempotencyKey);
+            if (i == 0 || eventGroup[i] != eventGroup[i - 1])
             {
                 runs++;
             }
         }
 
-        // The order the events are sent in (null: theirs) and the groups: a customer's consecutive events.
+        // The order the events are sent in (null: theirs) and the runs: a group's consecutive events.
         int[]? order = null;
-        var groups = runs;
-        if (byCustomer && runs > customers.Count)
+        if (byGroup && runs > groups.Count)
         {
-            groups = customers.Count;
-            var next = new int[customers.Count + 1];
+            runs = groups.Count;
+            var next = new int[groups.Count];
             for (var i = 0; i < count; i++)
             {
-                next[eventCustomer[i]]++;
+                next[eventGroup[i]]++;
             }
 
-            for (int k = 1, at = 0; k <= customers.Count; k++)
+            for (int g = 0, at = 0; g < groups.Count; g++)
             {
-                (next[k], at) = (at, at + next[k]);
+                (next[g], at) = (at, at + next[g]);
             }
 
             order = new int[count];
             for (var i = 0; i < count; i++)
             {
-                order[next[eventCustomer[i]]++] = i;
+                order[next[eventGroup[i]]++] = i;
             }
         }
 
-        // KEYS: each customer's idempotency hashes, then each counter's hash (and its set where a UniqueCount event uses it).
-        var keyCount = customers.Count;
-        foreach (var c in counters)
-        {
-            c.HashIndex = keyCount + 1; // Lua indexes from 1
-            keyCount += c.NeedsSet ? 2 : 1;
-        }
-
-        var keys = new RedisKey[keyCount];
-        foreach (var customer in customers.Values)
-        {
-            keys[customer.KeyIndex - 1] = RedisKeys.IdempotencyHashes(customer.Prefix);
-        }
-
-        foreach (var c in counters)
-        {
-            keys[c.HashIndex - 1] = RedisKeys.Counter(c.Customer.Prefix, c.Key);
-            if (c.NeedsSet)
-            {
-                keys[c.HashIndex] = RedisKeys.UniqueSet(c.Customer.Prefix, c.Key);
-            }
-        }
-
-        // The groups: from, to (positions in sent order) and whether their events have several profiles.
-        var bounds = new (int From, int To, bool Several)[groups];
-        var profileArguments = 0;
-        for (int from = 0, g = 0; from < count; g++)
+        // The runs: from, to (positions in sent order) and whether their events share one counter and one settings.
+        var bounds = new (int From, int To, bool OneCounter, bool OneSettings)[runs];
+        var perEvent = 0;
+        for (int from = 0, r = 0; from < count; r++)
         {
             var first = order is null ? from : order[from];
             var to = from + 1;
-            var several = false;
-            for (; to < count && eventCustomer[order is null ? to : order[to]] == eventCustomer[first]; to++)
+            var oneCounter = true;
+            var oneSettings = true;
+            for (; to < count && eventGroup[order is null ? to : order[to]] == eventGroup[first]; to++)
             {
-                several |= eventProfile[order is null ? to : order[to]] != eventProfile[first];
+                var i = order is null ? to : order[to];
+                oneCounter &= eventCounter[i] == eventCounter[first];
+                oneSettings &= eventSettings[i] == eventSettings[first];
             }
 
-            bounds[g] = (from, to, several);
-            profileArguments += several ? to - from : 0;
+            bounds[r] = (from, to, oneCounter, oneSettings);
+            perEvent += (oneCounter ? 0 : to - from) + (oneSettings ? 0 : to - from);
             from = to;
         }
 
-        // ARGV: the header, the profiles, then per group its size, customer and profile (0: each event names its own),
-        // its events' idempotency keys, and per event its profile (when the group has several) and the rest of its arguments.
-        var values = new RedisValue[5 + (profiles.Count * UsageScripts.RecordArgumentsPerProfile) + (3 * groups) + eventArguments + profileArguments];
+        // ARGV: the header; per counter hash its KEYS index, its number of counters and their fields (numbering the
+        // counters); per set its counter and KEYS index; the settings; then per run its size, group, window, counter and
+        // settings (0: each event names its own), its events' idempotency fields, and per event its counter and settings
+        // (when the run's are 0) and the rest of its arguments.
+        var values = new RedisValue[UsageScripts.RecordHeader + (2 * hashes.Count) + counters.Count + (2 * sets)
+            + (settings.Count * UsageScripts.RecordArgumentsPerSettings) + (UsageScripts.RecordRunHeader * runs) + count + eventArguments + perEvent];
         values[0] = count;
-        values[1] = profiles.Count;
+        values[1] = settings.Count;
         values[2] = generationMs;
         values[3] = order is null ? 1 : 0;
-        values[4] = groups;
-        var a = 5;
-        foreach (var p in profiles)
+        values[4] = runs;
+        values[5] = hashes.Count;
+        values[6] = sets;
+        var a = UsageScripts.RecordHeader;
+        var number = 0;
+        foreach (var hash in hashes)
         {
-            var c = counters[p.CounterIndex];
-            values[a] = c.HashIndex;
-            values[a + 1] = Code(p.Aggregation);
-            values[a + 2] = p.Limit is { } limit ? limit : RedisValue.EmptyString;
-            values[a + 3] = p.DedupMs;
-            values[a + 4] = p.RetentionMs;
-            values[a + 5] = c.Customer.KeyIndex;
-            a += UsageScripts.RecordArgumentsPerProfile;
+            values[a] = hash.KeyIndex;
+            values[a + 1] = hash.Counters.Count;
+            a += 2;
+            foreach (var c in hash.Counters)
+            {
+                var counter = counters[c];
+                counter.Number = ++number; // Lua indexes from 1
+                values[a++] = counter.Tag + counter.Key.MeterKey;
+            }
         }
 
-        foreach (var (from, to, several) in bounds)
+        foreach (var counter in counters)
+        {
+            if (counter.SetIndex > 0)
+            {
+                values[a] = counter.Number;
+                values[a + 1] = counter.SetIndex;
+                a += 2;
+            }
+        }
+
+        foreach (var x in settings)
+        {
+            WriteSettings(values, a, x.Aggregation, x.Limit, x.DedupMs, x.RetentionMs);
+            a += UsageScripts.RecordArgumentsPerSettings;
+        }
+
+        foreach (var (from, to, oneCounter, oneSettings) in bounds)
         {
             var first = order is null ? from : order[from];
+            var group = groups[eventGroup[first]];
             values[a] = to - from;
-            values[a + 1] = eventCustomer[first];
-            values[a + 2] = several ? 0 : eventProfile[first] + 1;
-            a += 3;
+            values[a + 1] = group.KeyIndex;
+            values[a + 2] = group.Window;
+            values[a + 3] = oneCounter ? counters[eventCounter[first]].Number : 0;
+            values[a + 4] = oneSettings ? eventSettings[first] + 1 : 0;
+            a += UsageScripts.RecordRunHeader;
             for (var s = from; s < to; s++)
             {
-                var i = order is null ? s : order[s];
-                values[a++] = events[indices is null ? start + i : indices[start + i]].IdempotencyKey;
+                values[a++] = fields[order is null ? s : order[s]];
             }
 
             for (var s = from; s < to; s++)
             {
                 var i = order is null ? s : order[s];
-                if (several)
+                if (!oneCounter)
                 {
-                    values[a++] = eventProfile[i] + 1;
+                    values[a++] = counters[eventCounter[i]].Number;
+                }
+
+                if (!oneSettings)
+                {
+                    values[a++] = eventSettings[i] + 1;
                 }
 
                 var e = events[indices is null ? start + i : indices[start + i]];
@@ -222,7 +275,9 @@ internal static class RecordCommand
             }
         }
 
-        return new RecordCall(keys, values, order);
+        return a == values.Length
+            ? new RecordCall([.. keys], values, order)
+            : throw new InvalidOperationException($"Built {a} of {values.Length} script arguments.");
     }
 
     /// <summary>The aggregation's code in the scripts; throws for an unknown one.</summary>
@@ -265,14 +320,12 @@ internal static class RecordCommand
         _ => 2,
     };
 
-    private static void WriteProfile(RedisValue[] values, int at, int hashIndex, int customerIndex, string code, in UsageCounterEvent e, long defaultRetentionMs)
+    private static void WriteSettings(RedisValue[] values, int at, MeterAggregation aggregation, long? limit, long dedupMs, long retentionMs)
     {
-        values[at] = hashIndex;
-        values[at + 1] = code;
-        values[at + 2] = e.HardLimit is { } limit ? limit : RedisValue.EmptyString;
-        values[at + 3] = Milliseconds(e.DedupWindow);
-        values[at + 4] = Retention(e, defaultRetentionMs);
-        values[at + 5] = customerIndex;
+        values[at] = Code(aggregation);
+        values[at + 1] = limit is { } l ? l : RedisValue.EmptyString;
+        values[at + 2] = dedupMs;
+        values[at + 3] = retentionMs;
     }
 
     private static int WriteEvent(RedisValue[] values, int at, MeterAggregation aggregation, in UsageCounterEvent e)
@@ -298,27 +351,46 @@ internal static class RecordCommand
     /// otherwise it writes nothing when an event overflows).</summary>
     internal sealed record RecordCall(RedisKey[] Keys, RedisValue[] Values, int[]? Order);
 
-    /// <summary>A customer of the call: its key prefix and the index of its idempotency hashes' name in <c>KEYS</c> (from 1).</summary>
-    private sealed record Customer(string Prefix, int KeyIndex);
+    /// <summary>A customer group of the call: the <c>KEYS</c> index (from 1) of its idempotency hashes' name and the longest
+    /// dedup window of its events.</summary>
+    private sealed class Group(int keyIndex)
+    {
+        public int KeyIndex { get; } = keyIndex;
 
-    private sealed class Counter(UsageCounterKey key, Customer customer)
+        public long Window { get; set; }
+    }
+
+    /// <summary>A counter hash of the call: its <c>KEYS</c> index (from 1) and its counters.</summary>
+    private sealed class Hash(int keyIndex)
+    {
+        public int KeyIndex { get; } = keyIndex;
+
+        public List<int> Counters { get; } = [];
+    }
+
+    /// <summary>A counter of the call: its group (and the group's number in the call), its customer's tag, the <c>KEYS</c>
+    /// index (from 1) of its set (0: none) and its number in the script (from 1, in the order of the hashes).</summary>
+    private sealed class Counter(UsageCounterKey key, int group, int groupNumber, string tag)
     {
         public UsageCounterKey Key { get; } = key;
 
-        public Customer Customer { get; } = customer;
+        public int Group { get; } = group;
 
-        public bool NeedsSet { get; set; }
+        public int GroupNumber { get; } = groupNumber;
 
-        public int HashIndex { get; set; }
+        public string Tag { get; } = tag;
+
+        public int SetIndex { get; set; }
+
+        public int Number { get; set; }
+
+        /// <summary>Whether <paramref name="other"/> is this counter (ordinal ids, the same instant).</summary>
+        public bool Matches(in UsageCounterKey other) =>
+            other.PeriodStart.UtcTicks == Key.PeriodStart.UtcTicks
+            && string.Equals(other.CustomerId, Key.CustomerId, StringComparison.Ordinal)
+            && string.Equals(other.MeterKey, Key.MeterKey, StringComparison.Ordinal);
     }
 
-    /// <summary>What events of one profile share; the counter index is derived from the counter, so equality is by value.</summary>
-    private readonly record struct Profile(int CounterIndex, UsageCounterKey Counter, MeterAggregation Aggregation, long? Limit, long DedupMs, long RetentionMs)
-    {
-        public bool Matches(in UsageCounterEvent e, long dedupMs, long retentionMs) =>
-            e.Aggregation == Aggregation && e.HardLimit == Limit && dedupMs == DedupMs && retentionMs == RetentionMs
-            && e.Counter.PeriodStart.UtcTicks == Counter.PeriodStart.UtcTicks
-            && string.Equals(e.Counter.CustomerId, Counter.CustomerId, StringComparison.Ordinal)
-            && string.Equals(e.Counter.MeterKey, Counter.MeterKey, StringComparison.Ordinal);
-    }
+    /// <summary>What events of one settings share besides their counter.</summary>
+    private readonly record struct Settings(MeterAggregation Aggregation, long? Limit, long DedupMs, long RetentionMs);
 }

@@ -11,6 +11,6 @@ public enum RedisBatchMode
     /// </summary>
     Auto = 0,
 
-    /// <summary>Always one script call per hash slot (per customer's hash tag), whatever the server says it is.</summary>
+    /// <summary>Always one script call per hash slot (the customer groups' hash tags, see <see cref="RedisUsageCounterOptions.CustomerGroups"/>), whatever the server says it is.</summary>
     PerSlot = 1,
 }

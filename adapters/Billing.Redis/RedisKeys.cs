@@ -1,47 +1,103 @@
 using System.Globalization;
+using System.Text;
 using Billing.Usage;
 
 namespace Billing.Redis;
 
 /// <summary>
-/// The key names: every key of a customer starts with <c>{prefix}:{customer}</c>, so the customer is the Redis Cluster
-/// hash tag and all of a customer's keys live in one slot (one script call may touch them all).
+/// The key names and hash fields. Every customer belongs to one of <see cref="RedisUsageCounterOptions.CustomerGroups"/>
+/// customer groups (<see cref="GroupOf"/>, a stable hash of its id), and every key of a group starts with
+/// <c>{prefix}:{g&lt;group&gt;}</c>, so the group is the Redis Cluster hash tag and all of a group's keys live in one slot
+/// (one script call may touch them all). Customers appear only in hash fields and in the names of unique-value sets.
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
-/// <item><c>{prefix}:{cus}:i:{generation}</c>: a hash of the idempotency keys taken during one generation of server time
-/// (<c>floor(unix ms / generation ms)</c>, see <see cref="RedisUsageCounterOptions.IdempotencyGeneration"/>); each field
-/// is a key, its value <c>{total}:{expiry unix ms}</c>, the total the accepted event produced and when the event's dedup
-/// window ends; the field <c>""</c> holds the instant (unix ms) the hash is kept until at least. The hash expires at most a
-/// slack (1/64 of a generation, at most a minute) after its last key. The scripts build these names from the prefix passed in
-/// <c>KEYS</c> and the server clock; they carry the customer's hash tag, so they are in the slot of the keys
-/// passed.</item>
-/// <item><c>{prefix}:{cus}:c:{meter}:{periodStartUnixSeconds}</c>: a hash with <c>total</c> and, for
-/// <see cref="MeterAggregation.Last"/>, <c>last_ts</c> (UTC ticks) and <c>last_key</c> (the idempotency key's ordinal sort
-/// key), and <c>exp</c>, the instant (unix ms) it is kept until at least; expires the counter retention after its last
-/// write, plus a slack of 1/64 of the retention, at most a minute (so that the expiry moves once per slack, not per
-/// write).</item>
-/// <item><c>{prefix}:{cus}:u:{meter}:{periodStartUnixSeconds}</c>: the set of values seen by a
-/// <see cref="MeterAggregation.UniqueCount"/> counter; expires with its counter.</item>
+/// <item><c>{prefix}:{g7}:i:{generation}</c>: a hash of the idempotency keys the group's customers took during one
+/// generation of server time (<c>floor(unix ms / generation ms)</c>, see
+/// <see cref="RedisUsageCounterOptions.IdempotencyGeneration"/>); each field is a customer and key
+/// (<see cref="IdempotencyField"/>), its value <c>{total}:{expiry unix ms}:{acceptance token}</c>, the total the accepted
+/// event produced, when the event's dedup window ends and its token; the field <c>""</c> holds the instant (unix ms) the
+/// hash is kept until at least. The hash expires at most a slack (1/64 of a generation, at most a minute) after its last
+/// key. The scripts build these names from the start passed in <c>KEYS</c> and the server clock; they carry the group's
+/// hash tag, so they are in the slot of the keys passed.</item>
+/// <item><c>{prefix}:{g7}:c:{periodStartUnixSeconds}</c>: a hash of the group's counters of periods starting then; each
+/// field is a customer and meter (<see cref="CounterField"/>), its value <c>{total}:{expiry unix ms}</c>, for
+/// <see cref="MeterAggregation.Last"/> followed by <c>:{UTC ticks}:{ordinal key}</c> of the latest event. The expiry is the
+/// counter's own: its last write plus its retention; once passed, the counter reads as absent (0) and the next write
+/// starts it afresh. The field <c>""</c> holds the instant (unix ms) the hash is kept until at least; the hash expires a
+/// slack (1/64 of the retention, at most a minute) after the latest expiry of its counters, so its expiry moves once per
+/// slack, not per write.</item>
+/// <item><c>{prefix}:{g7}:u:{periodStartUnixSeconds}:{customer and meter}</c>: the set of values seen by a
+/// <see cref="MeterAggregation.UniqueCount"/> counter (the last part is its <see cref="CounterField"/>); expires with its
+/// counter, and is deleted when its counter restarts after expiring.</item>
 /// </list>
-/// <para>A customer id with <c>{</c>, <c>}</c> or <c>%</c> is escaped (<c>%7B</c>, <c>%7D</c>, <c>%25</c>) so the hash tag
-/// always ends at the brace the adapter writes; the period start is whole Unix seconds, with <c>.fffffff</c> appended
-/// only when it has a fraction of a second. The period is the last segment, so a meter key may contain <c>:</c>.</para>
+/// <para>A customer is written as the number of UTF-8 bytes of its id, <c>:</c> and the id (<see cref="CustomerTag"/>),
+/// followed by the meter or idempotency key, so a field names exactly one customer and meter (or key) whatever characters
+/// they hold. The period start is whole Unix seconds, with <c>.fffffff</c> appended only when it has a fraction of a
+/// second.</para>
+/// <para>With few groups, counters occupy few Redis Cluster slots (at most one per group), so at most that many nodes
+/// hold them; see <see cref="RedisUsageCounterOptions.CustomerGroups"/>.</para>
 /// </remarks>
-internal sealed class RedisKeys(string prefix)
+internal sealed class RedisKeys
 {
-    public string Prefix { get; } = prefix;
+    private readonly string?[] _groups;
+    private readonly string?[] _idempotency;
 
-    /// <summary><c>{prefix}:{customer}</c>: the part every key of the customer starts with.</summary>
-    public string Customer(string customerId) => Prefix + ":{" + Escape(customerId) + "}";
+    public RedisKeys(string prefix, int groups)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(groups, 1);
+        Prefix = prefix;
+        _groups = new string?[groups];
+        _idempotency = new string?[groups];
+    }
 
-    /// <summary><c>{prefix}:{customer}:i:</c>: the start of the names of the customer's idempotency hashes (the scripts
-    /// append the generation).</summary>
-    public static string IdempotencyHashes(string customer) => customer + ":i:";
+    public string Prefix { get; }
 
-    public static string Counter(string customer, in UsageCounterKey counter) => customer + ":c:" + counter.MeterKey + ":" + Period(counter.PeriodStart);
+    /// <summary>The number of customer groups.</summary>
+    public int Groups => _groups.Length;
 
-    public static string UniqueSet(string customer, in UsageCounterKey counter) => customer + ":u:" + counter.MeterKey + ":" + Period(counter.PeriodStart);
+    /// <summary>The customer's group: FNV-1a (32 bits) over the UTF-16 code units of its id (each as two bytes, low byte
+    /// first), modulo <paramref name="groups"/>. Stable across processes, runtimes and versions.</summary>
+    public static int GroupOf(string customerId, int groups)
+    {
+        const uint OffsetBasis = 2_166_136_261, Prime = 16_777_619;
+        var hash = OffsetBasis;
+        foreach (var c in customerId)
+        {
+            hash = unchecked((hash ^ (byte)c) * Prime);
+            hash = unchecked((hash ^ (uint)(c >> 8)) * Prime);
+        }
+
+        return (int)(hash % (uint)groups);
+    }
+
+    /// <summary>The customer's group with this instance's number of groups.</summary>
+    public int Group(string customerId) => GroupOf(customerId, _groups.Length);
+
+    /// <summary><c>{prefix}:{g7}</c>: the part every key of group 7 starts with.</summary>
+    public string GroupKey(int group) =>
+        _groups[group] ??= Prefix + ":{g" + group.ToString(CultureInfo.InvariantCulture) + "}";
+
+    /// <summary><c>{prefix}:{g7}:i:</c>: the start of the names of the group's idempotency hashes (the scripts append the
+    /// generation).</summary>
+    public string IdempotencyHashes(int group) => _idempotency[group] ??= GroupKey(group) + ":i:";
+
+    /// <summary><c>{prefix}:{g7}:c:{period}</c>: the hash of the group's counters of periods starting at <paramref name="periodStart"/>.</summary>
+    public string CounterHash(int group, DateTimeOffset periodStart) => GroupKey(group) + ":c:" + Period(periodStart);
+
+    /// <summary>The set of values seen by a UniqueCount counter.</summary>
+    public string UniqueSet(int group, in UsageCounterKey counter) =>
+        GroupKey(group) + ":u:" + Period(counter.PeriodStart) + ":" + CounterField(counter);
+
+    /// <summary><c>{UTF-8 bytes of the id}:{id}</c>: what a field of the customer starts with.</summary>
+    public static string CustomerTag(string customerId) =>
+        Encoding.UTF8.GetByteCount(customerId).ToString(CultureInfo.InvariantCulture) + ":" + customerId;
+
+    /// <summary>The counter's field in its hash: the customer's tag followed by the meter.</summary>
+    public static string CounterField(in UsageCounterKey counter) => CustomerTag(counter.CustomerId) + counter.MeterKey;
+
+    /// <summary>An idempotency key's field: the customer's tag (<see cref="CustomerTag"/>) followed by the key.</summary>
+    public static string IdempotencyField(string customerTag, string idempotencyKey) => customerTag + idempotencyKey;
 
     /// <summary>The period start as Unix seconds (floor), with the fraction in ticks appended when there is one.</summary>
     public static string Period(DateTimeOffset periodStart)
@@ -61,9 +117,4 @@ internal sealed class RedisKeys(string prefix)
 
         return seconds.ToString(CultureInfo.InvariantCulture) + "." + fraction.ToString("D7", CultureInfo.InvariantCulture);
     }
-
-    private static string Escape(string customerId) =>
-        customerId.AsSpan().IndexOfAny('{', '}', '%') < 0
-            ? customerId
-            : customerId.Replace("%", "%25", StringComparison.Ordinal).Replace("{", "%7B", StringComparison.Ordinal).Replace("}", "%7D", StringComparison.Ordinal);
 }

@@ -18,17 +18,21 @@ namespace Billing.Redis;
 /// Idempotency keys expire after the event's
 /// <see cref="UsageCounterEvent.DedupWindow"/> by the Redis server's clock; counters expire
 /// <see cref="UsageCounterEvent.CounterRetention"/> (or <see cref="RedisUsageCounterOptions.DefaultCounterRetention"/>)
-/// after their last write. Numbers are exact over the whole <see cref="long"/> range (see the scripts' notes); a sum past
+/// after their last write, by the server's clock (each counter records its own expiry; an expired counter reads as 0 and
+/// the next write starts it afresh). Numbers are exact over the whole <see cref="long"/> range (see the scripts' notes); a sum past
 /// <see cref="long.MaxValue"/> throws <see cref="OverflowException"/> and changes nothing for that event.
 /// </para>
 /// <para>
-/// <b>Keys and Redis Cluster.</b> Every key of a customer carries the customer as its hash tag
-/// (<c>billing:{cus_123}:…</c>), so they share one slot. On a standalone server <see cref="RecordBatchAsync"/> sends the
-/// whole batch as one script call (consecutive calls of at most <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/>
-/// events); a script call may only touch keys of one slot on a cluster, so there the batch is grouped by hash slot, one call
-/// per slot, the groups concurrently, the results put back in the batch's order. Events of different customers share no
-/// key, so the results are those of recording the batch in order. <see cref="RedisUsageCounterOptions.BatchMode"/> says
-/// how the server is recognized. A batch is atomic per script call, not as a whole.
+/// <b>Keys and Redis Cluster.</b> Every customer belongs to one of
+/// <see cref="RedisUsageCounterOptions.CustomerGroups"/> groups (a stable hash of its id), and every key of a group carries
+/// the group as its hash tag (<c>billing:{g7}:…</c>), so a group's keys share one slot; a customer's idempotency keys and
+/// counters are fields of its group's hashes (see <see cref="RedisKeys"/>). On a standalone server
+/// <see cref="RecordBatchAsync"/> sends the whole batch as one script call (consecutive calls of at most
+/// <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> events); a script call may only touch keys of one slot on
+/// a cluster, so there the batch is grouped by hash slot, one call per slot, the calls concurrently, the results put back
+/// in the batch's order. Events of different customers share no key field, so the results are those of recording the batch
+/// in order. <see cref="RedisUsageCounterOptions.BatchMode"/> says how the server is recognized. A batch is atomic per
+/// script call, not as a whole. Keys of the layout before customer groups (hash-tagged by customer) are not read.
 /// </para>
 /// <para>
 /// <b>Client.</b> StackExchange.Redis, asynchronous calls only. Scripts are sent with EVALSHA by their SHA1 (no lookup of
@@ -38,10 +42,11 @@ namespace Billing.Redis;
 /// Cancellation is checked before a call is sent; a call already sent may still be applied.
 /// </para>
 /// <para>
-/// <b>Cost.</b> Idempotency keys are fields of a hash per customer and generation
-/// (<see cref="RedisUsageCounterOptions.IdempotencyGeneration"/>), so per customer and script call a few Redis calls look
-/// up and take all its keys (not one per event); per counter and script call one read and one write. Expiries are set
-/// only when they must move, up to a minute later than needed, so mostly not per call (see <see cref="UsageScripts"/>).
+/// <b>Cost.</b> Idempotency keys are fields of a hash per customer group and generation
+/// (<see cref="RedisUsageCounterOptions.IdempotencyGeneration"/>), counters fields of a hash per group and period start,
+/// so per group and script call about four Redis calls look up and take all its keys and read and write all its counters,
+/// however many of its customers and events the call holds (not a few per customer or per event). Expiries are set only
+/// when they must move, up to a minute later than needed, so mostly not per call (see <see cref="UsageScripts"/>).
 /// </para>
 /// <para>
 /// <b>Not the only copy.</b> Counters live in memory on the server: after a flush, a restart without persistence or an
@@ -85,7 +90,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     private RedisUsageCounter(RedisUsageCounterOptions options, IConnectionMultiplexer? multiplexer, bool ownsMultiplexer, RedisUsageCounterConnection? connection)
     {
         RedisUsageCounterOptionsValidator.ThrowIfInvalid(options, requireConnection: false);
-        _keys = new RedisKeys(options.KeyPrefix);
+        _keys = new RedisKeys(options.KeyPrefix, options.CustomerGroups);
         _defaultRetentionMs = RecordCommand.Milliseconds(options.DefaultCounterRetention);
         _generationMs = RecordCommand.Milliseconds(options.IdempotencyGeneration);
         _maxPerCall = options.MaxEventsPerScriptCall;
@@ -150,8 +155,8 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     /// <para>Every event is validated before anything is sent. On a standalone server (see
     /// <see cref="RedisUsageCounterOptions.BatchMode"/>) the whole batch is one script call, whatever its customers (several
     /// consecutive calls when it has more than <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> events). On
-    /// Redis Cluster it is grouped by hash slot: one call per slot (split the same way), the groups concurrently, the results
-    /// put back in the batch's order. Events of different customers share no key, so the results are those of recording the
+    /// Redis Cluster it is grouped by hash slot: one call per slot (split the same way), the calls concurrently, the results
+    /// put back in the batch's order. Events of different customers share no key field, so the results are those of recording the
     /// batch in order either way.</para>
     /// <para>A batch is atomic per script call, not as a whole: when a call fails (the connection drops), earlier calls (other
     /// slots, earlier chunks) may have been applied. On an overflow the events before the overflowing one in its call (for
@@ -201,14 +206,16 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     }
 
     /// <inheritdoc />
+    /// <remarks>A small script reads the counter's field and compares its recorded expiry with the server's clock: a
+    /// counter whose retention has passed since its last write reads as 0, as one never written.</remarks>
     public async ValueTask<long> GetTotalAsync(UsageCounterKey counter, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(counter.CustomerId, nameof(counter));
         ArgumentException.ThrowIfNullOrEmpty(counter.MeterKey, nameof(counter));
         var database = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        var call = database.HashGetAsync(RedisKeys.Counter(_keys.Customer(counter.CustomerId), counter), "total");
-        var total = await (cancellationToken.CanBeCanceled ? call.WaitAsync(cancellationToken) : call).ConfigureAwait(false);
-        return total.IsNull ? 0 : ParseTotal((string?)total);
+        var group = _keys.Group(counter.CustomerId);
+        var total = await EvaluateAsync(database, Script.Total, [_keys.CounterHash(group, counter.PeriodStart)], [RedisKeys.CounterField(counter)], cancellationToken).ConfigureAwait(false);
+        return ParseTotal((string?)total);
     }
 
     /// <inheritdoc />
@@ -225,8 +232,6 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         ArgumentException.ThrowIfNullOrEmpty(counter.MeterKey, nameof(counter));
         ArgumentNullException.ThrowIfNull(events);
         var code = RecordCommand.Code(aggregation);
-        var customer = _keys.Customer(counter.CustomerId);
-        var counterKey = RedisKeys.Counter(customer, counter);
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var unique = new List<UsageCounterEvent>(events.Count);
         foreach (var e in events)
@@ -238,7 +243,8 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
             }
 
             if (!string.Equals(e.Counter.CustomerId, counter.CustomerId, StringComparison.Ordinal)
-                || !string.Equals(RedisKeys.Counter(customer, e.Counter), counterKey, StringComparison.Ordinal))
+                || !string.Equals(e.Counter.MeterKey, counter.MeterKey, StringComparison.Ordinal)
+                || e.Counter.PeriodStart.UtcTicks != counter.PeriodStart.UtcTicks)
             {
                 throw new ArgumentException($"Event '{e.IdempotencyKey}' belongs to another counter.", nameof(events));
             }
@@ -250,29 +256,32 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         }
 
         var database = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
-        var uniqueSet = RedisKeys.UniqueSet(customer, counter);
+        var group = _keys.Group(counter.CustomerId);
+        var tag = RedisKeys.CustomerTag(counter.CustomerId);
+        var keys = new RedisKey[] { _keys.CounterHash(group, counter.PeriodStart), _keys.UniqueSet(group, counter), _keys.IdempotencyHashes(group) };
+        RedisValue field = tag + counter.MeterKey;
         var start = 0;
         var total = 0L;
         do
         {
             var count = Math.Min(_maxPerCall, unique.Count - start);
-            var keys = new RedisKey[] { counterKey, uniqueSet, RedisKeys.IdempotencyHashes(customer) };
-            var values = new RedisValue[4 + (count * UsageScripts.RebuildArgumentsPerEvent)];
+            var values = new RedisValue[5 + (count * UsageScripts.RebuildArgumentsPerEvent)];
             values[0] = start == 0 ? 1 : 0;
             values[1] = code;
             values[2] = count;
             values[3] = _generationMs;
+            values[4] = field;
             for (var i = 0; i < count; i++)
             {
                 var e = unique[start + i];
-                var a = 4 + (i * UsageScripts.RebuildArgumentsPerEvent);
+                var a = 5 + (i * UsageScripts.RebuildArgumentsPerEvent);
                 values[a] = e.Quantity;
                 values[a + 1] = aggregation == MeterAggregation.Last ? e.Timestamp.UtcTicks : RedisValue.EmptyString;
                 values[a + 2] = aggregation == MeterAggregation.Last ? RecordCommand.OrdinalSortKey(e.IdempotencyKey) : RedisValue.EmptyString;
                 values[a + 3] = aggregation == MeterAggregation.UniqueCount ? e.UniqueValue : RedisValue.EmptyString;
                 values[a + 4] = RecordCommand.Milliseconds(e.DedupWindow);
                 values[a + 5] = RecordCommand.Retention(e, _defaultRetentionMs);
-                values[a + 6] = e.IdempotencyKey;
+                values[a + 6] = RedisKeys.IdempotencyField(tag, e.IdempotencyKey);
                 values[a + 7] = e.AcceptanceToken;
             }
 
@@ -320,6 +329,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     {
         Record,
         Rebuild,
+        Total,
     }
 
     /// <summary>An event waiting for a coalesced call, and its caller's task.</summary>
@@ -615,30 +625,30 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     private async Task<int?> RecordBySlotAsync(IDatabase database, IReadOnlyList<UsageCounterEvent> events, int from, UsageCounterResult[] results, CancellationToken cancellationToken)
     {
         var multiplexer = database.Multiplexer;
-        var slots = new Dictionary<string, int>(StringComparer.Ordinal);
-        var groups = new Dictionary<int, List<int>>();
+        var slots = new Dictionary<int, int>(); // customer group -> hash slot
+        var bySlot = new Dictionary<int, List<int>>();
         for (var i = from; i < events.Count; i++)
         {
-            var customerId = events[i].Counter.CustomerId;
-            if (!slots.TryGetValue(customerId, out var slot))
+            var group = _keys.Group(events[i].Counter.CustomerId);
+            if (!slots.TryGetValue(group, out var slot))
             {
-                slot = multiplexer.HashSlot(_keys.Customer(customerId));
-                slots.Add(customerId, slot);
+                slot = multiplexer.HashSlot(_keys.GroupKey(group));
+                slots.Add(group, slot);
             }
 
-            if (!groups.TryGetValue(slot, out var group))
+            if (!bySlot.TryGetValue(slot, out var indices))
             {
-                groups.Add(slot, group = []);
+                bySlot.Add(slot, indices = []);
             }
 
-            group.Add(i);
+            indices.Add(i);
         }
 
-        var tasks = new Task<int?>[groups.Count];
+        var tasks = new Task<int?>[bySlot.Count];
         var n = 0;
-        foreach (var group in groups.Values)
+        foreach (var indices in bySlot.Values)
         {
-            tasks[n++] = RecordGroupAsync(database, events, group, results, cancellationToken);
+            tasks[n++] = RecordSlotAsync(database, events, indices, results, cancellationToken);
         }
 
         int? overflow = null;
@@ -654,7 +664,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     }
 
     /// <summary>Records the events at <paramref name="indices"/> (one slot) in calls of at most the configured size.</summary>
-    private async Task<int?> RecordGroupAsync(IDatabase database, IReadOnlyList<UsageCounterEvent> events, List<int> indices, UsageCounterResult[] results, CancellationToken cancellationToken)
+    private async Task<int?> RecordSlotAsync(IDatabase database, IReadOnlyList<UsageCounterEvent> events, List<int> indices, UsageCounterResult[] results, CancellationToken cancellationToken)
     {
         for (var start = 0; start < indices.Count; start += _maxPerCall)
         {
@@ -695,8 +705,8 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     /// given) in one script call and returns their results in their order: one per event, or up to and including the
     /// first that overflowed (the events before it applied, those after it not).
     /// </summary>
-    /// <remarks>The events go grouped by customer (each customer's in their order: events of different customers share no
-    /// key, so the results are those of their order). Grouped out of their order, the script writes nothing when an event
+    /// <remarks>The events go grouped by customer group (each group's in their order: events of different customers share no
+    /// key field, so the results are those of their order). Grouped out of their order, the script writes nothing when an event
     /// overflows; the events are then sent again in their order (a rare path: a total past <see cref="long.MaxValue"/>).</remarks>
     private async Task<RedisResult[]> EvaluateRecordAsync(IDatabase database, IReadOnlyList<UsageCounterEvent> events, List<int>? indices, int start, int count, CancellationToken cancellationToken)
     {
@@ -721,7 +731,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         }
 
         // An event overflowed and nothing was written: send the events again in their order.
-        call = RecordCommand.Batch(_keys, events, indices, start, count, _defaultRetentionMs, _generationMs, byCustomer: false);
+        call = RecordCommand.Batch(_keys, events, indices, start, count, _defaultRetentionMs, _generationMs, byGroup: false);
         return (RedisResult[])(await EvaluateAsync(database, Script.Record, call.Keys, call.Values, cancellationToken).ConfigureAwait(false))!;
     }
 
@@ -752,7 +762,13 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     private static async Task<RedisResult> EvaluateAsync(IDatabase database, Script script, RedisKey[] keys, RedisValue[] values, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var call = database.ScriptEvaluateAsync(script == Script.Record ? UsageScripts.RecordSha1 : UsageScripts.RebuildSha1, keys, values);
+        var sha = script switch
+        {
+            Script.Record => UsageScripts.RecordSha1,
+            Script.Rebuild => UsageScripts.RebuildSha1,
+            _ => UsageScripts.TotalSha1,
+        };
+        var call = database.ScriptEvaluateAsync(sha, keys, values);
         try
         {
             return await (cancellationToken.CanBeCanceled ? call.WaitAsync(cancellationToken) : call).ConfigureAwait(false);
@@ -768,7 +784,12 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     /// <summary>Sends a script by its text (after a <c>NOSCRIPT</c> reply to its SHA1), which loads it.</summary>
     private static async Task<RedisResult> EvaluateTextAsync(IDatabase database, Script script, RedisKey[] keys, RedisValue[] values, CancellationToken cancellationToken)
     {
-        var text = script == Script.Record ? UsageScripts.Record : UsageScripts.Rebuild;
+        var text = script switch
+        {
+            Script.Record => UsageScripts.Record,
+            Script.Rebuild => UsageScripts.Rebuild,
+            _ => UsageScripts.Total,
+        };
         for (var attempt = 1; ; attempt++)
         {
             cancellationToken.ThrowIfCancellationRequested();

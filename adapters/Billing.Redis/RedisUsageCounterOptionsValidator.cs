@@ -74,6 +74,11 @@ internal sealed class RedisUsageCounterOptionsValidator : IValidateOptions<Redis
             failures.Add($"{Type}.{nameof(RedisUsageCounterOptions.IdempotencyGeneration)} must be 1 second to 400 days.");
         }
 
+        if (options.CustomerGroups is < 1 or > RedisUsageCounterOptions.MaxCustomerGroups)
+        {
+            failures.Add($"{Type}.{nameof(RedisUsageCounterOptions.CustomerGroups)} must be 1 to 16,384.");
+        }
+
         return failures;
     }
 }

@@ -25,18 +25,23 @@ namespace Billing.Redis;
 /// bytes one by one (Lua's <c>&lt;</c> on strings uses the server's locale collation, so it is never used).
 /// </para>
 /// <para>
-/// <b>Cost.</b> Idempotency keys are fields of one hash per customer and generation (see <see cref="Idempotency"/>), so a
-/// call looks up all of a customer's keys with one <c>HMGET</c> per generation it must search (two with the defaults) and
-/// takes the new ones with one <c>HSET</c>: a few Redis calls per customer and call instead of one per event. Expiries
-/// cost no call in the common case: the current generation's hash records the instant it is kept until (field
-/// <c>""</c>, read by the same <c>HMGET</c>) and a counter its own (field <c>exp</c>, read with <c>total</c>), and an
-/// expiry is only set (<c>PEXPIRE</c>, plus a <c>PTTL</c> for a hash without the field, e.g. a new one) when it must
-/// move; it is then set 1/64 of the generation or retention later than needed, at most a minute, so that it moves once
-/// per such slack rather than once per ms. A hash is still kept at least until its last key expires, a counter at least
-/// its retention after its last write (the latest event's retention wins: a shorter one moves it back). Per counter and
-/// call: one <c>HMGET</c> before the first event and one <c>HSET</c> of the final state at the end. UniqueCount adds a <c>SISMEMBER</c> per
-/// event and one <c>SADD</c> of the new values at the end. Duplicates and events that cannot be accepted (over the limit, overflow) write
-/// nothing. Reading the server clock (<c>TIME</c>) needs Redis 5 or later (script effects replication).
+/// <b>Cost.</b> Keys are per customer group (<see cref="RedisUsageCounterOptions.CustomerGroups"/>), not per customer:
+/// idempotency keys are fields of one hash per group and generation (see <see cref="Idempotency"/>), and counters fields
+/// of one hash per group and period start (see <see cref="Counters"/>). So a call looks up all of a group's keys with
+/// one <c>HMGET</c> per generation it must search (two with the defaults, one once the previous generation's hash is
+/// known to be gone) and takes the new ones with one <c>HSET</c>; it reads all of a group's counters of one period with one
+/// <c>HMGET</c> before the first event and writes their final state with one <c>HSET</c> at the end: about four Redis
+/// calls per group and call, however many customers and events the group has in it. Expiries cost no call in the
+/// common case: the current generation's hash and each counter hash record the instant they are kept until (field
+/// <c>""</c>, read by the same <c>HMGET</c>), each counter its own expiry (in its value, written with its total), and a
+/// hash's expiry is only set (<c>PEXPIRE</c>, plus a <c>PTTL</c> for a hash without the field, e.g. a new one) when it
+/// must move; it is then set 1/64 of the generation or retention later than needed, at most a minute, so that it moves
+/// once per such slack rather than once per ms. An idempotency hash is still kept at least until its last key expires, a
+/// counter hash until its latest counter expires, and a counter reads as absent once its retention has passed since its
+/// last write (the latest event's retention wins: a shorter one moves it back). UniqueCount adds a <c>SISMEMBER</c> per
+/// event, one <c>SADD</c> of the new values and one <c>PEXPIRE</c> of its set at the end. Duplicates and events that
+/// cannot be accepted (over the limit, overflow) write nothing. Reading the server clock (<c>TIME</c>) needs Redis 5 or
+/// later (script effects replication).
 /// </para>
 /// <para><b>Results.</b> One element per event, in order: the integer <c>outcome + 4 × total</c> when the total is below
 /// 10^15, otherwise the text of the outcome digit followed by the total's digits. Outcomes: 0 accepted, 1 duplicate,
@@ -49,8 +54,14 @@ internal static class UsageScripts
     /// <summary>The aggregation codes the scripts understand.</summary>
     public const string Sum = "s", Count = "c", Max = "m", Last = "l", UniqueCount = "u";
 
-    /// <summary>Arguments per profile of <see cref="Record"/>: counter hash index, aggregation, limit, dedup ms, retention ms, customer index.</summary>
-    public const int RecordArgumentsPerProfile = 6;
+    /// <summary>Arguments per settings of <see cref="Record"/>: aggregation, limit, dedup ms, retention ms.</summary>
+    public const int RecordArgumentsPerSettings = 4;
+
+    /// <summary>Arguments of <see cref="Record"/> before the first counter hash.</summary>
+    public const int RecordHeader = 7;
+
+    /// <summary>Arguments per run of <see cref="Record"/> before its idempotency fields: m, group, window, counter, settings.</summary>
+    public const int RecordRunHeader = 5;
 
     /// <summary>Arguments per event of <see cref="Rebuild"/>.</summary>
     public const int RebuildArgumentsPerEvent = 8;
@@ -168,35 +179,48 @@ internal static class UsageScripts
         """;
 
     /// <summary>
-    /// Records events: in groups, each of one customer's events in their order (events of different customers share no
-    /// key, so any interleaving of the groups gives the same results). <c>KEYS</c>: per customer the start of its
-    /// idempotency hashes' names (<c>{prefix}:{cus}:i:</c>, the script appends the generation), then per counter its hash,
-    /// followed by its set of unique values when a UniqueCount event uses it. <c>ARGV</c>: n, the number of profiles p, the
-    /// generation length in ms, whether the events are sent in their order (1: an overflow keeps what the events before it
-    /// did; 0: an overflow writes nothing, the caller sends them again in their order), the number of groups; then per
-    /// profile (<see cref="RecordArgumentsPerProfile"/>): the index of the counter hash in <c>KEYS</c>, aggregation, hard
-    /// limit (empty for none), dedup window ms (0: the key is not kept), counter retention ms, the index of the customer's
-    /// idempotency name in <c>KEYS</c>; then per group: its number of events m, the index of its customer's idempotency
-    /// name, its events' profile (0 when they have several), the m idempotency keys (consecutive, so they are looked up
-    /// straight from <c>ARGV</c>), then per event: its profile (only when the group's is 0), quantity, acceptance token
-    /// (decimal text, kept as text: Lua numbers cannot hold 64 bits), UTC ticks and ordinal key (Last only), unique value
-    /// (UniqueCount only). Nothing is written before the last event is decided.
+    /// Records events: in runs, each of one customer group's events in their order (events of different groups share no
+    /// key, and events of different customers share no field, so any interleaving of the runs gives the same results).
+    /// <c>KEYS</c>: per group the start of its idempotency hashes' names (<c>{prefix}:{g7}:i:</c>, the script appends the
+    /// generation), per group and period start its counter hash, and per UniqueCount counter its set of unique values, in
+    /// any order. <c>ARGV</c>: n, the number of settings s, the generation length in ms, whether the events are sent in their
+    /// order (1: an overflow keeps what the events before it did; 0: an overflow writes nothing, the caller sends them again
+    /// in their order), the number of runs, the number of counter hashes, the number of sets; then per counter hash: the
+    /// index of the hash in <c>KEYS</c>, its number of counters c and their c fields (consecutive, so they are read straight
+    /// from <c>ARGV</c>; the counters are numbered from 1 in this order over all hashes); then per set: its counter's number
+    /// and its index in <c>KEYS</c>; then per settings (<see cref="RecordArgumentsPerSettings"/>): aggregation, hard limit
+    /// (empty for none), dedup window ms (0: the key is not kept), counter retention ms; then per run: its number of events
+    /// m, the index of its group's idempotency name in <c>KEYS</c>, the longest dedup window ms of the group's events in the
+    /// call, its events' counter and settings (each 0 when they differ between its events), the m idempotency fields
+    /// (consecutive, so they are looked up straight from <c>ARGV</c>), then per event: its counter and its settings (each
+    /// only when the run's is 0), quantity, acceptance token (decimal text, kept as text: Lua numbers cannot hold 64 bits),
+    /// UTC ticks and ordinal key (Last only), unique value (UniqueCount only). Nothing is written before the last event is
+    /// decided.
     /// </summary>
-    public const string Record = Helpers + Idempotency + """
+    public const string Record = Helpers + Idempotency + Counters + """
         local A, call = ARGV, redis.call
-        local n, p, gen, ordered, ng = tonumber(A[1]), tonumber(A[2]), tonumber(A[3]), A[4] == '1', tonumber(A[5])
+        local n, ns, gen, ordered, nr, nh, nu = tonumber(A[1]), tonumber(A[2]), tonumber(A[3]), A[4] == '1', tonumber(A[5]), tonumber(A[6]), tonumber(A[7])
         local now = servertime()
-        -- Profiles (by their index, also as text for the per-event index), customers, counters.
-        local prof, named, cust, tot, big, stamps, skeys, counters, ret, kept, sfxs = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
-        local nc, a = 0, 5
-        for j = 1, p do
-          local ci, agg, l, dedup, ix = tonumber(A[a + 1]), A[a + 2], A[a + 3], tonumber(A[a + 4]), tonumber(A[a + 6])
-          local cu = cust[ix]
-          if not cu then
-            cu = { base = KEYS[ix], window = 0, found = {}, writes = {}, nw = 0, expiry = 0, meta = false }
-            cust[ix] = cu
-          end
-          if dedup > cu.window then cu.window = dedup end
+        -- Counters, hash by hash: each hash is read once (its META and the fields of all its counters in the call), before
+        -- any event. Counter k's field is A[base + k].
+        local tot, big, stamps, skeys, fresh, sof, hashes = {}, {}, {}, {}, {}, {}, {}
+        local a, nc = 7, 0
+        for j = 1, nh do
+          local h, m = tonumber(A[a + 1]), tonumber(A[a + 2])
+          local base = a + 2 - nc
+          hashes[j] = { h = h, first = nc + 1, last = nc + m, base = base,
+            kept = readcounters(KEYS[h], base, nc + 1, nc + m, now, tot, big, stamps, skeys, fresh) }
+          nc = nc + m
+          a = a + 2 + m
+        end
+        for j = 1, nu do
+          sof[tonumber(A[a + 1])] = KEYS[tonumber(A[a + 2])]
+          a = a + 2
+        end
+        -- Settings (by their index, also by its text for the per-event index).
+        local set, named, sfxs = {}, {}, {}
+        for j = 1, ns do
+          local agg, l, dedup = A[a + 1], A[a + 2], tonumber(A[a + 3])
           local lim = false
           if l ~= '' then lim = num(l) end
           local w = 2
@@ -209,69 +233,60 @@ internal static class UsageScripts
             sfx = ':' .. format('%.0f', exp)
             sfxs[dedup] = sfx
           end
-          local pr = { ci = ci, agg = agg, lim = lim, nlim = type(lim) == 'number', dedup = dedup, ret = A[a + 5], cu = cu,
-            exp = exp, sfx = sfx, w = w }
-          prof[j] = pr
-          if p > 1 then named[tostring(j)] = pr end
-          -- Every counter is read once, before any event (nothing is written before the last event).
-          if tot[ci] == nil then
-            nc = nc + 1
-            counters[nc] = ci
-            if agg == 'l' then
-              local h = call('HMGET', KEYS[ci], 'total', 'exp', 'last_ts', 'last_key')
-              if h[1] then tot[ci] = num(h[1]) else tot[ci] = 0 end
-              kept[ci] = h[2] and tonumber(h[2])
-              stamps[ci] = h[3] or false
-              skeys[ci] = h[4]
-            else
-              local h = call('HMGET', KEYS[ci], 'total', 'exp')
-              if h[1] then tot[ci] = num(h[1]) else tot[ci] = 0 end
-              kept[ci] = h[2] and tonumber(h[2])
-            end
-            big[ci] = type(tot[ci]) ~= 'number'
-          elseif agg == 'l' and stamps[ci] == nil then
-            local h = call('HMGET', KEYS[ci], 'last_ts', 'last_key')
-            stamps[ci] = h[1] or false
-            skeys[ci] = h[2]
-          end
-          a = a + 6
+          local st = { agg = agg, lim = lim, nlim = type(lim) == 'number', dedup = dedup, ret = tonumber(A[a + 4]), exp = exp,
+            sfx = sfx, w = w }
+          set[j] = st
+          named[tostring(j)] = st
+          a = a + 4
         end
-        -- First pass: each group's keys (consecutive arguments) are looked up together in its customer's hashes.
-        local first = a
-        for g = 1, ng do
-          local m, cu, gp = tonumber(A[a + 1]), cust[tonumber(A[a + 2])], tonumber(A[a + 3])
-          local meta = lookup(cu.base, cu.found, a + 4, a + 3 + m, now, gen, cu.window)
+        -- First pass: each run's keys (consecutive arguments) are looked up together in its group's hashes.
+        local first, grp = a, {}
+        for r = 1, nr do
+          local m, ix, rc, rs = tonumber(A[a + 1]), tonumber(A[a + 2]), A[a + 4], A[a + 5]
+          local cu = grp[ix]
+          if not cu then
+            cu = { base = KEYS[ix], found = {}, writes = {}, nw = 0, expiry = 0, meta = false }
+            grp[ix] = cu
+          end
+          local meta = lookup(cu.base, cu.found, a + 6, a + 5 + m, now, gen, tonumber(A[a + 3]))
           if meta then cu.meta = meta end
-          a = a + 3 + m
-          if gp > 0 then
-            a = a + m * prof[gp].w
+          a = a + 5 + m
+          local per = 0
+          if rc == '0' then per = 1 end
+          if rs ~= '0' then
+            a = a + m * (per + named[rs].w)
           else
-            for i = 1, m do a = a + 1 + named[A[a + 1]].w end
+            for i = 1, m do a = a + per + 1 + named[A[a + per + 1]].w end
           end
         end
-        -- Second pass: the events, group by group. Nothing is written until the end.
-        local changed, sets, adds, added, out, o = {}, {}, {}, {}, {}, 0
+        -- Second pass: the events, run by run. Nothing is written until the end.
+        local ret, sets, adds, added, out, o = {}, {}, {}, {}, {}, 0
         a = first
         local stopped = false
-        for g = 1, ng do
-          local m, cu, gp = tonumber(A[a + 1]), cust[tonumber(A[a + 2])], tonumber(A[a + 3])
-          local ks = a + 3
+        for r = 1, nr do
+          local m, cu, ci, rs = tonumber(A[a + 1]), grp[tonumber(A[a + 2])], tonumber(A[a + 4]), A[a + 5]
+          local ks = a + 5
           a = ks + m
-          local pr = prof[gp]
+          local each, st = ci == 0, named[rs]
+          local fixed = st ~= nil
           local found = cu.found
           for i = 1, m do
-            if gp == 0 then
+            if each then
               a = a + 1
-              pr = named[A[a]]
+              ci = tonumber(A[a])
+            end
+            if not fixed then
+              a = a + 1
+              st = named[A[a]]
             end
             local key, q, tk, x, y = A[ks + i], A[a + 1], A[a + 2], A[a + 3], A[a + 4]
-            a = a + pr.w
+            a = a + st.w
             o = o + 1
             local original = found[key]
             if original then
               out[o] = duplicate(original)
             else
-              local ci, agg = pr.ci, pr.agg
+              local agg = st.agg
               local t = tot[ci]
               local c, later
               if agg == 's' then
@@ -300,27 +315,28 @@ internal static class UsageScripts
                 end
                 if later then c = num(q) else c = t end
               else
+                -- An expired counter's set is stale: it starts empty (and is deleted before the new values are added).
                 local seen = added[ci]
-                later = not (seen and seen[x]) and call('SISMEMBER', KEYS[ci + 1], x) == 0
+                later = not (seen and seen[x]) and (fresh[ci] or call('SISMEMBER', sof[ci], x) == 0)
                 if later then c = add(t, 1) else c = t end
               end
               local small = type(c) == 'number'
               local ok
               if small then
-                ok = not pr.nlim or c <= pr.lim
+                ok = not st.nlim or c <= st.lim
               else
-                ok = fits(c) and (not pr.lim or cmp(c, pr.lim) <= 0)
+                ok = fits(c) and (not st.lim or cmp(c, st.lim) <= 0)
               end
               if ok then
-                if pr.dedup > 0 then
+                if st.dedup > 0 then
                   local v
-                  if small then v = format('%d%s:%s', c, pr.sfx, tk) else v = c .. pr.sfx .. ':' .. tk end
+                  if small then v = format('%d%s:%s', c, st.sfx, tk) else v = c .. st.sfx .. ':' .. tk end
                   found[key] = v
                   local w, nw = cu.writes, cu.nw
                   w[nw + 1] = key
                   w[nw + 2] = v
                   cu.nw = nw + 2
-                  if pr.exp > cu.expiry then cu.expiry = pr.exp end
+                  if st.exp > cu.expiry then cu.expiry = st.exp end
                 end
                 tot[ci] = c
                 big[ci] = not small
@@ -328,7 +344,6 @@ internal static class UsageScripts
                   if later then
                     stamps[ci] = x
                     skeys[ci] = y
-                    changed[ci] = true
                   end
                 elseif agg == 'u' then
                   if later then
@@ -343,7 +358,7 @@ internal static class UsageScripts
                   end
                   sets[ci] = true
                 end
-                ret[ci] = pr.ret
+                ret[ci] = st.ret
                 if small then out[o] = 4 * c else out[o] = '0' .. c end
               elseif fits(c) then
                 out[o] = reply(2, t)
@@ -359,66 +374,67 @@ internal static class UsageScripts
           end
           if stopped then break end
         end
-        for ix, cu in pairs(cust) do
+        for ix, cu in pairs(grp) do
           store(cu.base, cu.writes, cu.nw, cu.expiry, now, gen, cu.meta)
         end
-        for k = 1, nc do
-          local ci = counters[k]
-          local ms = ret[ci]
-          if ms then
-            local ckey = KEYS[ci]
-            local target = counterexpiry(kept[ci], tonumber(ms), now)
-            if target then
-              if changed[ci] then
-                call('HSET', ckey, 'total', tot[ci], 'exp', format('%.0f', target), 'last_ts', stamps[ci], 'last_key', skeys[ci])
-              else
-                call('HSET', ckey, 'total', tot[ci], 'exp', format('%.0f', target))
-              end
-              call('PEXPIRE', ckey, target - now)
-              ms = target - now
-            else
-              if changed[ci] then
-                call('HSET', ckey, 'total', tot[ci], 'last_ts', stamps[ci], 'last_key', skeys[ci])
-              else
-                call('HSET', ckey, 'total', tot[ci])
-              end
-              ms = kept[ci] - now
-            end
-            if sets[ci] then
-              local list = adds[ci]
-              if list then
-                for s = 1, #list, CHUNK do
-                  call('SADD', KEYS[ci + 1], unpack(list, s, math.min(s + CHUNK - 1, #list)))
+        -- Per counter hash: one HSET of the counters written (each with its own expiry, the latest event's retention from
+        -- now), the hash kept until the latest of them.
+        for j = 1, nh do
+          local hs = hashes[j]
+          local w, nw, expiry, target, base = {}, 0, 0, 0, hs.base
+          for k = hs.first, hs.last do
+            local ms = ret[k]
+            if ms then
+              local exp = now + ms
+              w[nw + 1] = A[base + k]
+              w[nw + 2] = countervalue(tot[k], exp, stamps[k], skeys[k])
+              nw = nw + 2
+              if exp > expiry then expiry = exp end
+              local t = exp + slack(ms)
+              if t > target then target = t end
+              local skey = sof[k]
+              if skey then
+                if fresh[k] then call('DEL', skey) end
+                local values = adds[k]
+                if values then
+                  for s = 1, #values, CHUNK do
+                    call('SADD', skey, unpack(values, s, math.min(s + CHUNK - 1, #values)))
+                  end
                 end
+                if sets[k] then call('PEXPIRE', skey, ms + slack(ms)) end
               end
-              call('PEXPIRE', KEYS[ci + 1], ms)
             end
           end
+          if nw > 0 then storecounters(KEYS[hs.h], w, nw, hs.kept, expiry, target, now) end
         end
         return out
         """;
 
     /// <summary>
     /// Applies a chunk of a rebuild: no duplicate or limit checks, every key taken again with its own window.
-    /// <c>KEYS</c>: the counter hash, its unique set, the start of the customer's idempotency hashes' names. <c>ARGV</c>:
-    /// reset (1: delete the counter first), aggregation, n, the generation length in ms; then per event: quantity, UTC
-    /// ticks, ordinal key, unique value, dedup window ms, counter retention ms, idempotency key, acceptance token. Returns one element as
+    /// <c>KEYS</c>: the counter hash, the counter's set of unique values, the start of its group's idempotency hashes'
+    /// names. <c>ARGV</c>: reset (1: delete the counter and its set first), aggregation, n, the generation length in ms, the
+    /// counter's field; then per event (<see cref="RebuildArgumentsPerEvent"/>): quantity, UTC ticks, ordinal key, unique
+    /// value, dedup window ms, counter retention ms, idempotency field, acceptance token. Returns one element as
     /// <see cref="Record"/> does: outcome 0 with the total, or 3 with the total before the overflowing event (the events
     /// before it are applied).
     /// </summary>
-    public const string Rebuild = Helpers + Idempotency + """
-        local ckey, ukey, ikey = KEYS[1], KEYS[2], KEYS[3]
-        if ARGV[1] == '1' then
-          redis.call('DEL', ckey, ukey)
-        end
+    public const string Rebuild = Helpers + Idempotency + Counters + """
+        local ckey, ukey, ikey, field = KEYS[1], KEYS[2], KEYS[3], ARGV[5]
         local agg, n, gen = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
         local now = servertime()
-        local h = redis.call('HMGET', ckey, 'total', 'last_ts', 'last_key')
-        local t, lts, lkh, changed, retention, result = 0, h[2] or false, h[3], false, nil, nil
+        local tot, big, stamps, skeys, fresh = {}, {}, {}, {}, {}
+        local kept = readcounters(ckey, 4, 1, 1, now, tot, big, stamps, skeys, fresh)
+        if ARGV[1] == '1' then
+          redis.call('HDEL', ckey, field)
+          tot[1], stamps[1], skeys[1], fresh[1] = 0, false, nil, true
+        end
+        -- An absent or expired counter starts afresh, and so does its set.
+        if fresh[1] then redis.call('DEL', ukey) end
+        local t, lts, lkh, retention, result = tot[1], stamps[1], skeys[1], nil, nil
         local keys, writes, window, maxexp = {}, {}, 0, 0
-        if h[1] then t = num(h[1]) end
         for i = 1, n do
-          local a = 4 + (i - 1) * 8
+          local a = 5 + (i - 1) * 8
           local q, ts, kh, uv, dedup = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
           local c, add_value = t, false
           if agg == 's' then
@@ -436,7 +452,7 @@ internal static class UsageScripts
             end
             if later then
               c = num(q)
-              lts, lkh, changed = ts, kh, true
+              lts, lkh = ts, kh
             end
           elseif agg == 'u' then
             if redis.call('SISMEMBER', ukey, uv) == 0 then
@@ -461,29 +477,39 @@ internal static class UsageScripts
             writes[#writes + 1] = text(c) .. ':' .. format('%.0f', expiry) .. ':' .. ARGV[a + 8]
             if expiry > maxexp then maxexp = expiry end
           end
-          retention = ARGV[a + 6]
+          retention = tonumber(ARGV[a + 6])
         end
         forget(ikey, keys, now, gen, window)
         store(ikey, writes, #writes, maxexp, now, gen, false)
         if retention then
-          local target = now + tonumber(retention) + slack(tonumber(retention))
-          if changed then
-            redis.call('HSET', ckey, 'total', t, 'exp', format('%.0f', target), 'last_ts', lts, 'last_key', lkh)
-          else
-            redis.call('HSET', ckey, 'total', t, 'exp', format('%.0f', target))
-          end
-          redis.call('PEXPIRE', ckey, target - now)
-          redis.call('PEXPIRE', ukey, target - now)
+          local exp = now + retention
+          storecounters(ckey, { field, countervalue(t, exp, lts, lkh) }, 2, kept, exp, exp + slack(retention), now)
+          redis.call('PEXPIRE', ukey, retention + slack(retention))
         end
         return result or { reply(0, t) }
         """;
 
     /// <summary>
-    /// The idempotency hashes: one per customer and generation (<c>floor(server ms / generation ms)</c>); a field is an
-    /// idempotency key, its value <c>total:expiry:token</c> (the total the event produced, the server time in ms at which the
+    /// Reads a counter's total as decimal text (<c>0</c> when it is absent or expired by the server clock). <c>KEYS</c>:
+    /// the counter hash; <c>ARGV</c>: the counter's field.
+    /// </summary>
+    public const string Total = """
+        local v = redis.call('HGET', KEYS[1], ARGV[1])
+        if not v then return '0' end
+        local at = string.find(v, ':', 1, true)
+        local bt = string.find(v, ':', at + 1, true)
+        local tm = redis.call('TIME')
+        local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+        if tonumber(string.sub(v, at + 1, (bt or 0) - 1)) <= now then return '0' end
+        return string.sub(v, 1, at - 1)
+        """;
+
+    /// <summary>
+    /// The idempotency hashes: one per customer group and generation (<c>floor(server ms / generation ms)</c>); a field is a
+    /// customer and idempotency key (the customer's UTF-8 length, <c>:</c>, the customer, the key), its value <c>total:expiry:token</c> (the total the event produced, the server time in ms at which the
     /// key is free again, and the acceptance token of the event, 0 for none; entries written before tokens have no
-    /// <c>:token</c> and are read as having none). A key is looked up in every generation its window can reach (at least the current and the
-    /// previous one). The field <c>""</c> (no idempotency key is empty) holds an instant in ms the hash is kept until at least
+    /// <c>:token</c> and are read as having none). A key is looked up in every generation its window can reach (at least the
+    /// current and the previous one). The field <c>""</c> (no other field is empty) holds an instant in ms the hash is kept until at least
     /// (its expiry is never earlier), and, from its creation, <c>:</c> and the instant the previous generation's hash is kept
     /// until at least (0 when there was none): once that has passed, lookups skip the previous generation (server time
     /// moves forward, so no key is taken in a generation after the next one has begun). A hash expires at most a slack (1/64
@@ -633,12 +659,93 @@ internal static class UsageScripts
           if target then redis.call('PEXPIRE', name, target - now) end
         end
 
-        -- The expiry a counter needs after a write with retention ms: when its recorded one (its 'exp' field, false when
-        -- none) is within [now + ms, now + ms + slack(ms)] it is kept (returns false), otherwise it becomes now + ms + slack(ms).
-        local function counterexpiry(kept, ms, now)
-          local want = now + ms
-          if kept and kept >= want and kept <= want + slack(ms) then return false end
-          return want + slack(ms)
+        """;
+
+    /// <summary>
+    /// The counter hashes: one per customer group and period start; a field is a customer and meter, its value
+    /// <c>total:expiry</c>, for Last followed by <c>:ticks:key</c> (the latest event's UTC ticks and ordinal key). The expiry
+    /// (server ms) is the counter's own, its last write plus the retention of that write's latest event: once passed, the
+    /// counter reads as absent and the next write starts it afresh (its set of unique values too). The field <c>""</c>
+    /// holds an instant (ms) the hash is kept until at least (its expiry is never earlier); it moves only when a counter's
+    /// expiry passes it, to that expiry plus a slack (1/64 of the retention, at most a minute), so once per slack rather than
+    /// per write, and never back.
+    /// </summary>
+    private const string Counters = """
+        -- A counter's value (false: none). Returns its total (text), the latest event's ticks and key (false, nil when none),
+        -- or false when it is absent or expired.
+        local function parsecounter(v, now)
+          if not v then return false end
+          local at = string.find(v, ':', 1, true)
+          local bt = string.find(v, ':', at + 1, true)
+          if tonumber(string.sub(v, at + 1, (bt or 0) - 1)) <= now then return false end
+          if not bt then return string.sub(v, 1, at - 1), false, nil end
+          local ct = string.find(v, ':', bt + 1, true)
+          return string.sub(v, 1, at - 1), string.sub(v, bt + 1, ct - 1), string.sub(v, ct + 1)
+        end
+
+        -- Reads counters first..last, counter k's field being ARGV[base + k], from the hash name with one HMGET per CHUNK of
+        -- them, the first one with the hash's META field. Sets per counter its total (a value of num(), 0 when absent or
+        -- expired), whether that is text (big), the latest event's ticks and key (false, nil when none) and whether it
+        -- starts afresh (fresh). Returns the hash's META as a number, or false.
+        local function readcounters(name, base, first, last, now, tot, big, stamps, skeys, fresh)
+          local kept = false
+          for s = first, last, CHUNK do
+            local e = s + CHUNK - 1
+            if e > last then e = last end
+            local vals, o
+            if s == first then
+              vals = redis.call('HMGET', name, META, unpack(ARGV, base + s, base + e))
+              if vals[1] then kept = tonumber(vals[1]) end
+              o = 1 - s
+            else
+              vals = redis.call('HMGET', name, unpack(ARGV, base + s, base + e))
+              o = -s
+            end
+            for k = s, e do
+              local t, ts, kh = parsecounter(vals[k + 1 + o], now)
+              if t then
+                t = num(t)
+                tot[k], big[k], stamps[k], skeys[k], fresh[k] = t, type(t) ~= 'number', ts, kh, false
+              else
+                tot[k], big[k], stamps[k], skeys[k], fresh[k] = 0, false, false, nil, true
+              end
+            end
+          end
+          return kept
+        end
+
+        -- A counter's value: total, expiry and, for Last, the latest event's ticks and key.
+        local function countervalue(t, exp, ts, kh)
+          if ts then return text(t) .. ':' .. format('%.0f', exp) .. ':' .. ts .. ':' .. kh end
+          if type(t) == 'number' then return format('%d:%d', t, exp) end
+          return t .. ':' .. format('%.0f', exp)
+        end
+
+        -- Writes the first nw entries of writes (field/value pairs) into the counter hash name and keeps the hash at least
+        -- until expiry, the latest expiry of the counters written: when its META (kept, as read; false when none, e.g. a new
+        -- hash: then PTTL tells) is earlier, the hash is kept until target (at least expiry; each expiry plus its slack).
+        local function storecounters(name, writes, nw, kept, expiry, target, now)
+          if not kept then
+            local ttl = redis.call('PTTL', name)
+            if ttl >= 0 then kept = now + ttl else kept = 0 end
+            if kept >= expiry then
+              writes[nw + 1] = META
+              writes[nw + 2] = format('%.0f', kept)
+              nw = nw + 2
+            end
+          end
+          local move = kept < expiry
+          if move then
+            writes[nw + 1] = META
+            writes[nw + 2] = format('%.0f', target)
+            nw = nw + 2
+          end
+          for s = 1, nw, 2 * CHUNK do
+            local e = s + 2 * CHUNK - 1
+            if e > nw then e = nw end
+            redis.call('HSET', name, unpack(writes, s, e))
+          end
+          if move then redis.call('PEXPIRE', name, target - now) end
         end
 
         """;
@@ -650,5 +757,8 @@ internal static class UsageScripts
 
     /// <summary>The SHA1 of <see cref="Rebuild"/>.</summary>
     public static readonly byte[] RebuildSha1 = SHA1.HashData(Encoding.UTF8.GetBytes(Rebuild));
+
+    /// <summary>The SHA1 of <see cref="Total"/>.</summary>
+    public static readonly byte[] TotalSha1 = SHA1.HashData(Encoding.UTF8.GetBytes(Total));
 #pragma warning restore CA5350
 }

@@ -25,7 +25,8 @@ namespace Billing.Benchmarks;
 /// <c>--repeat 3</c>, <c>--warmup 2</c> (seconds of untimed single and batch calls first), <c>--limit</c> (give every
 /// event a hard limit), <c>--batch-mode auto|per-slot</c> (<see cref="RedisUsageCounterOptions.BatchMode"/>), <c>--phases rb,single,batch</c>
 /// (which phases run; <c>rbbatch</c> adds redis-benchmark sending the batch call of <c>--batch</c> events with random keys),
-/// <c>--no-coalesce</c> (<see cref="RedisUsageCounterOptions.CoalesceRecords"/> off: one script call per RecordAsync).
+/// <c>--no-coalesce</c> (<see cref="RedisUsageCounterOptions.CoalesceRecords"/> off: one script call per RecordAsync),
+/// <c>--customer-groups 16</c> (<see cref="RedisUsageCounterOptions.CustomerGroups"/>).
 /// <c>spread</c> adds batches like (3) over <c>--spread-customers 1000</c> customers, consecutive events going to consecutive
 /// customers, so each batch of 100 events holds 100 customers with one event each (the sample host's load); its server
 /// µs/event is the redis-server process's user + system CPU (<c>INFO cpu</c>, i.e. getrusage, as /proc/pid/stat) per event.</para>
@@ -40,7 +41,7 @@ internal static class RedisRun
     private static long _token = -7_046_029_254_386_353_131;
 
     public static int Run(string[] args) =>
-        ConsoleBenchmark.Run("redis-run", args, Settings.Parse, "[--seconds 4] [--requests 500000] [--inflight 64] [--pipeline 64] [--writers 16] [--batch 100] [--customers 8] [--repeat 3] [--warmup 2] [--limit] [--batch-mode auto|per-slot] [--phases rb,rbbatch,single,batch,spread] [--spread-customers 1000] [--no-coalesce]", RunAsync);
+        ConsoleBenchmark.Run("redis-run", args, Settings.Parse, "[--seconds 4] [--requests 500000] [--inflight 64] [--pipeline 64] [--writers 16] [--batch 100] [--customers 8] [--repeat 3] [--warmup 2] [--limit] [--batch-mode auto|per-slot] [--phases rb,rbbatch,single,batch,spread] [--spread-customers 1000] [--customer-groups 16] [--no-coalesce]", RunAsync);
 
     private static async Task<int> RunAsync(Settings settings)
     {
@@ -50,6 +51,7 @@ internal static class RedisRun
             ConfigurationString = server.ConfigurationString,
             BatchMode = settings.BatchMode,
             CoalesceRecords = settings.Coalesce,
+            CustomerGroups = settings.CustomerGroups,
         }).ConfigureAwait(false);
         var version = InfoField((string)(await server.ExecuteAsync("INFO", "server").ConfigureAwait(false))!, "redis_version");
         Console.WriteLine(Invariant($"redis-server {version} on {server.EndPoint} (one server for every phase); StackExchange.Redis {typeof(StackExchange.Redis.ConnectionMultiplexer).Assembly.GetName().Version}"));
@@ -356,7 +358,7 @@ internal static class RedisRun
 
     private sealed record ServerSample(double CpuSeconds, long ScriptCalls);
 
-    private sealed record Settings(int Seconds, int Requests, int InFlight, int Pipeline, int Writers, int Batch, int Customers, int Repeat, int WarmupSeconds, bool Limit, RedisBatchMode BatchMode, string[] Phases, bool Coalesce, int SpreadCustomers = 1_000)
+    private sealed record Settings(int Seconds, int Requests, int InFlight, int Pipeline, int Writers, int Batch, int Customers, int Repeat, int WarmupSeconds, bool Limit, RedisBatchMode BatchMode, string[] Phases, bool Coalesce, int SpreadCustomers = 1_000, int CustomerGroups = RedisUsageCounterOptions.DefaultCustomerGroups)
     {
         public static Settings Parse(string[] args)
         {
@@ -379,6 +381,7 @@ internal static class RedisRun
                     "--limit" => s with { Limit = true },
                     "--no-coalesce" => s with { Coalesce = false },
                     "--spread-customers" => s with { SpreadCustomers = Int() },
+                    "--customer-groups" => s with { CustomerGroups = Int() },
                     "--phases" => s with { Phases = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                     "--batch-mode" => s with
                     {
@@ -396,6 +399,6 @@ internal static class RedisRun
             return s.InFlight % s.Pipeline == 0 ? s : throw new ArgumentException("--inflight must be a multiple of --pipeline.");
         }
 
-        public override string ToString() => Invariant($"{Seconds} s per .NET phase, redis-benchmark -n {Requests}, {InFlight} in flight (-c {InFlight / Pipeline} -P {Pipeline}), {Writers} writers x batches of {Batch} over {Customers} customers, {Repeat} rounds, warm-up {WarmupSeconds} s, hard limit {(Limit ? "on" : "off")}, batch mode {BatchMode}, phases {string.Join(',', Phases)}{(Phases.Contains("spread") ? Invariant($" (spread: {SpreadCustomers} customers)") : "")}, RecordAsync calls {(Coalesce ? "coalesced" : "one script call each")}");
+        public override string ToString() => Invariant($"{Seconds} s per .NET phase, redis-benchmark -n {Requests}, {InFlight} in flight (-c {InFlight / Pipeline} -P {Pipeline}), {Writers} writers x batches of {Batch} over {Customers} customers, {Repeat} rounds, warm-up {WarmupSeconds} s, hard limit {(Limit ? "on" : "off")}, batch mode {BatchMode}, phases {string.Join(',', Phases)}{(Phases.Contains("spread") ? Invariant($" (spread: {SpreadCustomers} customers)") : "")}, RecordAsync calls {(Coalesce ? "coalesced" : "one script call each")}, {CustomerGroups} customer groups");
     }
 }

@@ -71,9 +71,9 @@ public sealed class RedisClusterTests(RedisClusterTests.ClusterFixture fixture) 
     }
 
     [Fact]
-    public async Task Every_key_of_a_customer_is_in_the_slot_of_its_hash_tag()
+    public async Task Every_key_is_in_the_slot_of_its_customer_groups_hash_tag()
     {
-        string[] customers = [NewCustomer(), "}odd{", "cus_{x}"];
+        string[] customers = [NewCustomer(), "}odd{", "cus_{x}", "{g3}"];
         foreach (var c in customers)
         {
             await fixture.Counter.RecordBatchAsync(
@@ -84,9 +84,14 @@ public sealed class RedisClusterTests(RedisClusterTests.ClusterFixture fixture) 
         }
 
         var keys = ((object?[])(await fixture.Server.ExecuteAsync("KEYS", "billing:*"))!).Cast<string>().ToArray();
-        Assert.True(keys.Length >= 15);
+        foreach (var c in customers)
+        {
+            Assert.Contains($"billing:{{g{GroupOf(c)}}}:u:{Key(c).PeriodStart.ToUnixTimeSeconds()}:{Tag(c)}users", keys);
+        }
+
         foreach (var group in keys.GroupBy(HashTag))
         {
+            Assert.Matches("^g([0-9]|1[0-5])$", group.Key);
             var slots = new HashSet<long>();
             foreach (var key in group)
             {
@@ -95,6 +100,32 @@ public sealed class RedisClusterTests(RedisClusterTests.ClusterFixture fixture) 
 
             Assert.Equal(Crc16Slot(group.Key), Assert.Single(slots));
         }
+    }
+
+    [Fact]
+    public async Task A_batch_over_many_customers_is_one_call_per_slot_of_its_groups()
+    {
+        await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions { ConfigurationString = fixture.Server.ConfigurationString, KeyPrefix = "few", CustomerGroups = 4 });
+        var customers = Enumerable.Range(0, 100).Select(_ => NewCustomer()).ToArray();
+        var batch = customers.Select((c, i) => Event(c, $"k{i}", 1)).ToArray();
+        var slots = customers.Select(c => Crc16Slot($"g{RedisKeys.GroupOf(c, 4)}")).Distinct().Count();
+        var before = await EvalCallsAsync();
+
+        Assert.All(await counter.RecordBatchAsync(batch), r => Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 1), r));
+
+        Assert.Equal(slots, await EvalCallsAsync() - before);
+        Assert.InRange(slots, 1, 4);
+        foreach (var c in customers)
+        {
+            Assert.Equal(1, await counter.GetTotalAsync(Key(c)));
+        }
+    }
+
+    private async Task<long> EvalCallsAsync()
+    {
+        var stats = (string)(await fixture.Server.ExecuteAsync("INFO", "commandstats"))!;
+        return stats.Split('\n').Where(l => l.StartsWith("cmdstat_evalsha:", StringComparison.Ordinal) || l.StartsWith("cmdstat_eval:", StringComparison.Ordinal))
+            .Sum(l => long.Parse(l.Split("calls=")[1].Split(',')[0], System.Globalization.CultureInfo.InvariantCulture));
     }
 
     /// <summary>Starts redis-server with <c>cluster-enabled yes</c>, assigns it every slot and connects the counters.</summary>

@@ -48,6 +48,45 @@ public sealed class RedisUsageCounterOptionsTests
         Assert.Contains("RedisUsageCounterOptions.IdempotencyGeneration", error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    [InlineData(16_385)]
+    [InlineData(int.MaxValue)]
+    public async Task A_number_of_customer_groups_outside_1_to_16384_is_rejected(int groups)
+    {
+        var options = new RedisUsageCounterOptions { ConfigurationString = "localhost:6379", CustomerGroups = groups };
+        var error = Assert.Throws<ArgumentException>(() => new RedisUsageCounterConnection(options));
+        Assert.Contains("RedisUsageCounterOptions.CustomerGroups must be 1 to 16,384", error.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<ArgumentException>(() => RedisUsageCounter.ConnectAsync(options));
+
+        var services = new ServiceCollection();
+        services.AddBilling().AddRedisUsageCounters(o =>
+        {
+            o.ConfigurationString = "localhost:6379";
+            o.CustomerGroups = groups;
+        });
+        await using var provider = services.BuildServiceProvider();
+        var startup = Assert.Throws<OptionsValidationException>(() => provider.GetRequiredService<IStartupValidator>().Validate());
+        Assert.Contains("RedisUsageCounterOptions.CustomerGroups", startup.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(16_384)]
+    public async Task One_to_16384_customer_groups_are_accepted_and_used(int groups)
+    {
+        Assert.Empty(RedisUsageCounterOptionsValidator.Check(new RedisUsageCounterOptions { ConfigurationString = "localhost:6379", CustomerGroups = groups }, requireConnection: true));
+        Assert.Equal(16, new RedisUsageCounterOptions().CustomerGroups);
+        var server = await LocalRedisServer.SharedAsync();
+        var prefix = "groups" + groups.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions { ConfigurationString = server.ConfigurationString, KeyPrefix = prefix, CustomerGroups = groups });
+        var c = NewCustomer();
+        Assert.Equal(2, (await counter.RecordAsync(Event(c, "k1", 2))).Total);
+        Assert.Equal(2, await counter.GetTotalAsync(Key(c)));
+        Assert.StartsWith("2:", (string?)await server.ExecuteAsync("HGET", $"{prefix}:{{g{RedisKeys.GroupOf(c, groups)}}}:c:{Key(c).PeriodStart.ToUnixTimeSeconds()}", Tag(c) + "api_calls"), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task A_counter_on_an_existing_multiplexer_needs_no_connection_string_and_leaves_it_open()
     {
@@ -60,7 +99,7 @@ public sealed class RedisUsageCounterOptionsTests
         }
 
         Assert.True(multiplexer.IsConnected);
-        Assert.Equal("3", await server.ExecuteAsync("HGET", $"mine:{{{c}}}:c:api_calls:{Key(c).PeriodStart.ToUnixTimeSeconds()}", "total"));
+        Assert.StartsWith("3:", (string?)await server.ExecuteAsync("HGET", $"mine:{{g{GroupOf(c)}}}:c:{Key(c).PeriodStart.ToUnixTimeSeconds()}", Tag(c) + "api_calls"), StringComparison.Ordinal);
         Assert.Throws<ArgumentException>(() => new RedisUsageCounter(multiplexer, new RedisUsageCounterOptions { KeyPrefix = "{x}" }));
     }
 
@@ -85,7 +124,7 @@ public sealed class RedisUsageCounterOptionsTests
         Assert.Single(services, d => d.ServiceType == typeof(IUsageCounter));
         var c = NewCustomer();
         Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 4), await counter.RecordAsync(Event(c, "k1", 4)));
-        Assert.Equal("4", await server.ExecuteAsync("HGET", $"di:{{{c}}}:c:api_calls:{Key(c).PeriodStart.ToUnixTimeSeconds()}", "total"));
+        Assert.StartsWith("4:", (string?)await server.ExecuteAsync("HGET", $"di:{{g{GroupOf(c)}}}:c:{Key(c).PeriodStart.ToUnixTimeSeconds()}", Tag(c) + "api_calls"), StringComparison.Ordinal);
         var multiplexer = await provider.GetRequiredService<RedisUsageCounterConnection>().GetMultiplexerAsync();
         Assert.True(multiplexer.IsConnected);
         Assert.False(multiplexer.PreserveAsyncOrder);

@@ -18,31 +18,40 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
     private LocalRedisServer Server => fixture.Server;
 
     [Fact]
-    public async Task Keys_are_named_by_customer_hash_tag_meter_and_period()
+    public async Task Keys_are_named_by_customer_group_and_period_and_customers_are_fields()
     {
+        await using var counter = await PrefixCounterAsync("layout");
         var c = NewCustomer();
-        await Counter.RecordAsync(Event(c, "k1", 5));
-        await Counter.RecordAsync(Event(c, "k2", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "u1" });
+        var g = GroupOf(c);
+        await counter.RecordAsync(Event(c, "k1", 5));
+        await counter.RecordAsync(Event(c, "k2", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "u1" });
+        await counter.RecordAsync(Event(c, "k3", 7) with { Counter = Key(c, "gauge"), Aggregation = MeterAggregation.Last });
 
-        var keys = await KeysAsync($"billing:{{{c}}}:*");
+        var keys = await KeysAsync("layout:*");
 
         var generation = await GenerationAsync();
         Assert.Equal(
-            [$"billing:{{{c}}}:c:api_calls:{PeriodSeconds}", $"billing:{{{c}}}:c:users:{PeriodSeconds}", $"billing:{{{c}}}:i:{generation}", $"billing:{{{c}}}:u:users:{PeriodSeconds}"],
+            [$"layout:{{g{g}}}:c:{PeriodSeconds}", $"layout:{{g{g}}}:i:{generation}", $"layout:{{g{g}}}:u:{PeriodSeconds}:{Tag(c)}users"],
             keys.Order(StringComparer.Ordinal));
-        Assert.Equal("5", await Server.ExecuteAsync("HGET", $"billing:{{{c}}}:c:api_calls:{PeriodSeconds}", "total"));
-        Assert.Equal(["", "k1", "k2"], ((object?[])(await Server.ExecuteAsync("HKEYS", $"billing:{{{c}}}:i:{generation}"))!).Cast<string>().Order(StringComparer.Ordinal)); // "": the hash's expiry
-        Assert.Equal("5", (await IdempotencyEntryAsync(c, "k1"))?.Total);
-        Assert.Equal("1", (await IdempotencyEntryAsync(c, "k2"))?.Total);
+        var hash = $"layout:{{g{g}}}:c:{PeriodSeconds}";
+        Assert.Equal(["", $"{Tag(c)}api_calls", $"{Tag(c)}gauge", $"{Tag(c)}users"], (await HashFieldsAsync(hash)).Order(StringComparer.Ordinal)); // "": the hash's expiry
+        Assert.StartsWith("5:", (string?)await Server.ExecuteAsync("HGET", hash, $"{Tag(c)}api_calls"), StringComparison.Ordinal);
+        var gauge = ((string)(await Server.ExecuteAsync("HGET", hash, $"{Tag(c)}gauge"))!).Split(':');
+        Assert.Equal(["7", gauge[1], Event(c, "k3", 7).Timestamp.UtcTicks.ToString(CultureInfo.InvariantCulture), "006b0033"], gauge); // total, expiry, ticks, ordinal key ("k3")
+        Assert.Equal(["", $"{Tag(c)}k1", $"{Tag(c)}k2", $"{Tag(c)}k3"], (await HashFieldsAsync($"layout:{{g{g}}}:i:{generation}")).Order(StringComparer.Ordinal));
+        Assert.Equal(["u1"], ((object?[])(await Server.ExecuteAsync("SMEMBERS", $"layout:{{g{g}}}:u:{PeriodSeconds}:{Tag(c)}users"))!).Cast<string>());
+        Assert.Equal("5", (await IdempotencyEntryAsync(c, "k1", "layout"))?.Total);
+        Assert.Equal("1", (await IdempotencyEntryAsync(c, "k2", "layout"))?.Total);
     }
 
     [Fact]
-    public async Task Every_key_of_a_customer_has_the_customers_hash_tag_even_with_braces_in_the_id()
+    public async Task Every_key_carries_its_customers_group_as_hash_tag_whatever_braces_the_id_holds()
     {
-        string[] customers = [NewCustomer(), "}lead", "cus_{x}y", "a%7Bb", "a{b", "{}", "%"];
+        await using var counter = await PrefixCounterAsync("tags");
+        string[] customers = [NewCustomer(), "}lead", "cus_{x}y", "a%7Bb", "a{b", "{}", "%", "{g1}"];
         foreach (var c in customers)
         {
-            await Counter.RecordBatchAsync(
+            await counter.RecordBatchAsync(
             [
                 Event(c, "s1", 1),
                 Event(c, "u1", 1) with { Counter = Key(c, "users:{weird}"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "v" },
@@ -50,24 +59,141 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
             ]);
         }
 
-        var all = await KeysAsync("billing:*");
+        // Redis Cluster hashes the text between the first '{' and the first '}' after it: always the group.
+        var all = await KeysAsync("tags:*");
+        Assert.All(all, k => Assert.Matches("^g[0-9]+$", HashTag(k)));
         foreach (var c in customers)
         {
-            var escaped = c.Replace("%", "%25", StringComparison.Ordinal).Replace("{", "%7B", StringComparison.Ordinal).Replace("}", "%7D", StringComparison.Ordinal);
-            var mine = all.Where(k => k.StartsWith($"billing:{{{escaped}}}:", StringComparison.Ordinal)).ToArray();
-            Assert.Equal(5, mine.Length); // 1 hash of idempotency keys, 3 counters, 1 set of unique values
-
-            // Redis Cluster hashes the text between the first '{' and the first '}' after it: here always the customer.
-            Assert.All(mine, k => Assert.Equal(escaped, HashTag(k)));
-            Assert.Single(mine.Select(k => Crc16Slot(HashTag(k))).Distinct());
+            var tag = $"g{GroupOf(c)}";
+            Assert.Contains($"tags:{{{tag}}}:c:{PeriodSeconds}", all);
+            Assert.Contains($"tags:{{{tag}}}:u:{PeriodSeconds}:{Tag(c)}users:{{weird}}", all);
+            Assert.NotNull(await Server.ExecuteAsync("HGET", $"tags:{{{tag}}}:c:{PeriodSeconds}", $"{Tag(c)}gauge"));
+            Assert.Equal(1, await counter.GetTotalAsync(Key(c)));
         }
 
-        // Escaping is injective: "a{b" and "a%7Bb" are different customers with different counters.
-        Assert.Equal(1, await Counter.GetTotalAsync(Key("a{b")));
-        Assert.Equal(1, await Counter.GetTotalAsync(Key("a%7Bb")));
-        await Counter.RecordAsync(Event("a{b", "s2", 10));
-        Assert.Equal(11, await Counter.GetTotalAsync(Key("a{b")));
-        Assert.Equal(1, await Counter.GetTotalAsync(Key("a%7Bb")));
+        // "a{b" and "a%7Bb" are different customers with different counters.
+        await counter.RecordAsync(Event("a{b", "s2", 10));
+        Assert.Equal(11, await counter.GetTotalAsync(Key("a{b")));
+        Assert.Equal(1, await counter.GetTotalAsync(Key("a%7Bb")));
+    }
+
+    [Fact]
+    public async Task Customers_of_one_group_keep_their_own_idempotency_keys_and_counters()
+    {
+        // One group: every customer shares the hashes. Ids, meters and keys that would run together without the length
+        // of the customer ("a" + "bc" and "ab" + "c", "1" + "2:x" and "12" + ":x") stay apart.
+        await using var counter = await PrefixCounterAsync("one", groups: 1);
+        var reference = new InMemoryUsageCounter();
+        (string Customer, string Tail)[] pairs = [("a", "bc"), ("ab", "c"), ("1", "2:x"), ("12", ":x"), ("1:a", "b"), ("é", "x"), (NewCustomer(), "bc")];
+        var events = new List<UsageCounterEvent>();
+        foreach (var (c, tail) in pairs)
+        {
+            events.Add(Event(c, tail, 3) with { Counter = Key(c, tail) });
+            events.Add(Event(c, "k-" + tail, 2) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = tail });
+            events.Add(Event(c, "l-" + tail, c.Length) with { Counter = Key(c, "gauge"), Aggregation = MeterAggregation.Last, Timestamp = PeriodStart.AddMinutes(tail.Length) });
+        }
+
+        Assert.Equal(await reference.RecordBatchAsync(events), await counter.RecordBatchAsync(events));
+        Assert.All(await counter.RecordBatchAsync(events), r => Assert.Equal(UsageOutcome.Duplicate, r.Outcome)); // each key taken by its own customer
+        foreach (var e in events)
+        {
+            Assert.Equal(await reference.RecordAsync(e), await counter.RecordAsync(e));
+        }
+
+        // A key of one customer is free for the others; single calls, batches and rebuilds see the same counters.
+        foreach (var (c, tail) in pairs)
+        {
+            var other = Event(c, "bc", 1) with { Counter = Key(c, "shared") };
+            Assert.Equal(await reference.RecordAsync(other), await counter.RecordAsync(other));
+            foreach (var meter in new[] { tail, "users", "gauge", "shared" })
+            {
+                Assert.Equal(await reference.GetTotalAsync(Key(c, meter)), await counter.GetTotalAsync(Key(c, meter)));
+            }
+        }
+
+        var (first, firstTail) = pairs[0];
+        Assert.Equal(await reference.RebuildAsync(Key(first, firstTail), MeterAggregation.Sum, [events[0]]), await counter.RebuildAsync(Key(first, firstTail), MeterAggregation.Sum, [events[0]]));
+        Assert.Equal(3, await counter.GetTotalAsync(Key(pairs[1].Customer, pairs[1].Tail)));
+        Assert.All(await KeysAsync("one:*"), k => Assert.Equal("g0", HashTag(k)));
+        Assert.Single(await KeysAsync("one:*"), k => k.Contains(":c:", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_counter_whose_retention_passed_reads_as_zero_while_its_group_hash_lives_on_and_restarts()
+    {
+        // One group: a long-lived counter keeps the hash alive, the short-lived ones expire on their own.
+        await using var counter = await PrefixCounterAsync("ret", groups: 1);
+        var keeper = NewCustomer();
+        var c = NewCustomer();
+        var retention = TimeSpan.FromSeconds(1);
+        await counter.RecordAsync(Event(keeper, "k", 1));
+        var t = PeriodStart.AddDays(2);
+        Assert.Equal(5, (await counter.RecordAsync(Event(c, "s1", 5) with { CounterRetention = retention })).Total);
+        Assert.Equal(9, (await counter.RecordAsync(Event(c, "l1", 9) with { Counter = Key(c, "gauge"), Aggregation = MeterAggregation.Last, Timestamp = t, CounterRetention = retention })).Total);
+        Assert.Equal(1, (await counter.RecordAsync(Event(c, "u1", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "v", CounterRetention = retention })).Total);
+        Assert.Equal(2, (await counter.RecordAsync(Event(c, "u1w", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "w", CounterRetention = retention })).Total);
+        var set = $"ret:{{g0}}:u:{PeriodSeconds}:{Tag(c)}users";
+        Assert.Equal(1L, await Server.ExecuteAsync("PERSIST", set)); // a set outliving its counter must not count again
+        var written = await ServerMillisecondsAsync();
+        Assert.Equal(5, await counter.GetTotalAsync(Key(c)));
+        while (await ServerMillisecondsAsync() < written + 1_100)
+        {
+            await Task.Delay(50);
+        }
+
+        // Expired, while the hash (kept by the other counter) and the set are still there.
+        var hash = $"ret:{{g0}}:c:{PeriodSeconds}";
+        Assert.NotNull(await Server.ExecuteAsync("HGET", hash, $"{Tag(c)}api_calls"));
+        Assert.True(await PttlAsync(hash) > (long)TimeSpan.FromDays(69).TotalMilliseconds);
+        Assert.Equal(1L, await Server.ExecuteAsync("EXISTS", set));
+        Assert.Equal(0, await counter.GetTotalAsync(Key(c)));
+        Assert.Equal(0, await counter.GetTotalAsync(Key(c, "gauge")));
+        Assert.Equal(0, await counter.GetTotalAsync(Key(c, "users")));
+        Assert.Equal(1, await counter.GetTotalAsync(Key(keeper)));
+
+        // The next writes start afresh: the sum from 0, Last with an earlier timestamp, the unique value counted again.
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 2), await counter.RecordAsync(Event(c, "s2", 2) with { CounterRetention = retention }));
+        Assert.Equal(
+            [new(UsageOutcome.Accepted, 4), new(UsageOutcome.Accepted, 1), new(UsageOutcome.Accepted, 3)],
+            await counter.RecordBatchAsync(
+            [
+                Event(c, "l2", 4) with { Counter = Key(c, "gauge"), Aggregation = MeterAggregation.Last, Timestamp = t.AddDays(-1), CounterRetention = retention },
+                Event(c, "u2", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "v", CounterRetention = retention },
+                Event(c, "s3", 1) with { CounterRetention = retention },
+            ]));
+        Assert.Equal(["v"], ((object?[])(await Server.ExecuteAsync("SMEMBERS", set))!).Cast<string>()); // the stale "w" is gone
+        Assert.InRange(await PttlAsync(set), 1, 1_000 + 15);
+        Assert.Equal(2, (await counter.RecordAsync(Event(c, "u3", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "w", CounterRetention = retention })).Total);
+        var rewritten = await ServerMillisecondsAsync();
+        Assert.Equal(3, await counter.GetTotalAsync(Key(c)));
+        Assert.Equal(UsageOutcome.Duplicate, (await counter.RecordAsync(Event(c, "s1", 5))).Outcome); // keys keep their own window
+
+        // A rebuild of an expired counter starts from zero too.
+        while (await ServerMillisecondsAsync() < rewritten + 1_100)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.Equal(0, await counter.GetTotalAsync(Key(c)));
+        Assert.Equal(0, await counter.GetTotalAsync(Key(c, "users")));
+        Assert.Equal(7, await counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "s9", 7) with { CounterRetention = TimeSpan.FromDays(1) }]));
+        Assert.Equal(7, await counter.GetTotalAsync(Key(c)));
+    }
+
+    [Fact]
+    public void The_customer_group_is_FNV_1a_of_the_ids_UTF_16_code_units_modulo_the_groups()
+    {
+        // Worked out by hand (and independently of the adapter's code): FNV-1a, 32 bits, offset basis 2166136261, prime
+        // 16777619, over each code unit's low then high byte. "cus_123" hashes to 0x149B5567 = 345724263, and
+        // 345724263 mod 16 = 7, mod 1,000 = 263, mod 16,384 = 5479; the empty id is the offset basis 0x811C9DC5; "é😀"
+        // (U+00E9, U+D83D, U+DE00) hashes to 0x932180D7 = 2468446423.
+        Assert.Equal(7, RedisKeys.GroupOf("cus_123", 16));
+        Assert.Equal(263, RedisKeys.GroupOf("cus_123", 1_000));
+        Assert.Equal(5479, RedisKeys.GroupOf("cus_123", 16_384));
+        Assert.Equal(0, RedisKeys.GroupOf("cus_123", 1));
+        Assert.Equal((int)(2_166_136_261 % 16), RedisKeys.GroupOf("", 16));
+        Assert.Equal((int)(2_468_446_423 % 16_384), RedisKeys.GroupOf("é😀", 16_384));
+        Assert.Equal("billing:{g7}", new RedisKeys("billing", 16).GroupKey(RedisKeys.GroupOf("cus_123", 16)));
     }
 
     [Fact]
@@ -80,82 +206,102 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
     [Fact]
     public async Task Counters_expire_after_their_retention_and_keys_after_their_dedup_window()
     {
+        await using var counter = await PrefixCounterAsync("exp");
         var c = NewCustomer();
-        await Counter.RecordAsync(Event(c, "k1", 5) with { CounterRetention = TimeSpan.Zero, DedupWindow = TimeSpan.FromHours(1) });
-        await Counter.RecordAsync(Event(c, "k2", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "u", CounterRetention = TimeSpan.FromDays(5) });
-        await Counter.RecordAsync(Event(c, "k3", 1) with { Counter = Key(c, "no_key"), DedupWindow = TimeSpan.Zero });
+        var g = GroupOf(c);
+        var hash = $"exp:{{g{g}}}:c:{PeriodSeconds}";
+        await counter.RecordAsync(Event(c, "k1", 5) with { CounterRetention = TimeSpan.Zero, DedupWindow = TimeSpan.FromHours(1) });
+        await counter.RecordAsync(Event(c, "k2", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "u", CounterRetention = TimeSpan.FromDays(5) });
+        await counter.RecordAsync(Event(c, "k3", 1) with { Counter = Key(c, "no_key"), DedupWindow = TimeSpan.Zero });
 
-        AssertTtl(TimeSpan.FromDays(70), await PttlAsync($"billing:{{{c}}}:c:api_calls:{PeriodSeconds}")); // the options' default
-        AssertTtl(TimeSpan.FromHours(1), (await IdempotencyEntryAsync(c, "k1"))!.Value.Left);
-        AssertTtl(TimeSpan.FromDays(5), await PttlAsync($"billing:{{{c}}}:c:users:{PeriodSeconds}"));
-        AssertTtl(TimeSpan.FromDays(5), await PttlAsync($"billing:{{{c}}}:u:users:{PeriodSeconds}"));
-        Assert.Null(await IdempotencyEntryAsync(c, "k3")); // a zero window keeps no key
-        AssertTtl(TimeSpan.FromDays(35), await PttlAsync($"billing:{{{c}}}:i:{await GenerationAsync()}")); // until its last key expires
-        Assert.Equal(UsageOutcome.Accepted, (await Counter.RecordAsync(Event(c, "k3", 1) with { Counter = Key(c, "no_key"), DedupWindow = TimeSpan.Zero })).Outcome);
+        AssertTtl(TimeSpan.FromDays(70), await CounterLeftAsync(hash, c)); // the options' default
+        AssertTtl(TimeSpan.FromDays(70), await PttlAsync(hash)); // the hash: until its latest counter expires
+        AssertTtl(TimeSpan.FromHours(1), (await IdempotencyEntryAsync(c, "k1", "exp"))!.Value.Left);
+        AssertTtl(TimeSpan.FromDays(5), await CounterLeftAsync(hash, c, "users"));
+        AssertTtl(TimeSpan.FromDays(5), await PttlAsync($"exp:{{g{g}}}:u:{PeriodSeconds}:{Tag(c)}users"));
+        Assert.Null(await IdempotencyEntryAsync(c, "k3", "exp")); // a zero window keeps no key
+        AssertTtl(TimeSpan.FromDays(35), await PttlAsync($"exp:{{g{g}}}:i:{await GenerationAsync()}")); // until its last key expires
+        Assert.Equal(UsageOutcome.Accepted, (await counter.RecordAsync(Event(c, "k3", 1) with { Counter = Key(c, "no_key"), DedupWindow = TimeSpan.Zero })).Outcome);
 
-        // Every accepted write moves the counter's expiry; the latest event's retention wins.
-        await Counter.RecordAsync(Event(c, "k4", 1) with { CounterRetention = TimeSpan.FromDays(3) });
-        AssertTtl(TimeSpan.FromDays(3), await PttlAsync($"billing:{{{c}}}:c:api_calls:{PeriodSeconds}"));
+        // Every accepted write moves the counter's expiry; the latest event's retention wins. The hash stays until its
+        // latest counter expires.
+        await counter.RecordAsync(Event(c, "k4", 1) with { CounterRetention = TimeSpan.FromDays(3) });
+        Assert.InRange(await CounterLeftAsync(hash, c), (long)TimeSpan.FromDays(3).TotalMilliseconds - 60_000, (long)TimeSpan.FromDays(3).TotalMilliseconds);
+        AssertTtl(TimeSpan.FromDays(70), await PttlAsync(hash));
 
         // A rebuild restores both.
-        await Counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "k1", 5) with { DedupWindow = TimeSpan.FromMinutes(10), CounterRetention = TimeSpan.FromDays(9) }]);
-        AssertTtl(TimeSpan.FromDays(9), await PttlAsync($"billing:{{{c}}}:c:api_calls:{PeriodSeconds}"));
-        AssertTtl(TimeSpan.FromMinutes(10), (await IdempotencyEntryAsync(c, "k1"))!.Value.Left);
+        await counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "k1", 5) with { DedupWindow = TimeSpan.FromMinutes(10), CounterRetention = TimeSpan.FromDays(90) }]);
+        AssertTtl(TimeSpan.FromDays(90), await CounterLeftAsync(hash, c));
+        AssertTtl(TimeSpan.FromDays(90), await PttlAsync(hash));
+        AssertTtl(TimeSpan.FromMinutes(10), (await IdempotencyEntryAsync(c, "k1", "exp"))!.Value.Left);
     }
 
     [Fact]
     public async Task Expiries_move_once_per_slack_and_never_below_what_a_key_or_counter_needs()
     {
+        await using var counter = await PrefixCounterAsync("slack");
         var c = NewCustomer();
-        var hash = $"billing:{{{c}}}:i:{await GenerationAsync()}";
-        var counter = $"billing:{{{c}}}:c:api_calls:{PeriodSeconds}";
-        await Counter.RecordAsync(Event(c, "k1", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) });
+        var hash = $"slack:{{g{GroupOf(c)}}}:i:{await GenerationAsync()}";
+        var counters = $"slack:{{g{GroupOf(c)}}}:c:{PeriodSeconds}";
+        await counter.RecordAsync(Event(c, "k1", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) });
         var hashAt = await ExpireTimeAsync(hash);
-        var counterAt = await ExpireTimeAsync(counter);
+        var countersAt = await ExpireTimeAsync(counters);
         var taken = await ServerMillisecondsAsync();
         Assert.InRange(hashAt - taken, (long)TimeSpan.FromHours(1).TotalMilliseconds - 60_000, (long)TimeSpan.FromHours(1).TotalMilliseconds + 60_000);
+        Assert.InRange(countersAt - taken, (long)TimeSpan.FromDays(3).TotalMilliseconds - 60_000, (long)TimeSpan.FromDays(3).TotalMilliseconds + 60_000);
 
         // Later events within the slack (a minute here) leave both expiries where they are: no PEXPIRE per event.
         await Task.Delay(20);
-        await Counter.RecordAsync(Event(c, "k2", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) });
-        await Counter.RecordBatchAsync([Event(c, "k3", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) }]);
+        await counter.RecordAsync(Event(c, "k2", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) });
+        await counter.RecordBatchAsync([Event(c, "k3", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) }]);
         Assert.Equal(hashAt, await ExpireTimeAsync(hash));
-        Assert.Equal(counterAt, await ExpireTimeAsync(counter));
+        Assert.Equal(countersAt, await ExpireTimeAsync(counters));
 
-        // A longer window moves the hash's expiry to cover the new key; a longer retention moves the counter's, a shorter
-        // one moves it back (the latest event's retention wins).
-        await Counter.RecordAsync(Event(c, "k4", 1) with { DedupWindow = TimeSpan.FromHours(2), CounterRetention = TimeSpan.FromDays(9) });
+        // A longer window moves the hash's expiry to cover the new key; a longer retention moves the counter hash's, a
+        // shorter one moves the counter's own expiry back but leaves the hash's (it never moves back).
+        await counter.RecordAsync(Event(c, "k4", 1) with { DedupWindow = TimeSpan.FromHours(2), CounterRetention = TimeSpan.FromDays(9) });
         var now = await ServerMillisecondsAsync();
-        var (_, left) = (await IdempotencyEntryAsync(c, "k4"))!.Value;
+        var (_, left) = (await IdempotencyEntryAsync(c, "k4", "slack"))!.Value;
         Assert.True(await ExpireTimeAsync(hash) - now >= left);
-        AssertTtl(TimeSpan.FromDays(9), await PttlAsync(counter));
-        await Counter.RecordAsync(Event(c, "k5", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) });
-        AssertTtl(TimeSpan.FromDays(3), await PttlAsync(counter));
+        AssertTtl(TimeSpan.FromDays(9), await CounterLeftAsync(counters, c));
+        AssertTtl(TimeSpan.FromDays(9), await PttlAsync(counters));
+        await counter.RecordAsync(Event(c, "k5", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) });
+        AssertTtl(TimeSpan.FromDays(3), await CounterLeftAsync(counters, c));
+        AssertTtl(TimeSpan.FromDays(9), await PttlAsync(counters));
         foreach (var k in new[] { "k1", "k2", "k3", "k4", "k5" })
         {
-            Assert.Equal(UsageOutcome.Duplicate, (await Counter.RecordAsync(Event(c, k, 1) with { DedupWindow = TimeSpan.FromHours(1) })).Outcome);
+            Assert.Equal(UsageOutcome.Duplicate, (await counter.RecordAsync(Event(c, k, 1) with { DedupWindow = TimeSpan.FromHours(1) })).Outcome);
         }
 
-        Assert.Equal(5, await Counter.GetTotalAsync(Key(c)));
+        Assert.Equal(5, await counter.GetTotalAsync(Key(c)));
     }
 
     [Fact]
     public async Task A_hash_without_a_recorded_expiry_keeps_its_expiry_and_its_keys()
     {
-        // As the scripts before the recorded expiry left it: entries only, kept by PEXPIRE until the last key expires.
+        // Entries only, kept by PEXPIRE until the last key expires (as a hash whose recorded expiry was lost).
+        await using var counter = await PrefixCounterAsync("bare");
         var c = NewCustomer();
-        var hash = $"billing:{{{c}}}:i:{await GenerationAsync()}";
+        var hash = $"bare:{{g{GroupOf(c)}}}:i:{await GenerationAsync()}";
         var now = await ServerMillisecondsAsync();
         var twoDays = (long)TimeSpan.FromDays(2).TotalMilliseconds;
-        await Server.ExecuteAsync("HSET", hash, "old", string.Create(CultureInfo.InvariantCulture, $"7:{now + twoDays}:42"));
+        await Server.ExecuteAsync("HSET", hash, Tag(c) + "old", string.Create(CultureInfo.InvariantCulture, $"7:{now + twoDays}:42"));
         await Server.ExecuteAsync("PEXPIRE", hash, twoDays.ToString(CultureInfo.InvariantCulture));
 
         // A shorter window must not shorten the hash's life; the old key stays a duplicate with its original result.
-        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 1), await Counter.RecordAsync(Event(c, "new", 1) with { DedupWindow = TimeSpan.FromMinutes(10) }));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 1), await counter.RecordAsync(Event(c, "new", 1) with { DedupWindow = TimeSpan.FromMinutes(10) }));
         Assert.True(await PttlAsync(hash) > twoDays - 60_000);
-        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 7, 42), await Counter.RecordAsync(Event(c, "old", 1)));
-        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 1), await Counter.RecordAsync(Event(c, "new", 1)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 7, 42), await counter.RecordAsync(Event(c, "old", 1)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 1), await counter.RecordAsync(Event(c, "new", 1)));
         Assert.True(await PttlAsync(hash) > twoDays - 60_000);
+
+        // The same for a counter hash: a counter written with a shorter retention does not shorten the hash's life.
+        var counters = $"bare:{{g{GroupOf(c)}}}:c:{PeriodSeconds}";
+        await Server.ExecuteAsync("HDEL", counters, "");
+        await Server.ExecuteAsync("PEXPIRE", counters, twoDays.ToString(CultureInfo.InvariantCulture));
+        Assert.Equal(1, (await counter.RecordAsync(Event(c, "short", 0) with { CounterRetention = TimeSpan.FromMinutes(5) })).Total);
+        Assert.True(await PttlAsync(counters) > twoDays - 60_000);
+        Assert.Equal(1, await counter.GetTotalAsync(Key(c)));
     }
 
     /// <summary>A counter on the test server with its own key prefix and idempotency generations of <paramref name="generation"/>.</summary>
@@ -191,7 +337,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         }
 
         Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 2), await counter.RecordAsync(Event(c, "k2", 1) with { DedupWindow = window }));
-        Assert.Contains(":", (string?)await Server.ExecuteAsync("HGET", $"prev:{{{c}}}:i:{next / 2000}", ""), StringComparison.Ordinal);
+        Assert.Contains(":", (string?)await Server.ExecuteAsync("HGET", $"prev:{{g{GroupOf(c)}}}:i:{next / 2000}", ""), StringComparison.Ordinal);
         Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 1), await counter.RecordAsync(first));
         Assert.Equal([new(UsageOutcome.Accepted, 3), new(UsageOutcome.Duplicate, 1)], await counter.RecordBatchAsync([Event(c, "k3", 1) with { DedupWindow = window }, first]));
 
@@ -235,7 +381,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         }
 
         Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 11), await counter.RecordAsync(first));
-        Assert.Equal(0L, await Server.ExecuteAsync("EXISTS", $"gen:{{{c}}}:i:{firstGeneration}"));
+        Assert.Equal(0L, await Server.ExecuteAsync("EXISTS", $"gen:{{g{GroupOf(c)}}}:i:{firstGeneration}"));
         Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 6), await counter.RecordAsync(Event(c, "k2", 1) with { DedupWindow = window }));
     }
 
@@ -346,7 +492,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         ],
         results);
         Assert.Equal(2, await Counter.GetTotalAsync(Key(a, "users")));
-        Assert.Equal(["v1", "v2"], ((object?[])(await Server.ExecuteAsync("SMEMBERS", $"billing:{{{a}}}:u:users:{PeriodSeconds}"))!).Cast<string>().Order(StringComparer.Ordinal));
+        Assert.Equal(["v1", "v2"], ((object?[])(await Server.ExecuteAsync("SMEMBERS", $"billing:{{g{GroupOf(a)}}}:u:{PeriodSeconds}:{Tag(a)}users"))!).Cast<string>().Order(StringComparer.Ordinal));
 
         // The overflowing event is the last one sent (its customer's group comes after the other's): the events before it
         // in the batch are applied, the one after it is not.
@@ -433,7 +579,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
     }
 
     [Fact]
-    public async Task Per_slot_mode_sends_one_call_per_customer_slot_with_the_same_results()
+    public async Task Per_slot_mode_sends_one_call_per_slot_of_the_customers_groups_with_the_same_results()
     {
         await using var counter = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
         {
@@ -450,7 +596,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
 
         var results = await counter.RecordBatchAsync(events);
 
-        Assert.Equal(3, await ScriptCallsAsync() - before);
+        Assert.Equal(customers.Select(c => Crc16Slot($"g{GroupOf(c)}")).Distinct().Count(), await ScriptCallsAsync() - before);
         var expected = new InMemoryUsageCounter();
         Assert.Equal(await expected.RecordBatchAsync(events), results);
     }
@@ -654,6 +800,31 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         Assert.Equal(UsageOutcome.Accepted, (await Counter.RecordAsync(Event(c, "ok", 1))).Outcome);
     }
 
+    /// <summary>A counter on the test server with its own key prefix (so its group hashes hold only the test's keys).</summary>
+    private Task<RedisUsageCounter> PrefixCounterAsync(string prefix, int groups = RedisUsageCounterOptions.DefaultCustomerGroups) =>
+        RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions
+        {
+            ConfigurationString = Server.ConfigurationString,
+            KeyPrefix = prefix,
+            CustomerGroups = groups,
+        });
+
+    /// <summary>The customer's group with the default number of groups.</summary>
+    internal static int GroupOf(string customer) => RedisKeys.GroupOf(customer, RedisUsageCounterOptions.DefaultCustomerGroups);
+
+    /// <summary>What the customer's hash fields start with: the UTF-8 length of its id, ':' and the id.</summary>
+    internal static string Tag(string customer) => string.Create(CultureInfo.InvariantCulture, $"{System.Text.Encoding.UTF8.GetByteCount(customer)}:{customer}");
+
+    private async Task<string[]> HashFieldsAsync(string hash) =>
+        [.. ((object?[])(await Server.ExecuteAsync("HKEYS", hash))!).Cast<string>()];
+
+    /// <summary>How long (ms) the counter's own recorded expiry is away by the server's clock.</summary>
+    private async Task<long> CounterLeftAsync(string hash, string customer, string meter = "api_calls")
+    {
+        var value = (string)(await Server.ExecuteAsync("HGET", hash, Tag(customer) + meter))!;
+        return long.Parse(value.Split(':')[1], CultureInfo.InvariantCulture) - await ServerMillisecondsAsync();
+    }
+
     private async Task<string[]> KeysAsync(string pattern) =>
         [.. ((object?[])(await Server.ExecuteAsync("KEYS", pattern))!).Cast<string>()];
 
@@ -671,13 +842,13 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
     /// <summary>The current generation of idempotency hashes with the default options (35 days).</summary>
     private async Task<long> GenerationAsync() => await ServerMillisecondsAsync() / (long)TimeSpan.FromDays(35).TotalMilliseconds;
 
-    /// <summary>An idempotency key's entry in any of the customer's hashes: the total it stored and how long it is held (ms).</summary>
-    private async Task<(string Total, long Left)?> IdempotencyEntryAsync(string customer, string key)
+    /// <summary>An idempotency key's entry in any of the customer's group's hashes: the total it stored and how long it is held (ms).</summary>
+    private async Task<(string Total, long Left)?> IdempotencyEntryAsync(string customer, string key, string prefix = "billing")
     {
         var now = await ServerMillisecondsAsync();
-        foreach (var hash in await KeysAsync($"billing:{{{customer}}}:i:*"))
+        foreach (var hash in await KeysAsync($"{prefix}:{{g{GroupOf(customer)}}}:i:*"))
         {
-            var value = (string?)await Server.ExecuteAsync("HGET", hash, key);
+            var value = (string?)await Server.ExecuteAsync("HGET", hash, Tag(customer) + key);
             if (value is not null)
             {
                 var parts = value.Split(':');

@@ -88,13 +88,30 @@ public sealed class PostgreSqlRedisHostTests(PostgreSqlRedisHostFactory host) : 
         Assert.Equal(10, meter.GetProperty("total").GetInt64());
         Assert.Equal(10, meter.GetProperty("counterTotal").GetInt64());
 
-        // The counter really is in Redis (key layout of Billing.Redis: {prefix}:{customer}:c:{meter}:{period start}).
-        var counterKey = $"billing:{{{customer}}}:c:api_calls:{periodStart.ToUnixTimeSeconds()}";
-        Assert.Equal(1L, await host.Redis.ExecuteAsync("EXISTS", counterKey));
-        Assert.Equal("10", await host.Redis.ExecuteAsync("HGET", counterKey, "total"));
-        // The idempotency keys are fields of the customer's hash of the current generation ({prefix}:{customer}:i:{n}).
-        var hashes = (object?[])(await host.Redis.ExecuteAsync("KEYS", $"billing:{{{customer}}}:i:*"))!;
-        var hash = (string)Assert.Single(hashes)!;
-        Assert.StartsWith("5:", (string?)await host.Redis.ExecuteAsync("HGET", hash, "pg-redis-2"), StringComparison.Ordinal);
+        // The counter really is in Redis (key layout of Billing.Redis: {prefix}:{g<customer group>}:c:{period start}, one
+        // hash per customer group and period, the field the customer's UTF-8 length, ':', the customer and the meter).
+        var tag = $"{System.Text.Encoding.UTF8.GetByteCount(customer)}:{customer}";
+        var counterHashes = ((object?[])(await host.Redis.ExecuteAsync("KEYS", $"billing:{{g*}}:c:{periodStart.ToUnixTimeSeconds()}"))!).Cast<string>().ToArray();
+        var values = new List<string>();
+        foreach (var counterHash in counterHashes)
+        {
+            if (await host.Redis.ExecuteAsync("HGET", counterHash, tag + "api_calls") is string value)
+            {
+                values.Add(value);
+            }
+        }
+
+        Assert.StartsWith("10:", Assert.Single(values), StringComparison.Ordinal); // total:expiry
+        // The idempotency keys are fields of the customer group's hash of the current generation ({prefix}:{g…}:i:{n}).
+        var entries = new List<string>();
+        foreach (var hash in ((object?[])(await host.Redis.ExecuteAsync("KEYS", "billing:{g*}:i:*"))!).Cast<string>())
+        {
+            if (await host.Redis.ExecuteAsync("HGET", hash, tag + "pg-redis-2") is string entry)
+            {
+                entries.Add(entry);
+            }
+        }
+
+        Assert.StartsWith("5:", Assert.Single(entries), StringComparison.Ordinal);
     }
 }
