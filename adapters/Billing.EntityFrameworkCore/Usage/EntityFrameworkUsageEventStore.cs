@@ -48,7 +48,11 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// before. When the log holds <see cref="SqliteUsageLog.DefaultMoveThreshold"/> events a background task moves them
 /// into <c>usage_events</c> in key order, <see cref="SqliteUsageLog.DefaultMoveChunk"/> events (a range of keys) per
 /// transaction and writer turn, so each random index page is written once for many events and appends go on between
-/// the transactions. <see cref="ListAsync"/>, <see cref="AggregateAsync"/> and <see cref="ListCountersAsync"/> first
+/// the transactions. The writer keeps a connection of its own (a pooled one would lose its page cache whenever
+/// another connection had written); the owner's appends step one statement prepared on it through SQLite's API (the
+/// check of <c>usage_events</c> and the append in one step per event, the row id as sequence number), and a move's
+/// commit does not wait for a sync of the write-ahead log (a move lost in a power cut leaves its rows in the log; the
+/// next synced commit syncs it). <see cref="ListAsync"/>, <see cref="AggregateAsync"/> and <see cref="ListCountersAsync"/> first
 /// move the log when it holds events of their counter (or period); <see cref="FindAsync"/> answers from the log's
 /// map; the durable counter moves the whole log before it checks keys. After a crash the next owner moves the rows
 /// it finds in the log before anything else. In the sample host's benchmark (1,000 customers, 8 writers × 100

@@ -52,12 +52,13 @@ public sealed class SqliteUsageLogTests
     }
 
     /// <summary>
-    /// The log's one-statement append carries every value exactly: quotes, backslashes, non-ASCII text, the extremes of
-    /// 64-bit numbers, nulls; a batch with a NUL character or a lone surrogate (which go by a statement per event) is
-    /// stored as well. Each event reads back as it was appended, from the log and after the move into usage_events.
+    /// The log's append (a statement prepared once, bound through SQLite's API) carries every value exactly: quotes,
+    /// backslashes, non-ASCII text, NUL characters, the extremes of 64-bit numbers, nulls. Each event reads back as it
+    /// was appended, from the log and after the move into usage_events; a lone surrogate is stored as the provider
+    /// stores it.
     /// </summary>
     [Fact]
-    public async Task The_one_statement_append_stores_every_value_exactly()
+    public async Task The_log_append_stores_every_value_exactly()
     {
         var (cs, store) = await NewStoreWithoutMovesAsync();
         var key = new UsageCounterKey("cus_\"q\"\\x", "api_calls", March);
