@@ -45,7 +45,7 @@ internal static class RecordCommand
         values[6] = unique ? 1 : 0;
         values[Hash] = 2; // the counter hash, its one counter's field
         values[Hash + 1] = One;
-        values[Hash + 2] = tag + e.Counter.MeterKey;
+        values[Hash + 2] = RedisKeys.CounterField(tag, e.Counter);
         if (unique)
         {
             values[Hash + 3] = One; // counter 1's set
@@ -73,7 +73,7 @@ internal static class RecordCommand
         var keys = new List<RedisKey>();
         var groupIndex = new Dictionary<int, int>(); // group -> its number in the call (from 0)
         var groups = new List<Group>();
-        var hashIndex = new Dictionary<(int Group, long PeriodTicks), int>();
+        var hashIndex = new Dictionary<(int Group, long Day), int>(); // counters of periods starting the same UTC day share a hash
         var hashes = new List<Hash>();
         var counters = new List<Counter>();
         var counterIndex = new Dictionary<UsageCounterKey, int>(); // DateTimeOffset equality compares instants
@@ -113,12 +113,13 @@ internal static class RecordCommand
                     groupIndex.Add(group, g);
                 }
 
-                if (!hashIndex.TryGetValue((group, e.Counter.PeriodStart.UtcTicks), out var h))
+                var day = RedisKeys.Day(e.Counter.PeriodStart);
+                if (!hashIndex.TryGetValue((group, day), out var h))
                 {
-                    keys.Add(names.CounterHash(group, e.Counter.PeriodStart));
+                    keys.Add(names.CounterHash(group, day));
                     h = hashes.Count;
                     hashes.Add(new Hash(keys.Count));
-                    hashIndex.Add((group, e.Counter.PeriodStart.UtcTicks), h);
+                    hashIndex.Add((group, day), h);
                 }
 
                 c = counters.Count;
@@ -222,7 +223,7 @@ internal static class RecordCommand
             {
                 var counter = counters[c];
                 counter.Number = ++number; // Lua indexes from 1
-                values[a++] = counter.Tag + counter.Key.MeterKey;
+                values[a++] = RedisKeys.CounterField(counter.Tag, counter.Key);
             }
         }
 
@@ -360,7 +361,8 @@ internal static class RecordCommand
         public long Window { get; set; }
     }
 
-    /// <summary>A counter hash of the call: its <c>KEYS</c> index (from 1) and its counters.</summary>
+    /// <summary>A counter hash of the call (a group's counters of periods starting on one UTC day): its <c>KEYS</c> index
+    /// (from 1) and its counters.</summary>
     private sealed class Hash(int keyIndex)
     {
         public int KeyIndex { get; } = keyIndex;

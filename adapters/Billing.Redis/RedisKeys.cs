@@ -20,21 +20,32 @@ namespace Billing.Redis;
 /// hash is kept until at least. The hash expires at most a slack (1/64 of a generation, at most a minute) after its last
 /// key. The scripts build these names from the start passed in <c>KEYS</c> and the server clock; they carry the group's
 /// hash tag, so they are in the slot of the keys passed.</item>
-/// <item><c>{prefix}:{g7}:c:{periodStartUnixSeconds}</c>: a hash of the group's counters of periods starting then; each
-/// field is a customer and meter (<see cref="CounterField"/>), its value <c>{total}:{expiry unix ms}</c>, for
-/// <see cref="MeterAggregation.Last"/> followed by <c>:{UTC ticks}:{ordinal key}</c> of the latest event. The expiry is the
-/// counter's own: its last write plus its retention; once passed, the counter reads as absent (0) and the next write
-/// starts it afresh. The field <c>""</c> holds the instant (unix ms) the hash is kept until at least; the hash expires a
-/// slack (1/64 of the retention, at most a minute) after the latest expiry of its counters, so its expiry moves once per
-/// slack, not per write.</item>
-/// <item><c>{prefix}:{g7}:u:{periodStartUnixSeconds}:{customer and meter}</c>: the set of values seen by a
-/// <see cref="MeterAggregation.UniqueCount"/> counter (the last part is its <see cref="CounterField"/>); expires with its
-/// counter, and is deleted when its counter restarts after expiring.</item>
+/// <item><c>{prefix}:{g7}:c:{day}</c>: a hash of the group's counters of periods starting on one UTC day (<see cref="Day"/>:
+/// days since the Unix epoch, floor, of the period start); each field is the exact period start, a customer and a meter
+/// (<see cref="CounterField(in UsageCounterKey)"/>), its value <c>{total}:{expiry unix ms}</c>, for <see cref="MeterAggregation.Last"/>
+/// followed by <c>:{UTC ticks}:{ordinal key}</c> of the latest event. The expiry is the counter's own: its last write plus
+/// its retention; once passed, the counter reads as absent (0) and the next write starts it afresh. The field <c>""</c>
+/// holds the instant (unix ms) the hash is kept until at least; the hash expires a slack (1/64 of the retention, at most a
+/// minute) after the latest expiry of its counters, so its expiry moves once per slack, not per write, and never
+/// back.</item>
+/// <item><c>{prefix}:{g7}:u:{counter field}</c>: the set of values seen by a <see cref="MeterAggregation.UniqueCount"/>
+/// counter (<see cref="CounterField(in UsageCounterKey)"/>, which starts with the exact period start); expires with its counter, and is
+/// deleted when its counter restarts after expiring.</item>
 /// </list>
 /// <para>A customer is written as the number of UTF-8 bytes of its id, <c>:</c> and the id (<see cref="CustomerTag"/>),
 /// followed by the meter or idempotency key, so a field names exactly one customer and meter (or key) whatever characters
-/// they hold. The period start is whole Unix seconds, with <c>.fffffff</c> appended only when it has a fraction of a
-/// second.</para>
+/// they hold. The period start (<see cref="Period"/>) is whole Unix seconds, with <c>.fffffff</c> appended only when it has
+/// a fraction of a second: digits, <c>-</c> and <c>.</c>, never <c>:</c>, so in a counter field it ends at the first
+/// <c>:</c> and the rest is the customer's tag and the meter.</para>
+/// <para><b>Why a day.</b> Periods of different subscriptions start at different instants (periods are typically
+/// anchored at the subscription's creation instant, to the sub-second), so a hash per exact period start would hold one counter and a script call
+/// would read and write about one hash per event. Bucketing by the UTC day of the start lets the counters of a group whose
+/// periods start the same UTC day share a hash, read with one <c>HMGET</c> and written with one <c>HSET</c> per call;
+/// every counter keeps its own exact period start (in its field) and its own expiry (in its value), so no semantic
+/// depends on the bucket. The cost: a hash's memory is freed only when it expires, after the latest expiry of its
+/// counters, so a counter with a long retention keeps its bucket's shorter, already expired counters (which read as 0) in
+/// memory until then (an expired counter is not deleted on its own). A day is coarse enough that subscriptions created over
+/// a day share a bucket, and fine enough that a bucket's counters mostly have the same period length and retention.</para>
 /// <para>With few groups, counters occupy few Redis Cluster slots (at most one per group), so at most that many nodes
 /// hold them; see <see cref="RedisUsageCounterOptions.CustomerGroups"/>.</para>
 /// </remarks>
@@ -82,19 +93,36 @@ internal sealed class RedisKeys
     /// generation).</summary>
     public string IdempotencyHashes(int group) => _idempotency[group] ??= GroupKey(group) + ":i:";
 
-    /// <summary><c>{prefix}:{g7}:c:{period}</c>: the hash of the group's counters of periods starting at <paramref name="periodStart"/>.</summary>
-    public string CounterHash(int group, DateTimeOffset periodStart) => GroupKey(group) + ":c:" + Period(periodStart);
+    /// <summary><c>{prefix}:{g7}:c:{day}</c>: the hash of the group's counters of periods starting on the UTC day
+    /// <paramref name="day"/> (<see cref="Day"/>).</summary>
+    public string CounterHash(int group, long day) =>
+        GroupKey(group) + ":c:" + day.ToString(CultureInfo.InvariantCulture);
 
-    /// <summary>The set of values seen by a UniqueCount counter.</summary>
-    public string UniqueSet(int group, in UsageCounterKey counter) =>
-        GroupKey(group) + ":u:" + Period(counter.PeriodStart) + ":" + CounterField(counter);
+    /// <summary>The hash of the group's counters of periods starting the same UTC day as <paramref name="periodStart"/>.</summary>
+    public string CounterHash(int group, DateTimeOffset periodStart) => CounterHash(group, Day(periodStart));
+
+    /// <summary><c>{prefix}:{g7}:u:{counter field}</c>: the set of values seen by a UniqueCount counter.</summary>
+    public string UniqueSet(int group, in UsageCounterKey counter) => GroupKey(group) + ":u:" + CounterField(counter);
+
+    /// <summary>The UTC day of an instant: whole days since the Unix epoch, rounded down (negative before 1970).</summary>
+    public static long Day(DateTimeOffset instant)
+    {
+        var ticks = instant.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks;
+        var day = Math.DivRem(ticks, TimeSpan.TicksPerDay, out var rest);
+        return rest < 0 ? day - 1 : day;
+    }
 
     /// <summary><c>{UTF-8 bytes of the id}:{id}</c>: what a field of the customer starts with.</summary>
     public static string CustomerTag(string customerId) =>
         Encoding.UTF8.GetByteCount(customerId).ToString(CultureInfo.InvariantCulture) + ":" + customerId;
 
-    /// <summary>The counter's field in its hash: the customer's tag followed by the meter.</summary>
-    public static string CounterField(in UsageCounterKey counter) => CustomerTag(counter.CustomerId) + counter.MeterKey;
+    /// <summary>The counter's field in its day hash: <c>{period start}:{customer tag}{meter}</c> (<see cref="Period"/>,
+    /// <see cref="CustomerTag"/>), so it names exactly one period start, customer and meter.</summary>
+    public static string CounterField(in UsageCounterKey counter) => CounterField(CustomerTag(counter.CustomerId), counter);
+
+    /// <summary><see cref="CounterField(in UsageCounterKey)"/> with the customer's tag already at hand.</summary>
+    public static string CounterField(string customerTag, in UsageCounterKey counter) =>
+        Period(counter.PeriodStart) + ":" + customerTag + counter.MeterKey;
 
     /// <summary>An idempotency key's field: the customer's tag (<see cref="CustomerTag"/>) followed by the key.</summary>
     public static string IdempotencyField(string customerTag, string idempotencyKey) => customerTag + idempotencyKey;

@@ -43,9 +43,13 @@ namespace Billing.Redis;
 /// </para>
 /// <para>
 /// <b>Cost.</b> Idempotency keys are fields of a hash per customer group and generation
-/// (<see cref="RedisUsageCounterOptions.IdempotencyGeneration"/>), counters fields of a hash per group and period start,
-/// so per group and script call about four Redis calls look up and take all its keys and read and write all its counters,
-/// however many of its customers and events the call holds (not a few per customer or per event). Expiries are set only
+/// (<see cref="RedisUsageCounterOptions.IdempotencyGeneration"/>), counters fields of a hash per group and UTC day of
+/// their period start (periods of different subscriptions start at different instants, so a hash per exact start would
+/// hold about one counter; the exact start is in the field), so per group and script call about four Redis calls look
+/// up and take all its keys and read and write all its counters of periods starting the same day, however many of its
+/// customers and events the call holds (not a few per customer or per event). A day hash is freed when its latest
+/// counter expires, so a counter with a long retention keeps the day's shorter, expired ones (read as 0) in memory
+/// until then. Expiries are set only
 /// when they must move, up to a minute later than needed, so mostly not per call (see <see cref="UsageScripts"/>).
 /// </para>
 /// <para>
@@ -259,7 +263,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         var group = _keys.Group(counter.CustomerId);
         var tag = RedisKeys.CustomerTag(counter.CustomerId);
         var keys = new RedisKey[] { _keys.CounterHash(group, counter.PeriodStart), _keys.UniqueSet(group, counter), _keys.IdempotencyHashes(group) };
-        RedisValue field = tag + counter.MeterKey;
+        RedisValue field = RedisKeys.CounterField(tag, counter);
         var start = 0;
         var total = 0L;
         do

@@ -66,21 +66,24 @@ public sealed class RedisUsageCounterOptions
     /// <summary>
     /// How many customer groups share the keys (default 16; 1 to 16,384). Every customer belongs to one group, by a stable
     /// hash of its id; the idempotency keys and counters of a group's customers are fields of a few hashes per group (one
-    /// per generation of keys, one per period start), so a script call reads and writes each group's hashes once, however
-    /// many of its customers the call's events touch.
+    /// per generation of keys, one per UTC day that periods start on), so a script call reads and writes each group's
+    /// hashes once, however many of its customers the call's events touch.
     /// </summary>
     /// <remarks>
     /// <para>Fewer groups mean fewer Redis calls per script call when a batch's events are spread over many customers (a
     /// batch of 100 events over 1,000 customers touches at most 16 groups with the default, instead of about 100 customers'
-    /// keys), and larger hashes: a counter hash holds the counters of about (customers ÷ groups) × meters per period start,
-    /// an idempotency hash the keys those customers took in a generation. A counter past its retention keeps its field
-    /// (read as absent) until it is written again or its hash expires with the group's latest counter. On a standalone
+    /// keys), and larger hashes: a counter hash holds the counters of about (customers ÷ groups) × meters whose periods
+    /// start the same UTC day, an idempotency hash the keys those customers took in a generation. Counter hashes are per day
+    /// rather than per exact period start because periods of different subscriptions start at different instants (anchored
+    /// at their creation); the exact start is part of each counter's field. A counter past its retention keeps its field
+    /// (read as absent) until it is written again or its hash expires with the latest counter of its group and day, so a
+    /// counter with a long retention keeps its day's shorter, expired counters in memory until it expires. On a standalone
     /// server a batch is one script call whatever the number.</para>
     /// <para><b>Redis Cluster.</b> The group is the hash tag (<c>billing:{g7}:…</c>), so counters live in at most this many
     /// slots, i.e. on at most this many primary nodes, and a batch is sent as one call per slot its groups occupy. Raise it
     /// to spread counters and their load over a larger cluster (several groups per primary node); the calls per batch grow
     /// with the groups it touches.</para>
-    /// <para><b>Changing it</b> (or upgrading from a version that keyed by customer) moves customers to other keys: keys of
+    /// <para><b>Changing it</b> (or upgrading from a version that keyed by customer, or counters by exact period start) moves customers to other keys: keys of
     /// another layout are not read any more, so counters start from zero and earlier idempotency keys are not seen by the
     /// counters. Rebuild the counters from the durable events (<see cref="RedisUsageCounter.RebuildAsync"/>), which also
     /// takes their keys again; the old keys expire on their own.</para>

@@ -27,11 +27,13 @@ namespace Billing.Redis;
 /// <para>
 /// <b>Cost.</b> Keys are per customer group (<see cref="RedisUsageCounterOptions.CustomerGroups"/>), not per customer:
 /// idempotency keys are fields of one hash per group and generation (see <see cref="Idempotency"/>), and counters fields
-/// of one hash per group and period start (see <see cref="Counters"/>). So a call looks up all of a group's keys with
-/// one <c>HMGET</c> per generation it must search (two with the defaults, one once the previous generation's hash is
-/// known to be gone) and takes the new ones with one <c>HSET</c>; it reads all of a group's counters of one period with one
-/// <c>HMGET</c> before the first event and writes their final state with one <c>HSET</c> at the end: about four Redis
-/// calls per group and call, however many customers and events the group has in it. Expiries cost no call in the
+/// of one hash per group and UTC day of their period start (see <see cref="Counters"/>; periods of different
+/// subscriptions start at different instants, so a hash per exact start would hold about one counter). So a call looks up
+/// all of a group's keys with one <c>HMGET</c> per generation it must search (two with the defaults, one once the
+/// previous generation's hash is known to be gone) and takes the new ones with one <c>HSET</c>; it reads all of a
+/// group's counters of periods starting the same day with one <c>HMGET</c> before the first event and writes their
+/// final state with one <c>HSET</c> at the end: about four Redis calls per group and call, however many customers and
+/// events the group has in it. Expiries cost no call in the
 /// common case: the current generation's hash and each counter hash record the instant they are kept until (field
 /// <c>""</c>, read by the same <c>HMGET</c>), each counter its own expiry (in its value, written with its total), and a
 /// hash's expiry is only set (<c>PEXPIRE</c>, plus a <c>PTTL</c> for a hash without the field, e.g. a new one) when it
@@ -182,8 +184,8 @@ internal static class UsageScripts
     /// Records events: in runs, each of one customer group's events in their order (events of different groups share no
     /// key, and events of different customers share no field, so any interleaving of the runs gives the same results).
     /// <c>KEYS</c>: per group the start of its idempotency hashes' names (<c>{prefix}:{g7}:i:</c>, the script appends the
-    /// generation), per group and period start its counter hash, and per UniqueCount counter its set of unique values, in
-    /// any order. <c>ARGV</c>: n, the number of settings s, the generation length in ms, whether the events are sent in their
+    /// generation), per group and UTC day of period start its counter hash, and per UniqueCount counter its set of unique
+    /// values, in any order. <c>ARGV</c>: n, the number of settings s, the generation length in ms, whether the events are sent in their
     /// order (1: an overflow keeps what the events before it did; 0: an overflow writes nothing, the caller sends them again
     /// in their order), the number of runs, the number of counter hashes, the number of sets; then per counter hash: the
     /// index of the hash in <c>KEYS</c>, its number of counters c and their c fields (consecutive, so they are read straight
@@ -662,13 +664,14 @@ internal static class UsageScripts
         """;
 
     /// <summary>
-    /// The counter hashes: one per customer group and period start; a field is a customer and meter, its value
-    /// <c>total:expiry</c>, for Last followed by <c>:ticks:key</c> (the latest event's UTC ticks and ordinal key). The expiry
+    /// The counter hashes: one per customer group and UTC day of period start (see <see cref="RedisKeys"/>); a field is an
+    /// exact period start, a customer and a meter (the scripts never parse it), its value <c>total:expiry</c>, for Last followed by <c>:ticks:key</c> (the latest event's UTC ticks and ordinal key). The expiry
     /// (server ms) is the counter's own, its last write plus the retention of that write's latest event: once passed, the
     /// counter reads as absent and the next write starts it afresh (its set of unique values too). The field <c>""</c>
     /// holds an instant (ms) the hash is kept until at least (its expiry is never earlier); it moves only when a counter's
     /// expiry passes it, to that expiry plus a slack (1/64 of the retention, at most a minute), so once per slack rather than
-    /// per write, and never back.
+    /// per write, and never back. The hash is freed only after its latest counter expires: a counter with a long retention
+    /// keeps its day's shorter, expired counters (read as absent) in memory until then.
     /// </summary>
     private const string Counters = """
         -- A counter's value (false: none). Returns its total (text), the latest event's ticks and key (false, nil when none),

@@ -23,6 +23,10 @@ public sealed class RedisClusterTests(RedisClusterTests.ClusterFixture fixture) 
     public async Task Batches_across_many_customers_run_on_a_cluster_with_the_in_memory_results()
     {
         var customers = Enumerable.Range(0, 40).Select(_ => NewCustomer()).ToArray();
+        // Each customer's periods start at its own instant (1.7 h and 0.3 s apart): over three UTC days, so counters of one
+        // group share day hashes and spread over several.
+        var starts = customers.Select((c, n) => (c, Key(c).PeriodStart.AddHours(1.7 * n).AddMilliseconds(300 * n))).ToDictionary(p => p.c, p => p.Item2);
+        UsageCounterKey At(string c, string meter = "api_calls") => Key(c, meter) with { PeriodStart = starts[c] };
         var reference = new InMemoryUsageCounter();
         for (var round = 0; round < 5; round++)
         {
@@ -31,10 +35,10 @@ public sealed class RedisClusterTests(RedisClusterTests.ClusterFixture fixture) 
                 var c = customers[(i * 7 + round) % customers.Length];
                 return (i % 4) switch
                 {
-                    0 => Event(c, $"s{round}-{i}", i) with { HardLimit = 5_000 },
-                    1 => Event(c, $"u{round}-{i}", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = $"user{i % 13}" },
-                    2 => Event(c, $"l{round}-{i}", i) with { Counter = Key(c, "gauge"), Aggregation = MeterAggregation.Last, Timestamp = new DateTimeOffset(2025, 3, 2, 0, 0, 0, TimeSpan.Zero).AddSeconds(i % 3) },
-                    _ => Event(c, $"s{round}-{i - 3}", 1), // a duplicate of an earlier event of the batch, maybe of another customer's key
+                    0 => Event(c, $"s{round}-{i}", i) with { Counter = At(c), HardLimit = 5_000 },
+                    1 => Event(c, $"u{round}-{i}", 1) with { Counter = At(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = $"user{i % 13}" },
+                    2 => Event(c, $"l{round}-{i}", i) with { Counter = At(c, "gauge"), Aggregation = MeterAggregation.Last, Timestamp = new DateTimeOffset(2025, 3, 2, 0, 0, 0, TimeSpan.Zero).AddSeconds(i % 3) },
+                    _ => Event(c, $"s{round}-{i - 3}", 1) with { Counter = At(c) }, // a duplicate of an earlier event of the batch, maybe of another customer's key
                 };
             }).ToArray();
 
@@ -45,12 +49,14 @@ public sealed class RedisClusterTests(RedisClusterTests.ClusterFixture fixture) 
         {
             foreach (var meter in new[] { "api_calls", "users", "gauge" })
             {
-                Assert.Equal(await reference.GetTotalAsync(Key(c, meter)), await fixture.Counter.GetTotalAsync(Key(c, meter)));
+                Assert.Equal(await reference.GetTotalAsync(At(c, meter)), await fixture.Counter.GetTotalAsync(At(c, meter)));
+                Assert.Equal(0, await fixture.Counter.GetTotalAsync(At(c, meter) with { PeriodStart = starts[c].AddTicks(1) }));
             }
         }
 
-        var c0 = customers[0];
-        Assert.Equal(await reference.GetTotalAsync(Key(c0)), await fixture.Counter.RebuildAsync(Key(c0), MeterAggregation.Sum, [Event(c0, "r1", await reference.GetTotalAsync(Key(c0)))]));
+        var c0 = customers[^1];
+        var total = await reference.GetTotalAsync(At(c0));
+        Assert.Equal(total, await fixture.Counter.RebuildAsync(At(c0), MeterAggregation.Sum, [Event(c0, "r1", total) with { Counter = At(c0) }]));
     }
 
     [Fact]

@@ -84,7 +84,7 @@ public sealed class RedisUsageCounterOptionsTests
         var c = NewCustomer();
         Assert.Equal(2, (await counter.RecordAsync(Event(c, "k1", 2))).Total);
         Assert.Equal(2, await counter.GetTotalAsync(Key(c)));
-        Assert.StartsWith("2:", (string?)await server.ExecuteAsync("HGET", $"{prefix}:{{g{RedisKeys.GroupOf(c, groups)}}}:c:{Key(c).PeriodStart.ToUnixTimeSeconds()}", Tag(c) + "api_calls"), StringComparison.Ordinal);
+        Assert.StartsWith("2:", (string?)await server.ExecuteAsync("HGET", $"{prefix}:{{g{RedisKeys.GroupOf(c, groups)}}}:c:{DayOf(Key(c).PeriodStart)}", Field(c)), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -99,7 +99,7 @@ public sealed class RedisUsageCounterOptionsTests
         }
 
         Assert.True(multiplexer.IsConnected);
-        Assert.StartsWith("3:", (string?)await server.ExecuteAsync("HGET", $"mine:{{g{GroupOf(c)}}}:c:{Key(c).PeriodStart.ToUnixTimeSeconds()}", Tag(c) + "api_calls"), StringComparison.Ordinal);
+        Assert.StartsWith("3:", (string?)await server.ExecuteAsync("HGET", $"mine:{{g{GroupOf(c)}}}:c:{DayOf(Key(c).PeriodStart)}", Field(c)), StringComparison.Ordinal);
         Assert.Throws<ArgumentException>(() => new RedisUsageCounter(multiplexer, new RedisUsageCounterOptions { KeyPrefix = "{x}" }));
     }
 
@@ -124,7 +124,7 @@ public sealed class RedisUsageCounterOptionsTests
         Assert.Single(services, d => d.ServiceType == typeof(IUsageCounter));
         var c = NewCustomer();
         Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 4), await counter.RecordAsync(Event(c, "k1", 4)));
-        Assert.StartsWith("4:", (string?)await server.ExecuteAsync("HGET", $"di:{{g{GroupOf(c)}}}:c:{Key(c).PeriodStart.ToUnixTimeSeconds()}", Tag(c) + "api_calls"), StringComparison.Ordinal);
+        Assert.StartsWith("4:", (string?)await server.ExecuteAsync("HGET", $"di:{{g{GroupOf(c)}}}:c:{DayOf(Key(c).PeriodStart)}", Field(c)), StringComparison.Ordinal);
         var multiplexer = await provider.GetRequiredService<RedisUsageCounterConnection>().GetMultiplexerAsync();
         Assert.True(multiplexer.IsConnected);
         Assert.False(multiplexer.PreserveAsyncOrder);

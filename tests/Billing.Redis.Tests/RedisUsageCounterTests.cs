@@ -12,6 +12,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
     private static readonly DateTimeOffset Now = new(2025, 3, 10, 12, 0, 0, TimeSpan.Zero);
     private static readonly DateTimeOffset PeriodStart = new(2025, 3, 1, 0, 0, 0, TimeSpan.Zero);
     private static readonly long PeriodSeconds = PeriodStart.ToUnixTimeSeconds();
+    private static readonly long PeriodDay = DayOf(PeriodStart);
 
     private RedisUsageCounter Counter => fixture.Counter;
 
@@ -31,12 +32,12 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
 
         var generation = await GenerationAsync();
         Assert.Equal(
-            [$"layout:{{g{g}}}:c:{PeriodSeconds}", $"layout:{{g{g}}}:i:{generation}", $"layout:{{g{g}}}:u:{PeriodSeconds}:{Tag(c)}users"],
+            [$"layout:{{g{g}}}:c:{PeriodDay}", $"layout:{{g{g}}}:i:{generation}", $"layout:{{g{g}}}:u:{PeriodSeconds}:{Tag(c)}users"],
             keys.Order(StringComparer.Ordinal));
-        var hash = $"layout:{{g{g}}}:c:{PeriodSeconds}";
-        Assert.Equal(["", $"{Tag(c)}api_calls", $"{Tag(c)}gauge", $"{Tag(c)}users"], (await HashFieldsAsync(hash)).Order(StringComparer.Ordinal)); // "": the hash's expiry
-        Assert.StartsWith("5:", (string?)await Server.ExecuteAsync("HGET", hash, $"{Tag(c)}api_calls"), StringComparison.Ordinal);
-        var gauge = ((string)(await Server.ExecuteAsync("HGET", hash, $"{Tag(c)}gauge"))!).Split(':');
+        var hash = $"layout:{{g{g}}}:c:{PeriodDay}";
+        Assert.Equal(["", Field(c, "api_calls"), Field(c, "gauge"), Field(c, "users")], (await HashFieldsAsync(hash)).Order(StringComparer.Ordinal)); // "": the hash's expiry
+        Assert.StartsWith("5:", (string?)await Server.ExecuteAsync("HGET", hash, Field(c, "api_calls")), StringComparison.Ordinal);
+        var gauge = ((string)(await Server.ExecuteAsync("HGET", hash, Field(c, "gauge")))!).Split(':');
         Assert.Equal(["7", gauge[1], Event(c, "k3", 7).Timestamp.UtcTicks.ToString(CultureInfo.InvariantCulture), "006b0033"], gauge); // total, expiry, ticks, ordinal key ("k3")
         Assert.Equal(["", $"{Tag(c)}k1", $"{Tag(c)}k2", $"{Tag(c)}k3"], (await HashFieldsAsync($"layout:{{g{g}}}:i:{generation}")).Order(StringComparer.Ordinal));
         Assert.Equal(["u1"], ((object?[])(await Server.ExecuteAsync("SMEMBERS", $"layout:{{g{g}}}:u:{PeriodSeconds}:{Tag(c)}users"))!).Cast<string>());
@@ -65,9 +66,9 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         foreach (var c in customers)
         {
             var tag = $"g{GroupOf(c)}";
-            Assert.Contains($"tags:{{{tag}}}:c:{PeriodSeconds}", all);
+            Assert.Contains($"tags:{{{tag}}}:c:{PeriodDay}", all);
             Assert.Contains($"tags:{{{tag}}}:u:{PeriodSeconds}:{Tag(c)}users:{{weird}}", all);
-            Assert.NotNull(await Server.ExecuteAsync("HGET", $"tags:{{{tag}}}:c:{PeriodSeconds}", $"{Tag(c)}gauge"));
+            Assert.NotNull(await Server.ExecuteAsync("HGET", $"tags:{{{tag}}}:c:{PeriodDay}", Field(c, "gauge")));
             Assert.Equal(1, await counter.GetTotalAsync(Key(c)));
         }
 
@@ -142,8 +143,8 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         }
 
         // Expired, while the hash (kept by the other counter) and the set are still there.
-        var hash = $"ret:{{g0}}:c:{PeriodSeconds}";
-        Assert.NotNull(await Server.ExecuteAsync("HGET", hash, $"{Tag(c)}api_calls"));
+        var hash = $"ret:{{g0}}:c:{PeriodDay}";
+        Assert.NotNull(await Server.ExecuteAsync("HGET", hash, Field(c, "api_calls")));
         Assert.True(await PttlAsync(hash) > (long)TimeSpan.FromDays(69).TotalMilliseconds);
         Assert.Equal(1L, await Server.ExecuteAsync("EXISTS", set));
         Assert.Equal(0, await counter.GetTotalAsync(Key(c)));
@@ -181,6 +182,120 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task Counters_of_periods_starting_the_same_UTC_day_share_one_hash_and_keep_their_own_totals()
+    {
+        // One customer, one meter, periods starting 0.3 s and 5 h after 2025-03-01T00:00Z (Unix 1740787200, day 20148),
+        // one tick before it (day 20147) and a day after it (day 20149).
+        await using var counter = await PrefixCounterAsync("day");
+        var c = NewCustomer();
+        var g = GroupOf(c);
+        DateTimeOffset[] starts = [PeriodStart, PeriodStart.AddMilliseconds(300), PeriodStart.AddHours(5), PeriodStart.AddTicks(-1), PeriodStart.AddDays(1)];
+        UsageCounterKey At(int p, string meter = "api_calls") => Key(c, meter) with { PeriodStart = starts[p] };
+        var events = new List<UsageCounterEvent>();
+        for (var p = 0; p < starts.Length; p++)
+        {
+            events.Add(Event(c, $"s{p}", 10 + p) with { Counter = At(p) });
+            events.Add(Event(c, $"u{p}", 1) with { Counter = At(p, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = $"v{p}" });
+        }
+
+        var results = await counter.RecordBatchAsync(events);
+        Assert.Equal(Enumerable.Range(0, starts.Length).SelectMany(p => new[] { new UsageCounterResult(UsageOutcome.Accepted, 10 + p), new UsageCounterResult(UsageOutcome.Accepted, 1) }), results);
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, 111), await counter.RecordAsync(Event(c, "s1b", 100) with { Counter = At(1) }));
+        Assert.Equal(2, (await counter.RecordAsync(Event(c, "u1b", 1) with { Counter = At(1, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "v0" })).Total);
+        long[] expected = [10, 111, 12, 13, 14];
+        for (var p = 0; p < starts.Length; p++)
+        {
+            Assert.Equal(expected[p], await counter.GetTotalAsync(At(p)));
+            Assert.Equal(p == 1 ? 2 : 1, await counter.GetTotalAsync(At(p, "users")));
+        }
+
+        // Three day hashes; the three periods of day 20148 are fields of one, named by their exact start.
+        Assert.Equal(
+            [$"day:{{g{g}}}:c:20147", $"day:{{g{g}}}:c:20148", $"day:{{g{g}}}:c:20149"],
+            (await KeysAsync("day:*:c:*")).Order(StringComparer.Ordinal));
+        var tag = Tag(c);
+        Assert.Equal(
+            ["", $"1740787200.3000000:{tag}api_calls", $"1740787200.3000000:{tag}users", $"1740787200:{tag}api_calls", $"1740787200:{tag}users", $"1740805200:{tag}api_calls", $"1740805200:{tag}users"],
+            (await HashFieldsAsync($"day:{{g{g}}}:c:20148")).Order(StringComparer.Ordinal));
+        Assert.Equal(["", $"1740787199.9999999:{tag}api_calls", $"1740787199.9999999:{tag}users"], (await HashFieldsAsync($"day:{{g{g}}}:c:20147")).Order(StringComparer.Ordinal));
+        Assert.StartsWith("111:", (string?)await Server.ExecuteAsync("HGET", $"day:{{g{g}}}:c:20148", $"1740787200.3000000:{tag}api_calls"), StringComparison.Ordinal);
+        Assert.Equal(["v0", "v1"], ((object?[])(await Server.ExecuteAsync("SMEMBERS", $"day:{{g{g}}}:u:1740787200.3000000:{tag}users"))!).Cast<string>().Order(StringComparer.Ordinal));
+        Assert.Equal(["v0"], ((object?[])(await Server.ExecuteAsync("SMEMBERS", $"day:{{g{g}}}:u:1740787200:{tag}users"))!).Cast<string>());
+
+        // A rebuild of one period of a shared hash leaves the others.
+        Assert.Equal(5, await counter.RebuildAsync(At(2), MeterAggregation.Sum, [Event(c, "r2", 5) with { Counter = At(2) }]));
+        Assert.Equal(10, await counter.GetTotalAsync(At(0)));
+        Assert.Equal(111, await counter.GetTotalAsync(At(1)));
+
+        // One HSET per day hash a call writes (no idempotency writes with a zero dedup window): one for three periods of one
+        // day, three for three days.
+        var sameDay = await CommandCallsAsync("hset");
+        await counter.RecordBatchAsync([.. Periods(0, 1, 2).Select(p => Event(c, $"n{p}", 1) with { Counter = At(p), DedupWindow = TimeSpan.Zero })]);
+        var otherDays = await CommandCallsAsync("hset");
+        await counter.RecordBatchAsync([.. Periods(0, 3, 4).Select(p => Event(c, $"m{p}", 1) with { Counter = At(p), DedupWindow = TimeSpan.Zero })]);
+        Assert.Equal((1, 3), (otherDays - sameDay, await CommandCallsAsync("hset") - otherDays));
+        Assert.Equal(new long[] { 12, 112, 6, 14, 15 }, await Task.WhenAll(Enumerable.Range(0, starts.Length).Select(p => counter.GetTotalAsync(At(p)).AsTask())));
+
+        static int[] Periods(params int[] periods) => periods;
+    }
+
+    [Fact]
+    public async Task An_expired_counter_in_a_shared_day_hash_reads_zero_while_a_live_one_keeps_its_total()
+    {
+        await using var counter = await PrefixCounterAsync("dayexp");
+        var c = NewCustomer();
+        var shortLived = Key(c) with { PeriodStart = PeriodStart.AddHours(5) };
+        var live = Key(c) with { PeriodStart = PeriodStart.AddHours(5).AddMilliseconds(300) };
+        var retention = TimeSpan.FromSeconds(1);
+        await counter.RecordBatchAsync(
+        [
+            Event(c, "a1", 4) with { Counter = shortLived, CounterRetention = retention },
+            Event(c, "b1", 6) with { Counter = live },
+        ]);
+        var written = await ServerMillisecondsAsync();
+        var hash = $"dayexp:{{g{GroupOf(c)}}}:c:{PeriodDay}";
+        Assert.Equal((4, 6), (await counter.GetTotalAsync(shortLived), await counter.GetTotalAsync(live)));
+        while (await ServerMillisecondsAsync() < written + 1_100)
+        {
+            await Task.Delay(50);
+        }
+
+        // The expired counter's field is still in the hash, which the live counter keeps for its 70 days.
+        Assert.NotNull(await Server.ExecuteAsync("HGET", hash, $"1740805200:{Tag(c)}api_calls"));
+        AssertTtl(TimeSpan.FromDays(70), await PttlAsync(hash));
+        Assert.Equal((0, 6), (await counter.GetTotalAsync(shortLived), await counter.GetTotalAsync(live)));
+
+        // The next writes: the expired counter restarts from zero, the live one goes on, in one call.
+        Assert.Equal(
+            [new(UsageOutcome.Accepted, 2), new(UsageOutcome.Accepted, 7)],
+            await counter.RecordBatchAsync(
+            [
+                Event(c, "a2", 2) with { Counter = shortLived, CounterRetention = retention },
+                Event(c, "b2", 1) with { Counter = live },
+            ]));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Duplicate, 4), await counter.RecordAsync(Event(c, "a1", 4) with { Counter = shortLived }));
+        Assert.Equal((2, 7), (await counter.GetTotalAsync(shortLived), await counter.GetTotalAsync(live)));
+    }
+
+    [Fact]
+    public void Counter_hashes_are_named_by_the_UTC_day_of_the_period_start_and_fields_by_the_exact_start()
+    {
+        var epoch = DateTimeOffset.UnixEpoch;
+        Assert.Equal(0, RedisKeys.Day(epoch));
+        Assert.Equal(-1, RedisKeys.Day(epoch.AddTicks(-1)));
+        Assert.Equal(-2, RedisKeys.Day(epoch.AddDays(-1).AddTicks(-1)));
+        Assert.Equal(20148, RedisKeys.Day(PeriodStart));
+        Assert.Equal(20148, RedisKeys.Day(new DateTimeOffset(2025, 3, 1, 23, 59, 59, TimeSpan.Zero).AddTicks(9_999_999)));
+        Assert.Equal(20148, RedisKeys.Day(new DateTimeOffset(2025, 3, 2, 0, 30, 0, TimeSpan.FromHours(1)))); // 2025-03-01T23:30Z
+        var keys = new RedisKeys("billing", 16);
+        Assert.Equal("billing:{g7}:c:20148", keys.CounterHash(7, PeriodStart.AddHours(23)));
+        var counter = new UsageCounterKey("é", "m:1", PeriodStart.AddMilliseconds(300));
+        Assert.Equal("1740787200.3000000:2:ém:1", RedisKeys.CounterField(counter));
+        Assert.Equal("-1.9999999:2:ém:1", RedisKeys.CounterField(counter with { PeriodStart = epoch.AddTicks(-1) }));
+        Assert.Equal("billing:{g7}:u:1740787200.3000000:2:ém:1", keys.UniqueSet(7, counter));
+    }
+
+    [Fact]
     public void The_customer_group_is_FNV_1a_of_the_ids_UTF_16_code_units_modulo_the_groups()
     {
         // Worked out by hand (and independently of the adapter's code): FNV-1a, 32 bits, offset basis 2166136261, prime
@@ -209,7 +324,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         await using var counter = await PrefixCounterAsync("exp");
         var c = NewCustomer();
         var g = GroupOf(c);
-        var hash = $"exp:{{g{g}}}:c:{PeriodSeconds}";
+        var hash = $"exp:{{g{g}}}:c:{PeriodDay}";
         await counter.RecordAsync(Event(c, "k1", 5) with { CounterRetention = TimeSpan.Zero, DedupWindow = TimeSpan.FromHours(1) });
         await counter.RecordAsync(Event(c, "k2", 1) with { Counter = Key(c, "users"), Aggregation = MeterAggregation.UniqueCount, UniqueValue = "u", CounterRetention = TimeSpan.FromDays(5) });
         await counter.RecordAsync(Event(c, "k3", 1) with { Counter = Key(c, "no_key"), DedupWindow = TimeSpan.Zero });
@@ -242,7 +357,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         await using var counter = await PrefixCounterAsync("slack");
         var c = NewCustomer();
         var hash = $"slack:{{g{GroupOf(c)}}}:i:{await GenerationAsync()}";
-        var counters = $"slack:{{g{GroupOf(c)}}}:c:{PeriodSeconds}";
+        var counters = $"slack:{{g{GroupOf(c)}}}:c:{PeriodDay}";
         await counter.RecordAsync(Event(c, "k1", 1) with { DedupWindow = TimeSpan.FromHours(1), CounterRetention = TimeSpan.FromDays(3) });
         var hashAt = await ExpireTimeAsync(hash);
         var countersAt = await ExpireTimeAsync(counters);
@@ -296,7 +411,7 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         Assert.True(await PttlAsync(hash) > twoDays - 60_000);
 
         // The same for a counter hash: a counter written with a shorter retention does not shorten the hash's life.
-        var counters = $"bare:{{g{GroupOf(c)}}}:c:{PeriodSeconds}";
+        var counters = $"bare:{{g{GroupOf(c)}}}:c:{PeriodDay}";
         await Server.ExecuteAsync("HDEL", counters, "");
         await Server.ExecuteAsync("PEXPIRE", counters, twoDays.ToString(CultureInfo.InvariantCulture));
         Assert.Equal(1, (await counter.RecordAsync(Event(c, "short", 0) with { CounterRetention = TimeSpan.FromMinutes(5) })).Total);
@@ -815,13 +930,20 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
     /// <summary>What the customer's hash fields start with: the UTF-8 length of its id, ':' and the id.</summary>
     internal static string Tag(string customer) => string.Create(CultureInfo.InvariantCulture, $"{System.Text.Encoding.UTF8.GetByteCount(customer)}:{customer}");
 
+    /// <summary>The UTC day (days since the Unix epoch, floor) of an instant on or after 1970: what counter hashes are named by.</summary>
+    internal static long DayOf(DateTimeOffset instant) => (instant.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / TimeSpan.TicksPerDay;
+
+    /// <summary>A counter's field in its day hash: the exact period start (Unix seconds), ':', the customer's tag and the meter.</summary>
+    internal static string Field(string customer, string meter = "api_calls", DateTimeOffset? periodStart = null) =>
+        string.Create(CultureInfo.InvariantCulture, $"{(periodStart ?? PeriodStart).ToUnixTimeSeconds()}:{Tag(customer)}{meter}");
+
     private async Task<string[]> HashFieldsAsync(string hash) =>
         [.. ((object?[])(await Server.ExecuteAsync("HKEYS", hash))!).Cast<string>()];
 
     /// <summary>How long (ms) the counter's own recorded expiry is away by the server's clock.</summary>
     private async Task<long> CounterLeftAsync(string hash, string customer, string meter = "api_calls")
     {
-        var value = (string)(await Server.ExecuteAsync("HGET", hash, Tag(customer) + meter))!;
+        var value = (string)(await Server.ExecuteAsync("HGET", hash, Field(customer, meter)))!;
         return long.Parse(value.Split(':')[1], CultureInfo.InvariantCulture) - await ServerMillisecondsAsync();
     }
 
@@ -859,16 +981,14 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         return null;
     }
 
-    private async Task<long> ScriptCallsAsync()
+    private async Task<long> ScriptCallsAsync() => await CommandCallsAsync("eval") + await CommandCallsAsync("evalsha");
+
+    /// <summary>How many times the server ran the command (INFO commandstats; scripts' calls included).</summary>
+    private async Task<long> CommandCallsAsync(string command)
     {
         var stats = (string)(await Server.ExecuteAsync("INFO", "commandstats"))!;
-        long Calls(string command)
-        {
-            var line = stats.Split('\n').FirstOrDefault(l => l.StartsWith($"cmdstat_{command}:", StringComparison.Ordinal));
-            return line is null ? 0 : long.Parse(line.Split("calls=")[1].Split(',')[0], CultureInfo.InvariantCulture);
-        }
-
-        return Calls("eval") + Calls("evalsha");
+        var line = stats.Split('\n').FirstOrDefault(l => l.StartsWith($"cmdstat_{command}:", StringComparison.Ordinal));
+        return line is null ? 0 : long.Parse(line.Split("calls=")[1].Split(',')[0], CultureInfo.InvariantCulture);
     }
 
     /// <summary>A time to live of at least <paramref name="expected"/> (less the test's own time, up to a minute) and at most

@@ -88,14 +88,19 @@ public sealed class PostgreSqlRedisHostTests(PostgreSqlRedisHostFactory host) : 
         Assert.Equal(10, meter.GetProperty("total").GetInt64());
         Assert.Equal(10, meter.GetProperty("counterTotal").GetInt64());
 
-        // The counter really is in Redis (key layout of Billing.Redis: {prefix}:{g<customer group>}:c:{period start}, one
-        // hash per customer group and period, the field the customer's UTF-8 length, ':', the customer and the meter).
+        // The counter really is in Redis (key layout of Billing.Redis: {prefix}:{g<customer group>}:c:{UTC day of the period
+        // start}, one hash per customer group and day, the field the exact period start (Unix seconds, '.' and 7 digits of
+        // fraction when it has one), ':', the customer's UTF-8 length, ':', the customer and the meter).
         var tag = $"{System.Text.Encoding.UTF8.GetByteCount(customer)}:{customer}";
-        var counterHashes = ((object?[])(await host.Redis.ExecuteAsync("KEYS", $"billing:{{g*}}:c:{periodStart.ToUnixTimeSeconds()}"))!).Cast<string>().ToArray();
+        var sinceEpoch = periodStart.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks;
+        var day = sinceEpoch / TimeSpan.TicksPerDay;
+        var (seconds, fraction) = Math.DivRem(sinceEpoch, TimeSpan.TicksPerSecond);
+        var period = fraction == 0 ? $"{seconds}" : $"{seconds}.{fraction:D7}";
+        var counterHashes = ((object?[])(await host.Redis.ExecuteAsync("KEYS", $"billing:{{g*}}:c:{day}"))!).Cast<string>().ToArray();
         var values = new List<string>();
         foreach (var counterHash in counterHashes)
         {
-            if (await host.Redis.ExecuteAsync("HGET", counterHash, tag + "api_calls") is string value)
+            if (await host.Redis.ExecuteAsync("HGET", counterHash, $"{period}:{tag}api_calls") is string value)
             {
                 values.Add(value);
             }
