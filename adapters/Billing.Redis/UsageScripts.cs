@@ -519,6 +519,15 @@ internal static class UsageScripts
     /// </summary>
     private const string Idempotency = """
         local CHUNK = 1000
+
+        -- Writes the field/value pairs writes[1..nw] of the hash name, CHUNK pairs per HSET.
+        local function hsetpairs(name, writes, nw)
+          for s = 1, nw, 2 * CHUNK do
+            local e = s + 2 * CHUNK - 1
+            if e > nw then e = nw end
+            redis.call('HSET', name, unpack(writes, s, e))
+          end
+        end
         local floor, unpack = math.floor, unpack
         local META = '' -- the field holding a hash's expiry (no idempotency key is empty)
 
@@ -653,11 +662,7 @@ internal static class UsageScripts
             writes[nw + 2] = format('%.0f', kept) .. suffix
             nw = nw + 2
           end
-          for s = 1, nw, 2 * CHUNK do
-            local e = s + 2 * CHUNK - 1
-            if e > nw then e = nw end
-            redis.call('HSET', name, unpack(writes, s, e))
-          end
+          hsetpairs(name, writes, nw)
           if target then redis.call('PEXPIRE', name, target - now) end
         end
 
@@ -743,11 +748,7 @@ internal static class UsageScripts
             writes[nw + 2] = format('%.0f', target)
             nw = nw + 2
           end
-          for s = 1, nw, 2 * CHUNK do
-            local e = s + 2 * CHUNK - 1
-            if e > nw then e = nw end
-            redis.call('HSET', name, unpack(writes, s, e))
-          end
+          hsetpairs(name, writes, nw)
           if move then redis.call('PEXPIRE', name, target - now) end
         end
 
