@@ -50,7 +50,13 @@ internal sealed class SqliteUsageLog
     public const int DefaultMoveThreshold = 262_144;
 
     /// <summary>How many events (in key order) one move transaction takes (see <see cref="MoveChunk"/>).</summary>
-    public const int DefaultMoveChunk = 2_048;
+    /// <remarks>
+    /// A larger chunk writes each index page it touches once for more events, and holds the writer turn longer (appends
+    /// wait for it). In the sample host's benchmark (embedded, 30 s runs on a quiet 2-core machine, the writer on its own
+    /// connection) 2,048 took 41.4k / 42.5k events/s at 4.0–4.1 KB written per event (p99 175 ms), 8,192 45.9k (2.8 KB,
+    /// p99 175 ms), 16,384 59.9k (2.2 KB, p99 237 ms) and 32,768 56.2k (2.2 KB, p99 403 ms).
+    /// </remarks>
+    public const int DefaultMoveChunk = 16_384;
 
     /// <summary>The columns an append writes, in the log and in usage_events.</summary>
     public const string Columns = "customer_id, idempotency_key, meter_key, period_start, subscription_id, quantity, timestamp, unique_value, properties, received_at, acceptance_token";
