@@ -456,9 +456,10 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
     /// </summary>
     /// <remarks>
     /// Each event is one step of a statement prepared once per writer connection and driven through SQLite's own API
-    /// (bind, step, reset: about a microsecond and a half per event, against about nine through a command of the
-    /// ADO.NET provider, which binds its parameters by name and opens a data reader per call); the sequence number is
-    /// the row id SQLite assigned. Texts are bound as UTF-8, as the provider binds them.
+    /// (bind, step, reset), not a command of the ADO.NET provider, which binds its parameters by name and opens a data
+    /// reader per call: with the writer's own connection, the sample host's embedded benchmark took 47.7k events/s
+    /// against 39.4k with a command per event at the start of that hour. The sequence number is the row id SQLite
+    /// assigned. Texts are bound as UTF-8, as the provider binds them.
     /// </remarks>
     private async Task<bool[]> AppendSqliteLogAsync(UsageAppendBatch send, SqliteConnection connection, SqliteTransaction tx, SqliteUsageLog.LogWrite log, CancellationToken cancellationToken)
     {
@@ -501,7 +502,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             raw.sqlite3_reset(statement);
             if (rc != raw.SQLITE_DONE)
             {
-                throw new SqliteException($"SQLite Error {rc}: '{raw.sqlite3_errmsg(handle).utf8_to_string()}'.", rc, raw.sqlite3_extended_errcode(handle));
+                throw SqliteUsageLog.Error(handle, rc);
             }
 
             if (appended)
@@ -646,8 +647,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         }
 
         /// <summary>Sets the parameters to an event.</summary>
-        /// <returns>The event's properties as the JSON text bound.</returns>
-        public string Bind(StoredUsageEvent e)
+        public void Bind(StoredUsageEvent e)
         {
             var json = UsageDatabase.SerializeProperties(e.Properties);
             _customer.Value = e.Counter.CustomerId;
@@ -661,7 +661,6 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             _properties.Value = json;
             _received.Value = e.ReceivedAt.UtcTicks;
             _token.Value = e.AcceptanceToken is { } t ? t : DBNull.Value;
-            return json;
         }
     }
 

@@ -108,9 +108,9 @@ internal sealed class SqliteUsageLog
     /// </summary>
     public async Task<SqliteConnection> WriterConnectionAsync(Func<CancellationToken, Task<SqliteConnection>> open, CancellationToken cancellationToken)
     {
-        if (_writerConnection is { State: System.Data.ConnectionState.Open } open1)
+        if (_writerConnection is { State: System.Data.ConnectionState.Open } kept)
         {
-            return open1;
+            return kept;
         }
 
         if (_writerConnection is { } broken)
@@ -140,14 +140,18 @@ internal sealed class SqliteUsageLog
         var rc = raw.sqlite3_prepare_v2(connection.Handle, sql, out statement);
         if (rc != raw.SQLITE_OK)
         {
-            var message = raw.sqlite3_errmsg(connection.Handle).utf8_to_string();
+            var error = Error(connection.Handle!, rc);
             statement.Dispose();
-            throw new SqliteException($"SQLite Error {rc}: '{message}'.", rc);
+            throw error;
         }
 
         _prepared[sql] = statement;
         return statement;
     }
+
+    /// <summary>The provider's exception for a result code of a call through SQLite's API on <paramref name="db"/>.</summary>
+    public static SqliteException Error(sqlite3 db, int rc) =>
+        new($"SQLite Error {rc}: '{raw.sqlite3_errmsg(db).utf8_to_string()}'.", rc, raw.sqlite3_extended_errcode(db));
 
     /// <summary>Finalizes the prepared statements and closes the writer connection.</summary>
     private void CloseWriterConnection(SqliteConnection connection)
