@@ -105,12 +105,7 @@ internal sealed class RedisKeys
     public string UniqueSet(int group, in UsageCounterKey counter) => GroupKey(group) + ":u:" + CounterField(counter);
 
     /// <summary>The UTC day of an instant: whole days since the Unix epoch, rounded down (negative before 1970).</summary>
-    public static long Day(DateTimeOffset instant)
-    {
-        var ticks = instant.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks;
-        var day = Math.DivRem(ticks, TimeSpan.TicksPerDay, out var rest);
-        return rest < 0 ? day - 1 : day;
-    }
+    public static long Day(DateTimeOffset instant) => SinceEpoch(instant, TimeSpan.TicksPerDay, out _);
 
     /// <summary><c>{UTF-8 bytes of the id}:{id}</c>: what a field of the customer starts with.</summary>
     public static string CustomerTag(string customerId) =>
@@ -130,19 +125,23 @@ internal sealed class RedisKeys
     /// <summary>The period start as Unix seconds (floor), with the fraction in ticks appended when there is one.</summary>
     public static string Period(DateTimeOffset periodStart)
     {
-        var ticks = periodStart.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks;
-        var seconds = Math.DivRem(ticks, TimeSpan.TicksPerSecond, out var fraction);
-        if (fraction == 0)
+        var seconds = SinceEpoch(periodStart, TimeSpan.TicksPerSecond, out var fraction);
+        return fraction == 0
+            ? seconds.ToString(CultureInfo.InvariantCulture)
+            : seconds.ToString(CultureInfo.InvariantCulture) + "." + fraction.ToString("D7", CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Whole units of <paramref name="unitTicks"/> since the Unix epoch, rounded down (so negative before 1970),
+    /// and the ticks past the last whole unit (0 or more).</summary>
+    private static long SinceEpoch(DateTimeOffset instant, long unitTicks, out long rest)
+    {
+        var units = Math.DivRem(instant.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks, unitTicks, out rest);
+        if (rest < 0)
         {
-            return seconds.ToString(CultureInfo.InvariantCulture);
+            units--;
+            rest += unitTicks;
         }
 
-        if (fraction < 0)
-        {
-            seconds--;
-            fraction += TimeSpan.TicksPerSecond;
-        }
-
-        return seconds.ToString(CultureInfo.InvariantCulture) + "." + fraction.ToString("D7", CultureInfo.InvariantCulture);
+        return units;
     }
 }
