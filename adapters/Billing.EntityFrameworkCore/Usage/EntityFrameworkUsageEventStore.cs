@@ -18,7 +18,8 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// <remarks>
 /// <para>
 /// <see cref="AppendAsync"/> writes a batch in one statement: on PostgreSQL one <c>INSERT … SELECT FROM unnest(…)
-/// ON CONFLICT DO NOTHING RETURNING</c>, on SQLite one transaction of a prepared statement per event (SQLite
+/// ON CONFLICT DO NOTHING RETURNING</c> (events the counter counted as new, <see cref="StoredUsageEvent.CountedAsNew"/>,
+/// are copied in instead, see below), on SQLite one transaction of a prepared statement per event (SQLite
 /// serializes writers; this process's writers take turns per database file). On SQLite concurrent appends share
 /// transactions (group commit, <see cref="BatchingUsageEventStore"/> with one flush at a time and up to
 /// <see cref="SqliteGroupCommitEvents"/> events): calls that arrive while a transaction is written are written
@@ -64,6 +65,17 @@ namespace Billing.EntityFrameworkCore.Usage;
 /// <c>benchmarks/host-load.sh embedded --phases usage</c>.
 /// </para>
 /// <para>
+/// <b>PostgreSQL: events counted as new are copied in.</b> A fast counter has just accepted them, so their keys are
+/// almost never stored: they go in through <c>COPY … FROM STDIN (FORMAT BINARY)</c>, which writes rows in bulk and skips
+/// the conflict check of <c>ON CONFLICT</c> (it looks the key up in the primary key before it inserts, and the insert
+/// looks again). The other events of the statement (duplicates, sent to heal an append that was lost) take the
+/// <c>ON CONFLICT</c> statement in the same transaction. When a copied key is stored after all (the counter forgot it,
+/// a concurrent repeat, another instance), the copy fails on the unique key, nothing of it is kept, and the whole
+/// statement runs again through <c>ON CONFLICT</c>: the answers never depend on the hint, only the cost does. In the
+/// sample host's benchmark PostgreSQL's CPU per accepted event went from 24.2 to 18.1 µs (a single backend copying
+/// 200,000 rows into 2 million: 11 µs per row against 16 µs with <c>ON CONFLICT</c>).
+/// </para>
+/// <para>
 /// Shared with <see cref="EntityFrameworkUsageCounter"/>: an event the durable counter recorded (the metering
 /// service counts an event first and appends it second) awaits its append; the first append of that key for the
 /// same counter completes the row with the subscription and the properties, which the counter does not know, and
@@ -86,6 +98,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
 {
     private readonly UsageDatabase _db;
     private readonly string _appendPostgreSql;
+    private readonly string _copyPostgreSql;
     private readonly string _appendSqlite;
     private readonly string _completeSqlite;
     private readonly string _appendSqliteLogRaw;
@@ -122,6 +135,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             WHERE NOT e.appended AND e.meter_key = excluded.meter_key AND e.period_start = excluded.period_start
             RETURNING e.customer_id, e.idempotency_key
             """;
+        _copyPostgreSql = $"COPY {_db.Events} ({Columns}) FROM STDIN (FORMAT BINARY)";
         _appendSqlite = $"""
             INSERT INTO {_db.Events} ({Columns})
             VALUES (@customer, @key, @meter, @period, @subscription, @quantity, @timestamp, @unique_value, @properties, @received_at, @acceptance_token)
@@ -381,9 +395,85 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         }
     }
 
+    /// <summary>
+    /// Events the counter counted as new are copied in (<c>COPY … FROM STDIN (FORMAT BINARY)</c>, no conflict
+    /// handling), the others go through the <c>INSERT … ON CONFLICT</c> statement, both in one transaction. When a
+    /// copied key is stored after all (unique violation), the copy is rolled back and every event goes through the
+    /// <c>ON CONFLICT</c> statement.
+    /// </summary>
     private async Task AppendPostgreSqlAsync(UsageAppendBatch send, bool[] results, CancellationToken cancellationToken)
     {
-        var n = send.Count;
+        List<int>? fresh = null;
+        List<int>? others = null;
+        for (var i = 0; i < send.Count; i++)
+        {
+            var e = send[i];
+            ThrowIfNul(e);
+            (e.CountedAsNew ? fresh ??= new(send.Count) : others ??= []).Add(i);
+        }
+
+        if (fresh is not null)
+        {
+            try
+            {
+                await using var connection = await _db.OpenPostgreSqlAsync(cancellationToken).ConfigureAwait(false);
+                await using var transaction = others is null ? null : await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                await CopyPostgreSqlAsync(connection, send, fresh, cancellationToken).ConfigureAwait(false);
+                if (transaction is not null)
+                {
+                    await UpsertPostgreSqlAsync(connection, send, others, results, cancellationToken).ConfigureAwait(false);
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                foreach (var i in fresh)
+                {
+                    results[send.PositionAt(i)] = true;
+                }
+
+                return;
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
+            {
+                // A key the counter counted as new is stored already: nothing was written; decide every event below.
+                Array.Clear(results);
+            }
+        }
+
+        await using var again = await _db.OpenPostgreSqlAsync(cancellationToken).ConfigureAwait(false);
+        await UpsertPostgreSqlAsync(again, send, null, results, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Copies the events at <paramref name="rows"/> (positions in <paramref name="send"/>) into usage_events.</summary>
+    private async Task CopyPostgreSqlAsync(NpgsqlConnection connection, UsageAppendBatch send, List<int> rows, CancellationToken cancellationToken)
+    {
+        await using var import = await connection.BeginBinaryImportAsync(_copyPostgreSql, cancellationToken).ConfigureAwait(false);
+        foreach (var i in rows)
+        {
+            var e = send[i];
+            await import.StartRowAsync(cancellationToken).ConfigureAwait(false);
+            await import.WriteAsync(e.Counter.CustomerId, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+            await import.WriteAsync(e.IdempotencyKey, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+            await import.WriteAsync(e.Counter.MeterKey, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+            await import.WriteAsync(e.Counter.PeriodStart.UtcDateTime, NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
+            await import.WriteAsync(e.SubscriptionId, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+            await import.WriteAsync(e.Quantity, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+            await import.WriteAsync(e.Timestamp.UtcDateTime, NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
+            await import.WriteAsync(e.UniqueValue, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+            await import.WriteAsync(UsageDatabase.SerializeProperties(e.Properties), NpgsqlDbType.Jsonb, cancellationToken).ConfigureAwait(false);
+            await import.WriteAsync(e.ReceivedAt.UtcDateTime, NpgsqlDbType.TimestampTz, cancellationToken).ConfigureAwait(false);
+            await import.WriteAsync(e.AcceptanceToken, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+        }
+
+        await import.CompleteAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The <c>INSERT … ON CONFLICT</c> statement for the events at <paramref name="rows"/> (positions in
+    /// <paramref name="send"/>; null for all of them): marks those stored by it.
+    /// </summary>
+    private async Task UpsertPostgreSqlAsync(NpgsqlConnection connection, UsageAppendBatch send, List<int>? rows, bool[] results, CancellationToken cancellationToken)
+    {
+        var n = rows?.Count ?? send.Count;
         var customers = new string[n];
         var keys = new string[n];
         var meters = new string[n];
@@ -397,8 +487,7 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
         var tokens = new long?[n];
         for (var i = 0; i < n; i++)
         {
-            var e = send[i];
-            ThrowIfNul(e);
+            var e = send[rows?[i] ?? i];
             customers[i] = e.Counter.CustomerId;
             keys[i] = e.IdempotencyKey;
             meters[i] = e.Counter.MeterKey;
@@ -412,7 +501,6 @@ public sealed class EntityFrameworkUsageEventStore : IUsageEventStore
             tokens[i] = e.AcceptanceToken;
         }
 
-        await using var connection = await _db.OpenPostgreSqlAsync(cancellationToken).ConfigureAwait(false);
         await using var command = new NpgsqlCommand(_appendPostgreSql, connection);
         command.Parameters.Add(UsageDatabase.ArrayParameter("customer_ids", NpgsqlDbType.Text, customers));
         command.Parameters.Add(UsageDatabase.ArrayParameter("keys", NpgsqlDbType.Text, keys));

@@ -276,6 +276,7 @@ internal sealed class SqliteUsageLog
             Timestamp = UsageDatabase.FromTicks(e.Timestamp.UtcTicks),
             ReceivedAt = UsageDatabase.FromTicks(e.ReceivedAt.UtcTicks),
             Properties = UsageDatabase.DeserializeProperties(pending.Properties),
+            CountedAsNew = false,
         };
     }
 

@@ -224,5 +224,6 @@ public sealed class InMemoryUsageEventStore : IUsageEventStore
         Timestamp = e.Timestamp.ToUniversalTime(),
         ReceivedAt = e.ReceivedAt.ToUniversalTime(),
         Properties = e.Properties is null || e.Properties.Count == 0 ? Empty.Metadata : new Dictionary<string, string>(e.Properties, StringComparer.Ordinal),
+        CountedAsNew = false, // a hint for the write, never kept
     };
 }

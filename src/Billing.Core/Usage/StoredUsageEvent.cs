@@ -41,4 +41,17 @@ public sealed record StoredUsageEvent
     /// that stored the row; a later append of the key changes nothing.
     /// </remarks>
     public long? AcceptanceToken { get; init; }
+
+    /// <summary>
+    /// Whether the usage counter counted this event as new (accepted, not a duplicate), so the store most likely
+    /// holds no row of its key yet. A hint for the store's write path; stores never keep or return it.
+    /// </summary>
+    /// <remarks>
+    /// A store may write such events the cheap way, without handling a stored key (PostgreSQL: <c>COPY</c> instead of
+    /// <c>INSERT … ON CONFLICT</c>), and must fall back to its usual handling when a key is stored after all (a counter
+    /// that forgot the key, a concurrent repeat, another instance): the result of an append never depends on the hint.
+    /// The metering service sets it for events a fast (not durable) counter accepted; a durable counter writes the row
+    /// itself before the append, so it is never set there.
+    /// </remarks>
+    public bool CountedAsNew { get; init; }
 }

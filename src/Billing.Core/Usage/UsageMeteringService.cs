@@ -218,6 +218,7 @@ public sealed class UsageMeteringService
                 // A duplicate carries the original acceptance's token, so the stored row names that acceptance
                 // whichever of the two appends comes first.
                 AcceptanceToken = (result.Outcome == UsageOutcome.Accepted ? e.AcceptanceToken : result.AcceptanceToken) is var token and not 0 ? token : null,
+                CountedAsNew = result.Outcome == UsageOutcome.Accepted && !_counter.IsDurable,
             }));
         }
 

@@ -97,6 +97,64 @@ public abstract class UsageEventStoreContract
         Assert.Equal(4, await store.AggregateAsync(Key(c), MeterAggregation.Count));
     }
 
+    /// <summary>
+    /// Events the counter counted as new (<see cref="StoredUsageEvent.CountedAsNew"/>) are stored like any other, every
+    /// value exactly (nulls, 64-bit extremes, properties); the hint is a write hint only and never read back.
+    /// </summary>
+    /// <returns>The test.</returns>
+    [Fact]
+    public async Task Events_counted_as_new_are_stored_exactly_and_the_hint_is_not_kept()
+    {
+        var store = await CreateStoreAsync();
+        var c = NewCustomer();
+        var full = Event(c, "full", long.MaxValue) with
+        {
+            CountedAsNew = true,
+            SubscriptionId = "sub_1",
+            UniqueValue = "user \"1\" ü",
+            Properties = new Dictionary<string, string> { ["region"] = "eu-west", ["note"] = "back\\slash ✓" },
+            AcceptanceToken = long.MinValue,
+            Timestamp = PeriodStart.AddDays(2),
+        };
+        var bare = Event(c, "bare", 0) with { CountedAsNew = true, Timestamp = PeriodStart.AddDays(3) };
+        Assert.Equal([true, true], await store.AppendAsync([full, bare]));
+        var listed = await store.ListAsync(Key(c));
+        Assert.Equal(2, listed.Count);
+        AssertSame(full, listed[0]);
+        AssertSame(bare, listed[1]);
+        Assert.All(listed, e => Assert.False(e.CountedAsNew));
+        Assert.False((await store.FindAsync(c, "full"))!.CountedAsNew);
+    }
+
+    /// <summary>
+    /// An event counted as new whose key is stored after all (a counter that forgot the key) is reported as not stored
+    /// and changes nothing, alone, among new events counted as new, and among events that were not; the rest of the
+    /// batch is stored as usual.
+    /// </summary>
+    /// <returns>The test.</returns>
+    [Fact]
+    public async Task An_event_counted_as_new_whose_key_is_stored_reports_false_and_changes_nothing()
+    {
+        var store = await CreateStoreAsync();
+        var c = NewCustomer();
+        Assert.Equal([true, true], await store.AppendAsync([Event(c, "a", 1) with { AcceptanceToken = 11 }, Event(c, "b", 2)]));
+        Assert.Equal([false], await store.AppendAsync([Event(c, "a", 100) with { CountedAsNew = true, AcceptanceToken = 99 }]));
+        Assert.Equal([true, false, true], await store.AppendAsync([Event(c, "c", 3) with { CountedAsNew = true }, Event(c, "a", 100) with { CountedAsNew = true }, Event(c, "d", 4) with { CountedAsNew = true }]));
+        Assert.Equal([false, true, false, true, true], await store.AppendAsync(
+        [
+            Event(c, "b", 200) with { CountedAsNew = true },
+            Event(c, "e", 5),
+            Event(c, "c", 300),
+            Event(c, "f", 6) with { CountedAsNew = true },
+            Event(c, "g", 7),
+        ]));
+        var listed = await store.ListAsync(Key(c));
+        Assert.Equal(["a", "b", "c", "d", "e", "f", "g"], listed.Select(e => e.IdempotencyKey));
+        Assert.Equal([1L, 2, 3, 4, 5, 6, 7], listed.Select(e => e.Quantity));
+        Assert.Equal(11, (await store.FindAsync(c, "a"))!.AcceptanceToken);
+        Assert.Equal(28, await store.AggregateAsync(Key(c), MeterAggregation.Sum));
+    }
+
     /// <summary>Keys are scoped to the customer: another customer may use the same key; another meter of the same customer may not.</summary>
     /// <returns>The test.</returns>
     [Fact]
@@ -314,7 +372,8 @@ public abstract class UsageEventStoreContract
 
     /// <summary>
     /// 16 writers append batches of which 20% of the events repeat a key (some in the same batch, some racing in
-    /// another): each key is reported stored exactly once and stored exactly once, and the sums are exact.
+    /// another; half of the events, repeats too, counted as new): each key is reported stored exactly once and stored
+    /// exactly once, and the sums are exact.
     /// </summary>
     /// <returns>The test.</returns>
     [Fact]
@@ -328,13 +387,14 @@ public abstract class UsageEventStoreContract
         for (var i = 0; i < unique; i++)
         {
             var customer = customers[i % customers.Length];
-            events[i] = Event(customer, $"e{i}", random.Next(0, 1000)) with { Counter = Key(customer, i % 3 == 0 ? "storage" : "api_calls") };
+            events[i] = Event(customer, $"e{i}", random.Next(0, 1000)) with { Counter = Key(customer, i % 3 == 0 ? "storage" : "api_calls"), CountedAsNew = i % 2 == 0 };
         }
 
         for (var i = unique; i < events.Length; i++)
         {
+            // Same key, other content: must not be stored. Half of the repeats claim to be new (a counter that forgot the key).
             var original = events[random.Next(unique)];
-            events[i] = original with { Quantity = original.Quantity + 1 }; // same key, other content: must not be stored
+            events[i] = original with { Quantity = original.Quantity + 1, CountedAsNew = i % 2 == 1 };
         }
 
         var originals = events[..unique];

@@ -75,13 +75,19 @@ public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCo
     /// Four calls queued into one statement, one with an idempotency key PostgreSQL cannot store (a NUL character, refused
     /// before it is sent) and one the database rejects (a customer id past the CHECK constraint's 255 characters): the
     /// statement fails, is run again call by call, and only the two bad calls fail, each with its own error; the two
-    /// others are stored and answered, including a key repeated in both (the earlier call wins).
+    /// others are stored and answered, including a key repeated in both (the earlier call wins). The same whether the
+    /// events were counted as new (copied in) or not (inserted with conflict handling); a copy that fails for a value
+    /// the client cannot encode (a lone surrogate) leaves its connection usable.
     /// </summary>
-    [Fact]
-    public async Task Calls_with_values_the_database_cannot_store_fail_alone()
+    /// <param name="countedAsNew">The events' <see cref="StoredUsageEvent.CountedAsNew"/>.</param>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Calls_with_values_the_database_cannot_store_fail_alone(bool countedAsNew)
     {
         var (store, lockTable) = await _database.NewStoreAsync();
         var customer = NewCustomer();
+        StoredUsageEvent Event(string customer, string key, long quantity) => Support.GroupCommitEvents.Event(customer, key, quantity) with { CountedAsNew = countedAsNew };
         Task<IReadOnlyList<bool>> first, good1, nul, tooLong, good2;
         await using (var blocker = await lockTable())
         {
@@ -109,6 +115,9 @@ public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCo
         // "first" alone, then the failed statement of four calls, run again as four (two fail).
         Assert.Equal(new BatchingUsageEventStoreStatistics(5, 3, 5, 0, 0), store.PostgreSqlGroupCommit);
         Assert.Equal([true], await store.AppendAsync([Event(customer, "after", 9)])); // no connection was left broken
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => store.AppendAsync([Event(customer, "lone\uD800", 10)]).AsTask());
+        Assert.Equal([true], await store.AppendAsync([Event(customer, "after2", 11)]));
+        Assert.Equal(["after", "after2", "first", "good1", "good2", "shared"], (await store.ListAsync(Key(customer))).Select(e => e.IdempotencyKey).Order(StringComparer.Ordinal));
     }
 
     /// <summary>
@@ -170,7 +179,7 @@ public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCo
         {
             await using var connection = new NpgsqlConnection(_database.ConnectionString);
             await connection.OpenAsync();
-            await using var command = new NpgsqlCommand("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO%usage_events%'", connection);
+            await using var command = new NpgsqlCommand("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND (query LIKE 'INSERT INTO%usage_events%' OR query LIKE 'COPY %usage_events%')", connection);
             var pids = new List<int>();
             await using (var reader = await command.ExecuteReaderAsync())
             {
