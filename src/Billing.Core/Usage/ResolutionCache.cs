@@ -45,10 +45,26 @@ internal sealed class ResolutionCache
 
     /// <summary>A cached customer with its subscriptions.</summary>
     public bool TryGetCustomer(string customerId, out (Customer Customer, IReadOnlyList<Subscription> Subscriptions) value) =>
-        TryGet(_customers, customerId, out value);
+        TryGet(_customers, customerId, out value, out _);
+
+    /// <summary>
+    /// A cached customer with its subscriptions, and whether the entry has lived half its duration or more: worth
+    /// reading again when a read of other customers is made anyway (see <see cref="UsageMeteringService"/>'s read-ahead).
+    /// </summary>
+    public bool TryGetCustomer(string customerId, out (Customer Customer, IReadOnlyList<Subscription> Subscriptions) value, out bool ageing)
+    {
+        if (TryGet(_customers, customerId, out value, out var age))
+        {
+            ageing = age >= _duration / 2;
+            return true;
+        }
+
+        ageing = false;
+        return false;
+    }
 
     /// <summary>A cached plan.</summary>
-    public bool TryGetPlan(string planId, out Plan plan) => TryGet(_plans, planId, out plan!);
+    public bool TryGetPlan(string planId, out Plan plan) => TryGet(_plans, planId, out plan!, out _);
 
     /// <summary>The customer of a subscription seen before (a subscription never changes customer).</summary>
     public string? CustomerOf(string subscriptionId) => _subscriptionCustomers.GetValueOrDefault(subscriptionId);
@@ -97,16 +113,18 @@ internal sealed class ResolutionCache
         }
     }
 
-    private bool TryGet<T>(ConcurrentDictionary<string, Entry<T>> map, string id, out T value)
+    private bool TryGet<T>(ConcurrentDictionary<string, Entry<T>> map, string id, out T value, out TimeSpan age)
     {
         // The clock's time, so a fake clock drives it; a clock set back makes the entry stale rather than longer-lived.
-        if (map.TryGetValue(id, out var entry) && _time.GetUtcNow() - entry.Since is var age && age >= TimeSpan.Zero && age < _duration)
+        if (map.TryGetValue(id, out var entry) && _time.GetUtcNow() - entry.Since is var a && a >= TimeSpan.Zero && a < _duration)
         {
             value = entry.Value;
+            age = a;
             return true;
         }
 
         value = default!;
+        age = default;
         return false;
     }
 

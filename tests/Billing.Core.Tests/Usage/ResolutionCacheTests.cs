@@ -95,6 +95,44 @@ public sealed class ResolutionCacheTests
     }
 
     [Fact]
+    public async Task A_read_ahead_made_anyway_refreshes_the_batchs_customers_whose_entries_lived_half_the_duration()
+    {
+        var h = new EngineHarness();
+        var metering = new UsageMeteringService(new Unreported(h.Store), new InMemoryUsageCounter(), new InMemoryUsageEventStore(), h.Time, Cached);
+        var (metered, _, ada) = await CatalogAsync(h);
+        var subscription = await h.Engine.CreateSubscriptionAsync(new NewSubscription(ada.Id, metered.Id));
+        async Task<Customer> SubscribedAsync(string name)
+        {
+            var customer = await h.Engine.CreateCustomerAsync(new NewCustomer(name, $"{name}@example.com", Currency.USD) { PaymentMethod = Billing.Testing.Payments.FakePaymentGateway.Visa });
+            await h.Engine.CreateSubscriptionAsync(new NewSubscription(customer.Id, metered.Id));
+            return customer;
+        }
+
+        var bob = await SubscribedAsync("bob");
+        var carl = await SubscribedAsync("carl");
+        Assert.Equal(UsageIngestStatus.Accepted, (await metering.RecordAsync(Call(ada.Id, "a", h.Time.GetUtcNow()))).Status);
+        await h.Engine.CancelSubscriptionAsync(subscription.Id); // another process's change
+
+        // Bob is read; Ada's entry is younger than half the duration: not read again, still the cached state.
+        h.Time.Advance(TimeSpan.FromMilliseconds(499));
+        var batch = await metering.RecordBatchAsync([Call(bob.Id, "b", h.Time.GetUtcNow()), Call(ada.Id, "c", h.Time.GetUtcNow())]);
+        Assert.Equal([UsageIngestStatus.Accepted, UsageIngestStatus.Accepted], batch.Select(r => r.Status));
+
+        // Carl is read, and Ada with him (half the duration): the batch sees the cancellation.
+        h.Time.Advance(TimeSpan.FromMilliseconds(1));
+        batch = await metering.RecordBatchAsync([Call(carl.Id, "d", h.Time.GetUtcNow()), Call(ada.Id, "e", h.Time.GetUtcNow())]);
+        Assert.Equal(UsageIngestStatus.Accepted, batch[0].Status);
+        Assert.Equal("no_subscription_for_meter", batch[1].Reason);
+
+        // The refreshed entry lives a whole duration from its read: a later change is seen once that has passed.
+        await h.Engine.CreateSubscriptionAsync(new NewSubscription(ada.Id, metered.Id));
+        h.Time.Advance(TimeSpan.FromMilliseconds(999));
+        Assert.Equal("no_subscription_for_meter", (await metering.RecordAsync(Call(ada.Id, "f", h.Time.GetUtcNow()))).Reason);
+        h.Time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.Equal(UsageIngestStatus.Accepted, (await metering.RecordAsync(Call(ada.Id, "g", h.Time.GetUtcNow()))).Status);
+    }
+
+    [Fact]
     public async Task Without_a_duration_or_with_a_store_that_does_not_report_nothing_is_cached()
     {
         var h = new EngineHarness();
