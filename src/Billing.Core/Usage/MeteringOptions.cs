@@ -39,7 +39,9 @@ public sealed class MeteringOptions
     /// drops what it changed at once, so within one process events always resolve against the latest state. What another
     /// process changed is seen within this duration: until then, that process's cancellation or plan change may still
     /// let events through on the old plan and period (they are counted, stored and billed as such). Customers on a test
-    /// clock are never cached.
+    /// clock are never cached. When a batch reads customers the cache lacks, the same read takes the batch's customers
+    /// cached for half this duration or more (refresh ahead): their entries then expire together, and later batches make
+    /// fewer, larger reads.
     /// </remarks>
     public TimeSpan ResolutionCacheDuration { get; set; } = TimeSpan.Zero;
 
