@@ -1,7 +1,7 @@
 using Billing.Catalog;
 using Billing.Engine;
-using Billing.Periods;
 using Billing.InMemory;
+using Billing.Periods;
 using Billing.Ports;
 using Billing.Pricing;
 using Billing.Subscriptions;
