@@ -28,10 +28,10 @@ namespace Billing.Testing.Servers;
 /// <para><b>Commands.</b> <see cref="ExecuteAsync(string[])"/> is a minimal RESP2 client on a raw TCP connection, enough
 /// to prepare and inspect the server in tests; the code under test uses its own client with
 /// <see cref="ConfigurationString"/> or <see cref="EndPoint"/>.</para>
-/// <para><b>Lifetime.</b> <see cref="DisposeAsync"/> kills the server and deletes its directory. Servers not disposed are
-/// killed and deleted when the process exits normally (<see cref="AppDomain.ProcessExit"/>). If the process dies without
-/// running its exit handlers (killed, crashed), the server is stopped when its standard input closes and its directory is
-/// deleted: no orphan keeps running.</para>
+/// <para><b>Lifetime.</b> <see cref="DisposeAsync"/> kills the server and deletes its directory. A server not disposed
+/// is stopped by its watchdog shell, which sends it SIGTERM when its standard input closes and then deletes the directory:
+/// at a normal exit (<see cref="AppDomain.ProcessExit"/> closes it and waits), and when the process is killed or crashes,
+/// even during its exit handlers (VSTest kills its test host shortly after the run). No orphan keeps running.</para>
 /// <para>All members are thread-safe; <see cref="KillAsync"/>, <see cref="RestartAsync"/> and <see cref="DisposeAsync"/>
 /// run one at a time.</para>
 /// </remarks>
@@ -746,7 +746,7 @@ public sealed class LocalRedisServer : IAsyncDisposable
             LiveServers.Clear();
         }
 
-        List<(Process? Process, string Root)> killed = [];
+        List<(Process? Process, string Root)> stopping = [];
         foreach (var server in servers)
         {
             Process? process;
@@ -764,21 +764,43 @@ public sealed class LocalRedisServer : IAsyncDisposable
 
             if (process is not null)
             {
-                ServerProcesses.KillTree(process);
+                RequestStop(process);
             }
 
-            killed.Add((process, server.RootDirectory));
+            stopping.Add((process, server.RootDirectory));
         }
 
-        foreach (var (process, root) in killed)
+        // Each watchdog stops its server and the shell then deletes the directory, so the stop completes even when this
+        // process is killed meanwhile (VSTest kills its test host about 100 ms after the run). Killing the tree from here
+        // first could be cut short between the shell and the server: a stopped server and its directory were left.
+        foreach (var (process, root) in stopping)
         {
             if (process is not null)
             {
-                process.WaitForExit(KillTimeout);
+                if (!process.WaitForExit(KillTimeout))
+                {
+                    ServerProcesses.KillTree(process);
+                    process.WaitForExit(KillTimeout);
+                }
+
                 process.Dispose();
             }
 
             ServerProcesses.DeleteDirectory(root);
+        }
+    }
+
+    /// <summary>Closes the shell's standard input: its watchdog stops the server with SIGTERM and the shell deletes the
+    /// directory when the server has exited.</summary>
+    private static void RequestStop(Process process)
+    {
+        try
+        {
+            process.StandardInput.Close();
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException)
+        {
+            // Already exited.
         }
     }
 
