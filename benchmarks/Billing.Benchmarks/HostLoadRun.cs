@@ -47,7 +47,7 @@ internal static class HostLoadRun
 
     private static async Task<int> RunAsync(Settings settings)
     {
-        var work = Directory.CreateTempSubdirectory("billing-host-load-");
+        var work = new DirectoryInfo(TempDirectories.Create("billing-host-load-")); // also deletes those of killed runs
         LocalPostgresServer? postgres = null;
         LocalRedisServer? redis = null;
         Process? host = null;

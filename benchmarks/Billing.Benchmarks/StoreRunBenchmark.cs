@@ -101,7 +101,7 @@ internal static class StoreRunBenchmark
 
         if (settings.Providers.Contains(Provider.Sqlite))
         {
-            var directory = Directory.CreateTempSubdirectory("billing-store-run-");
+            var directory = new DirectoryInfo(TempDirectories.Create("billing-store-run-")); // also deletes those of killed runs
             try
             {
                 var target = new Target(Provider.Sqlite, null, directory.FullName);

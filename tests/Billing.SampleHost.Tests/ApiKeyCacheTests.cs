@@ -12,19 +12,15 @@ namespace Billing.SampleHost.Tests;
 /// <summary>The authentication read of API keys (<see cref="ApiKeyStore.AuthenticateAsync"/>): rows reused for
 /// <c>Billing:ApiKeys:CacheDuration</c>, revocation through this instance and expiry immediate, revocation elsewhere
 /// seen within the duration, last-used written once a minute.</summary>
-public sealed class ApiKeyCacheTests : IAsyncLifetime
+public sealed class ApiKeyCacheTests : IAsyncLifetime, IDisposable
 {
     private const string Secret = "sk_cache_0123456789abcdefghijklmnopqrstuvwxyz";
     private static readonly string[] ReadScope = ["billing:read"];
-    private readonly string _directory = SampleHostFactory.NewTempDirectory();
+    private readonly HostDirectory _directory = new();
     private readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 1, 1, 12, 0, 0, TimeSpan.Zero));
     private readonly List<HostDatabase> _databases = [];
 
-    public Task InitializeAsync()
-    {
-        Directory.CreateDirectory(_directory);
-        return Task.CompletedTask;
-    }
+    public Task InitializeAsync() => Task.CompletedTask;
 
     public async Task DisposeAsync()
     {
@@ -32,21 +28,15 @@ public sealed class ApiKeyCacheTests : IAsyncLifetime
         {
             await database.DisposeAsync();
         }
-
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        try
-        {
-            Directory.Delete(_directory, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
     }
+
+    /// <summary>After <see cref="DisposeAsync"/> (xunit calls both).</summary>
+    public void Dispose() => _directory.Dispose();
 
     [Fact]
     public async Task A_revocation_through_another_instance_is_seen_within_the_cache_duration_and_through_this_one_at_once()
     {
-        var connection = "Data Source=" + Path.Combine(_directory, "keys.db");
+        var connection = "Data Source=" + Path.Combine(_directory.Path, "keys.db");
         var a = await StoreAsync(HostDatabase.ForSqlite(connection), TimeSpan.FromSeconds(1));
         var b = await StoreAsync(HostDatabase.ForSqlite(connection), TimeSpan.FromSeconds(1));
         await RevocationBoundsAsync(a, b);
@@ -65,7 +55,7 @@ public sealed class ApiKeyCacheTests : IAsyncLifetime
     [Fact]
     public async Task Without_a_cache_duration_every_authentication_reads_the_row()
     {
-        var connection = "Data Source=" + Path.Combine(_directory, "keys.db");
+        var connection = "Data Source=" + Path.Combine(_directory.Path, "keys.db");
         var a = await StoreAsync(HostDatabase.ForSqlite(connection), TimeSpan.Zero);
         var b = await StoreAsync(HostDatabase.ForSqlite(connection), TimeSpan.Zero);
         var key = await a.CreateAsync(Secret, "k", [Scopes.Read], _clock.GetUtcNow(), null, default);
@@ -77,7 +67,7 @@ public sealed class ApiKeyCacheTests : IAsyncLifetime
     [Fact]
     public async Task Unknown_keys_are_not_cached_and_a_wrong_secret_with_a_cached_prefix_is_refused()
     {
-        var connection = "Data Source=" + Path.Combine(_directory, "keys.db");
+        var connection = "Data Source=" + Path.Combine(_directory.Path, "keys.db");
         var a = await StoreAsync(HostDatabase.ForSqlite(connection), TimeSpan.FromMinutes(1));
         var b = await StoreAsync(HostDatabase.ForSqlite(connection), TimeSpan.FromMinutes(1));
 
@@ -96,7 +86,7 @@ public sealed class ApiKeyCacheTests : IAsyncLifetime
     [Fact]
     public async Task Concurrent_authentications_share_reads_and_a_revocation_during_them_is_not_lost()
     {
-        var connection = "Data Source=" + Path.Combine(_directory, "keys.db");
+        var connection = "Data Source=" + Path.Combine(_directory.Path, "keys.db");
         var a = await StoreAsync(HostDatabase.ForSqlite(connection), TimeSpan.FromMinutes(1));
         var key = await a.CreateAsync(Secret, "k", [Scopes.Read], _clock.GetUtcNow(), null, default);
         var before = await Task.WhenAll(Enumerable.Range(0, 64).Select(_ => Task.Run(async () => await a.AuthenticateAsync(Secret, default))));
@@ -113,7 +103,7 @@ public sealed class ApiKeyCacheTests : IAsyncLifetime
     [Fact]
     public async Task Last_use_is_written_once_a_minute_per_instance_whatever_the_concurrency()
     {
-        var connection = "Data Source=" + Path.Combine(_directory, "keys.db");
+        var connection = "Data Source=" + Path.Combine(_directory.Path, "keys.db");
         var a = await StoreAsync(HostDatabase.ForSqlite(connection), TimeSpan.FromMinutes(1));
         var start = _clock.GetUtcNow();
         var key = await a.CreateAsync(Secret, "k", [Scopes.Read], start, null, default);

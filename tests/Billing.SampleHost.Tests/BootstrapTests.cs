@@ -9,8 +9,8 @@ public sealed partial class BootstrapTests
     [Fact]
     public async Task A_fresh_database_gets_an_admin_key_printed_once()
     {
-        var directory = SampleHostFactory.NewTempDirectory();
-        using var first = new UnconfiguredHostFactory(directory);
+        using var directory = new HostDirectory();
+        using var first = new UnconfiguredHostFactory(directory.Path);
         first.CreateClient().Dispose();
         var printed = SecretPattern().Matches(first.Console.ToString()).Select(m => m.Value).Distinct().ToList();
         var secret = Assert.Single(printed);
@@ -18,7 +18,7 @@ public sealed partial class BootstrapTests
         await first.DisposeAsync();
 
         // Same database, second start: the key is still there and nothing is printed.
-        using var second = new UnconfiguredHostFactory(directory);
+        using var second = new UnconfiguredHostFactory(directory.Path);
         second.CreateClient().Dispose();
         Assert.Empty(SecretPattern().Matches(second.Console.ToString()));
         var keys = (await second.Client(secret).Get("/v1/api_keys")).Ok();
@@ -26,8 +26,6 @@ public sealed partial class BootstrapTests
         Assert.Equal("bootstrap", keys.Data[0].GetProperty("name").GetString());
         Assert.Equal(["admin"], keys.Data[0].GetProperty("scopes").EnumerateArray().Select(s => s.GetString()));
         await second.DisposeAsync();
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        Directory.Delete(directory, recursive: true);
     }
 
     [Fact]

@@ -61,8 +61,8 @@ public sealed partial class LoggingSecretsTests
     public async Task No_log_line_holds_a_secret_or_the_authorization_header()
     {
         var capture = new CapturingLoggerProvider();
-        var directory = SampleHostFactory.NewTempDirectory();
-        using var host = new LoggedHostFactory(directory, capture);
+        using var directory = new HostDirectory();
+        using var host = new LoggedHostFactory(directory.Path, capture);
         host.CreateClient().Dispose();
 
         // The bootstrap key went to the console (by design), and only there.
@@ -105,9 +105,6 @@ public sealed partial class LoggingSecretsTests
             Assert.DoesNotMatch(AuthorizationPattern(), line);
             Assert.DoesNotMatch(SecretPattern(), line);
         }
-
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        Directory.Delete(directory, recursive: true);
     }
 
     [GeneratedRegex(@"(Bearer|Basic)\s+[A-Za-z0-9_+/=]{8,}", RegexOptions.IgnoreCase)]

@@ -2,7 +2,6 @@ using System.Net;
 using Billing.SampleHost.Tests.Support;
 using Billing.SampleHost.Workers;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Billing.SampleHost.Tests;
@@ -63,54 +62,40 @@ public sealed class WorkerTests
     [Fact]
     public async Task The_outbox_dispatcher_dispatches_every_event_once_and_resumes_from_its_checkpoint_after_a_restart()
     {
-        var directory = SampleHostFactory.NewTempDirectory();
+        using var directory = new HostDirectory();
         var sink = new RecordingSink();
-        try
+        await using (var first = new WorkerHostFactory(directory.Path) { BillingRunEnabled = false, Sink = sink, OutboxBatchSize = 3 })
         {
-            await using (var first = new WorkerHostFactory(directory) { BillingRunEnabled = false, Sink = sink, OutboxBatchSize = 3 })
+            var client = first.Client();
+            (await client.Post("/v1/plans", Api.FlatPlan())).Ok(HttpStatusCode.Created);
+            for (var i = 0; i < 4; i++)
             {
-                var client = first.Client();
-                (await client.Post("/v1/plans", Api.FlatPlan())).Ok(HttpStatusCode.Created);
-                for (var i = 0; i < 4; i++)
-                {
-                    (await client.Post("/v1/customers", Api.NewCustomer($"C{i}", $"c{i}@example.com"))).Ok(HttpStatusCode.Created);
-                }
-
-                var outbox = await OutboxReader.ReadAllAsync(first.Services);
-                Assert.True(outbox.Count >= 4, $"{outbox.Count} events");
-                // The sink sees an event before its batch's checkpoint is stored: wait for both.
-                await Wait.Until(() => sink.Entries.Count >= outbox.Count && first.Status.Outbox.Position >= outbox[^1].Position, Timeout, "the first host to dispatch the outbox");
-                Assert.Equal(outbox.Select(e => e.Event.Id), sink.Entries.Select(e => e.Event.Id));
-                Assert.Equal(outbox[^1].Position, await first.Services.GetRequiredService<OutboxCheckpointStore>().GetAsync(OutboxCheckpointStore.DefaultName, default));
-                Assert.True(first.Status.Outbox.Batches >= 2, "batches of 3");
+                (await client.Post("/v1/customers", Api.NewCustomer($"C{i}", $"c{i}@example.com"))).Ok(HttpStatusCode.Created);
             }
 
-            var before = sink.Entries.Count;
-            await using (var second = new WorkerHostFactory(directory) { BillingRunEnabled = false, Sink = sink })
-            {
-                var client = second.Client();
-                (await client.Post("/v1/customers", Api.NewCustomer("Late", "late@example.com"))).Ok(HttpStatusCode.Created);
-                var outbox = await OutboxReader.ReadAllAsync(second.Services);
-                Assert.True(outbox.Count > before);
-                await Wait.Until(() => sink.Entries.Count >= outbox.Count && second.Status.Outbox.Position >= outbox[^1].Position, Timeout, "the restarted host to dispatch the new events");
-
-                // Give the dispatcher a few more rounds: nothing is dispatched twice.
-                var checks = second.Status.Outbox.Checks;
-                await Wait.Until(() => second.Status.Outbox.Checks >= checks + 3, Timeout, "more dispatcher rounds");
-                Assert.Equal(outbox.Select(e => e.Event.Id), sink.Entries.Select(e => e.Event.Id));
-                Assert.Equal(outbox.Count - before, second.Status.Outbox.Dispatched);
-            }
+            var outbox = await OutboxReader.ReadAllAsync(first.Services);
+            Assert.True(outbox.Count >= 4, $"{outbox.Count} events");
+            // The sink sees an event before its batch's checkpoint is stored: wait for both.
+            await Wait.Until(() => sink.Entries.Count >= outbox.Count && first.Status.Outbox.Position >= outbox[^1].Position, Timeout, "the first host to dispatch the outbox");
+            Assert.Equal(outbox.Select(e => e.Event.Id), sink.Entries.Select(e => e.Event.Id));
+            Assert.Equal(outbox[^1].Position, await first.Services.GetRequiredService<OutboxCheckpointStore>().GetAsync(OutboxCheckpointStore.DefaultName, default));
+            Assert.True(first.Status.Outbox.Batches >= 2, "batches of 3");
         }
-        finally
+
+        var before = sink.Entries.Count;
+        await using (var second = new WorkerHostFactory(directory.Path) { BillingRunEnabled = false, Sink = sink })
         {
-            SqliteConnection.ClearAllPools();
-            try
-            {
-                Directory.Delete(directory, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
+            var client = second.Client();
+            (await client.Post("/v1/customers", Api.NewCustomer("Late", "late@example.com"))).Ok(HttpStatusCode.Created);
+            var outbox = await OutboxReader.ReadAllAsync(second.Services);
+            Assert.True(outbox.Count > before);
+            await Wait.Until(() => sink.Entries.Count >= outbox.Count && second.Status.Outbox.Position >= outbox[^1].Position, Timeout, "the restarted host to dispatch the new events");
+
+            // Give the dispatcher a few more rounds: nothing is dispatched twice.
+            var checks = second.Status.Outbox.Checks;
+            await Wait.Until(() => second.Status.Outbox.Checks >= checks + 3, Timeout, "more dispatcher rounds");
+            Assert.Equal(outbox.Select(e => e.Event.Id), sink.Entries.Select(e => e.Event.Id));
+            Assert.Equal(outbox.Count - before, second.Status.Outbox.Dispatched);
         }
     }
 

@@ -8,13 +8,18 @@ using Npgsql;
 namespace Billing.EntityFrameworkCore.Tests.Migrations;
 
 /// <summary>The migrator on both providers: empty databases, the previous version with data, and racing migrators.</summary>
-public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Database>
+public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Database>, IClassFixture<SqliteFiles>
 {
     private static readonly DateTimeOffset T0 = new(2025, 3, 1, 12, 0, 0, TimeSpan.Zero);
     private readonly Database _database;
+    private readonly SqliteFiles _sqlite;
 
     /// <summary>Creates the test class.</summary>
-    public BillingMigratorTests(Database database) => _database = database;
+    public BillingMigratorTests(Database database, SqliteFiles sqlite)
+    {
+        _database = database;
+        _sqlite = sqlite;
+    }
 
     /// <summary>The package knows its migrations in order, and the latest adds the usage details of invoices.</summary>
     [Fact]
@@ -49,7 +54,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     [Fact]
     public async Task Sqlite_empty_database_is_migrated_to_the_latest_version_idempotently()
     {
-        var store = EntityFrameworkBillingStore.ForSqlite(TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile()));
+        var store = EntityFrameworkBillingStore.ForSqlite(_sqlite.NewConnectionString());
         Assert.Empty(await store.Migrator.GetAppliedVersionsAsync());
         Assert.Equal([1, 2, 3, 4, 5, 6, 7, 8, 9], await store.MigrateAsync());
         Assert.Empty(await store.MigrateAsync());
@@ -81,7 +86,7 @@ public sealed class BillingMigratorTests : IClassFixture<BillingMigratorTests.Da
     [Fact]
     public async Task Sqlite_database_at_the_previous_version_keeps_its_data_through_the_migration()
     {
-        var cs = TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile());
+        var cs = _sqlite.NewConnectionString();
         var store = EntityFrameworkBillingStore.ForSqlite(cs);
         Assert.Equal([1], await store.Migrator.MigrateAsync(targetVersion: 1));
         await using (var connection = new SqliteConnection(cs))

@@ -19,13 +19,18 @@ using Npgsql;
 namespace Billing.EntityFrameworkCore.Tests.Storage;
 
 /// <summary>What the database adds beyond the shared contract, on both providers.</summary>
-public sealed class StoreBehaviourTests : IClassFixture<StoreBehaviourTests.Database>
+public sealed class StoreBehaviourTests : IClassFixture<StoreBehaviourTests.Database>, IClassFixture<SqliteFiles>
 {
     private static readonly DateTimeOffset T0 = new(2025, 3, 1, 12, 0, 0, TimeSpan.Zero);
     private readonly Database _database;
+    private readonly SqliteFiles _sqlite;
 
     /// <summary>Creates the test class.</summary>
-    public StoreBehaviourTests(Database database) => _database = database;
+    public StoreBehaviourTests(Database database, SqliteFiles sqlite)
+    {
+        _database = database;
+        _sqlite = sqlite;
+    }
 
     /// <summary>A negative amount paid, rejected by a CHECK constraint, surfaces as the engine's validation error naming the field, and nothing is saved.</summary>
     [Theory]
@@ -63,7 +68,7 @@ public sealed class StoreBehaviourTests : IClassFixture<StoreBehaviourTests.Data
     public async Task A_currency_code_the_database_rejects_is_a_validation_error_naming_the_field(BillingDatabaseProvider provider)
     {
         var pg = provider == BillingDatabaseProvider.PostgreSql;
-        var raw = pg ? await _database.ConnectionString.Value : TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile());
+        var raw = pg ? await _database.ConnectionString.Value : _sqlite.NewConnectionString();
         var store = pg ? EntityFrameworkBillingStore.ForPostgreSql(raw, "currency_check") : EntityFrameworkBillingStore.ForSqlite(raw);
         await store.MigrateAsync();
         var sql = $"""
@@ -202,7 +207,7 @@ public sealed class StoreBehaviourTests : IClassFixture<StoreBehaviourTests.Data
     public async Task AddEntityFrameworkCore_registers_the_store_and_the_engine_runs_on_it()
     {
         var services = new ServiceCollection();
-        services.AddBilling().AddEntityFrameworkCore(o => o.UseSqlite(TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile()))).AddFakePaymentGateway();
+        services.AddBilling().AddEntityFrameworkCore(o => o.UseSqlite(_sqlite.NewConnectionString())).AddFakePaymentGateway();
         await using var provider = services.BuildServiceProvider();
         Assert.IsType<EntityFrameworkBillingStore>(provider.GetRequiredService<IBillingStore>());
         await provider.GetRequiredService<Billing.EntityFrameworkCore.Migrations.BillingMigrator>().MigrateAsync();
@@ -236,7 +241,7 @@ public sealed class StoreBehaviourTests : IClassFixture<StoreBehaviourTests.Data
     private async Task<EntityFrameworkBillingStore> NewStoreAsync(BillingDatabaseProvider provider) =>
         provider == BillingDatabaseProvider.PostgreSql
             ? await TestDatabases.NewPostgresStoreAsync(await _database.ConnectionString.Value)
-            : await TestDatabases.NewSqliteStoreAsync();
+            : await _sqlite.NewStoreAsync();
 
     private static async Task CommitAsync(EntityFrameworkBillingStore store, Action<IBillingSession> write)
     {

@@ -7,8 +7,8 @@ namespace Billing.EntityFrameworkCore.Tests.Support;
 
 /// <summary>
 /// Real databases for the tests: PostgreSQL started from the machine's binaries (or the server named by
-/// <c>BILLING_TEST_POSTGRES</c>), one database per test class and one schema per store; SQLite files in a temp
-/// directory. A missing PostgreSQL fails the tests with what to install.
+/// <c>BILLING_TEST_POSTGRES</c>), one database per test class and one schema per store. A missing PostgreSQL fails the
+/// tests with what to install. SQLite files: <see cref="SqliteFiles"/>.
 /// </summary>
 internal static class TestDatabases
 {
@@ -45,42 +45,6 @@ internal static class TestDatabases
         await store.MigrateAsync();
         return store;
     }
-
-    /// <summary>The path of a new SQLite database file (the directory is deleted at process exit).</summary>
-    public static string NewSqliteFile()
-    {
-        var directory = SqliteDirectory.Value;
-        return Path.Combine(directory, string.Create(CultureInfo.InvariantCulture, $"billing_{Interlocked.Increment(ref _counter)}.db"));
-    }
-
-    /// <summary>A new, migrated SQLite store in its own file.</summary>
-    public static async Task<EntityFrameworkBillingStore> NewSqliteStoreAsync()
-    {
-        var store = EntityFrameworkBillingStore.ForSqlite(SqliteConnectionString(NewSqliteFile()));
-        await store.MigrateAsync();
-        return store;
-    }
-
-    /// <summary>The connection string the tests use for a SQLite file.</summary>
-    public static string SqliteConnectionString(string file) => $"Data Source={file};Default Timeout=60;Pooling=True";
-
-    private static readonly Lazy<string> SqliteDirectory = new(() =>
-    {
-        var directory = Directory.CreateTempSubdirectory("billing-sqlite-").FullName;
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            try
-            {
-                Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-                Directory.Delete(directory, recursive: true);
-            }
-            catch (IOException)
-            {
-                // best effort at exit
-            }
-        };
-        return directory;
-    });
 
     private static async Task<string> StartServerAsync()
     {

@@ -1,3 +1,4 @@
+using Billing.EntityFrameworkCore.Tests.Support;
 using Billing.EntityFrameworkCore.Usage;
 using Billing.Testing.Contracts;
 using Billing.Testing.Usage;
@@ -11,12 +12,17 @@ namespace Billing.EntityFrameworkCore.Tests.Usage;
 /// its own) and its repeat "duplicate", nothing is rebuilt, and every event is counted once; after the counter loses
 /// its keys a replay is a duplicate (the stored token is another acceptance's) and the counter is rebuilt.
 /// </summary>
-public sealed class FastCounterRepeatRaceTests : IClassFixture<FastCounterRepeatRaceTests.Database>
+public sealed class FastCounterRepeatRaceTests : IClassFixture<FastCounterRepeatRaceTests.Database>, IClassFixture<SqliteFiles>
 {
     private readonly Database _database;
+    private readonly SqliteFiles _sqlite;
 
     /// <summary>Creates the test class.</summary>
-    public FastCounterRepeatRaceTests(Database database) => _database = database;
+    public FastCounterRepeatRaceTests(Database database, SqliteFiles sqlite)
+    {
+        _database = database;
+        _sqlite = sqlite;
+    }
 
     /// <summary>On PostgreSQL.</summary>
     [Fact]
@@ -29,7 +35,7 @@ public sealed class FastCounterRepeatRaceTests : IClassFixture<FastCounterRepeat
     /// <summary>On SQLite (appends go through its group commit).</summary>
     [Fact]
     public async Task A_repeat_stored_first_leaves_the_event_accepted_on_Sqlite() =>
-        await CheckAsync(EntityFrameworkUsageEventStore.ForSqlite(await UsageDatabases.NewSqliteAsync()));
+        await CheckAsync(EntityFrameworkUsageEventStore.ForSqlite(await UsageDatabases.NewSqliteAsync(_sqlite)));
 
     private static async Task CheckAsync(EntityFrameworkUsageEventStore events)
     {

@@ -20,15 +20,20 @@ namespace Billing.EntityFrameworkCore.Tests.Usage;
 /// invoice's coupon, each usage line's plan and its tier breakdown (as JSON), kept exactly and replaced when a draft
 /// gets new lines; and the late-usage scenario end to end on PostgreSQL.
 /// </summary>
-public sealed class InvoiceUsageDetailsStorageTests : IClassFixture<InvoiceUsageDetailsStorageTests.Database>
+public sealed class InvoiceUsageDetailsStorageTests : IClassFixture<InvoiceUsageDetailsStorageTests.Database>, IClassFixture<SqliteFiles>
 {
     private static readonly DateTimeOffset T0 = new(2025, 1, 1, 0, 0, 0, TimeSpan.Zero);
     private static readonly BillingPeriod January = new(T0, T0.AddMonths(1));
     private static int _schemas;
     private readonly Database _database;
+    private readonly SqliteFiles _sqlite;
 
     /// <summary>Creates the test class.</summary>
-    public InvoiceUsageDetailsStorageTests(Database database) => _database = database;
+    public InvoiceUsageDetailsStorageTests(Database database, SqliteFiles sqlite)
+    {
+        _database = database;
+        _sqlite = sqlite;
+    }
 
     private static GraduatedPrice Graduated => new(Currency.USD, [PriceTier.Until(1_000, 0, 500), PriceTier.Until(5_000, 2), PriceTier.Unbounded(1, 250)]);
 
@@ -40,7 +45,7 @@ public sealed class InvoiceUsageDetailsStorageTests : IClassFixture<InvoiceUsage
     {
         var store = provider == BillingDatabaseProvider.PostgreSql
             ? await TestDatabases.NewPostgresStoreAsync(await _database.ConnectionString.Value)
-            : await TestDatabases.NewSqliteStoreAsync();
+            : await _sqlite.NewStoreAsync();
         var coupon = Coupon.PercentOff("TENOFF", 100_000, CouponDuration.Repeating, 3);
         var price = new MeteredPrice { Meter = new Meter { Key = "api_calls" }, Description = "API calls", Price = Graduated };
         IReadOnlyList<InvoiceLine> lines =

@@ -1,3 +1,4 @@
+using Billing.EntityFrameworkCore.Tests.Support;
 using Billing.EntityFrameworkCore.Usage;
 using Billing.Ports;
 using Billing.Testing.Contracts;
@@ -18,10 +19,18 @@ public sealed class SqliteUsageCounterContractTests : UsageCounterContract, ICla
     /// <inheritdoc />
     protected override async ValueTask<IUsageCounter> CreateCounterAsync() => await _database.Counter.Value;
 
-    /// <summary>One migrated database file for the class.</summary>
-    public sealed class Database
+    /// <summary>One migrated database file for the class (deleted with the fixture).</summary>
+    public sealed class Database : IDisposable
     {
+        private readonly SqliteFiles _files = new();
+
+        /// <summary>Creates the fixture.</summary>
+        public Database() => Counter = new(async () => EntityFrameworkUsageCounter.ForSqlite(await UsageDatabases.NewSqliteAsync(_files)));
+
         /// <summary>The counter on the class's database.</summary>
-        public Lazy<Task<EntityFrameworkUsageCounter>> Counter { get; } = new(async () => EntityFrameworkUsageCounter.ForSqlite(await UsageDatabases.NewSqliteAsync()));
+        public Lazy<Task<EntityFrameworkUsageCounter>> Counter { get; }
+
+        /// <inheritdoc />
+        public void Dispose() => _files.Dispose();
     }
 }

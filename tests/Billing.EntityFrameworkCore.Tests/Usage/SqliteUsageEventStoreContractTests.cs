@@ -1,3 +1,4 @@
+using Billing.EntityFrameworkCore.Tests.Support;
 using Billing.EntityFrameworkCore.Usage;
 using Billing.Ports;
 using Billing.Testing.Contracts;
@@ -15,10 +16,18 @@ public sealed class SqliteUsageEventStoreContractTests : UsageEventStoreContract
     /// <inheritdoc />
     protected override async ValueTask<IUsageEventStore> CreateStoreAsync() => await _database.Store.Value;
 
-    /// <summary>One migrated database file for the class.</summary>
-    public sealed class Database
+    /// <summary>One migrated database file for the class (deleted with the fixture).</summary>
+    public sealed class Database : IDisposable
     {
+        private readonly SqliteFiles _files = new();
+
+        /// <summary>Creates the fixture.</summary>
+        public Database() => Store = new(async () => EntityFrameworkUsageEventStore.ForSqlite(await UsageDatabases.NewSqliteAsync(_files)));
+
         /// <summary>The store on the class's database.</summary>
-        public Lazy<Task<EntityFrameworkUsageEventStore>> Store { get; } = new(async () => EntityFrameworkUsageEventStore.ForSqlite(await UsageDatabases.NewSqliteAsync()));
+        public Lazy<Task<EntityFrameworkUsageEventStore>> Store { get; }
+
+        /// <inheritdoc />
+        public void Dispose() => _files.Dispose();
     }
 }

@@ -13,12 +13,12 @@ namespace Billing.EntityFrameworkCore.Tests.Usage;
 /// The SQLite usage event log in front of usage_events (migration 9): appends go to the log and are moved in large
 /// transactions; duplicates, reads, restarts, the durable counter and a second process see every event exactly once.
 /// </summary>
-public sealed class SqliteUsageLogTests
+public sealed class SqliteUsageLogTests(SqliteFiles sqlite) : IClassFixture<SqliteFiles>
 {
     /// <summary>A new SQLite database and a store whose log is never moved in the background (moves only when a test asks).</summary>
-    private static async Task<(string ConnectionString, EntityFrameworkUsageEventStore Store)> NewStoreWithoutMovesAsync()
+    private async Task<(string ConnectionString, EntityFrameworkUsageEventStore Store)> NewStoreWithoutMovesAsync()
     {
-        var cs = await UsageDatabases.NewSqliteAsync();
+        var cs = await UsageDatabases.NewSqliteAsync(sqlite);
         var store = EntityFrameworkUsageEventStore.ForSqlite(cs);
         store.Log!.MoveThreshold = int.MaxValue;
         return (cs, store);
@@ -187,7 +187,7 @@ public sealed class SqliteUsageLogTests
     [Fact]
     public async Task The_log_is_moved_in_the_background_past_the_threshold()
     {
-        var cs = await UsageDatabases.NewSqliteAsync();
+        var cs = await UsageDatabases.NewSqliteAsync(sqlite);
         var store = EntityFrameworkUsageEventStore.ForSqlite(cs);
         store.Log!.MoveThreshold = 40;
         store.Log.MoveChunk = 7;
@@ -227,7 +227,7 @@ public sealed class SqliteUsageLogTests
     [Fact]
     public async Task The_durable_counter_sees_the_events_in_the_log()
     {
-        var cs = await UsageDatabases.NewSqliteAsync();
+        var cs = await UsageDatabases.NewSqliteAsync(sqlite);
         var store = EntityFrameworkUsageEventStore.ForSqlite(cs);
         var counter = EntityFrameworkUsageCounter.ForSqlite(cs);
         store.Log!.MoveThreshold = int.MaxValue;
@@ -305,7 +305,7 @@ public sealed class SqliteUsageLogTests
 
         async Task RunAsync((int Kind, (UsageCounterKey Counter, int Key, int Quantity)[] Batch)[] ops, int threshold, int chunk)
         {
-            var cs = await UsageDatabases.NewSqliteAsync();
+            var cs = await UsageDatabases.NewSqliteAsync(sqlite);
             var model = new InMemoryUsageEventStore();
             EntityFrameworkUsageEventStore Open()
             {

@@ -18,10 +18,10 @@ internal static class UsageDatabases
         return (cs, schema);
     }
 
-    /// <summary>A new, migrated SQLite file: its connection string.</summary>
-    public static async Task<string> NewSqliteAsync()
+    /// <summary>A new, migrated SQLite file among <paramref name="files"/>: its connection string.</summary>
+    public static async Task<string> NewSqliteAsync(SqliteFiles files)
     {
-        var cs = TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile());
+        var cs = files.NewConnectionString();
         await EntityFrameworkUsageEventStore.ForSqlite(cs).MigrateAsync();
         return cs;
     }

@@ -20,13 +20,18 @@ namespace Billing.EntityFrameworkCore.Tests.Usage;
 /// <c>AddEntityFrameworkCore</c> registers: counted once, stored once (completed by the append), billed on the renewal
 /// (usage lines priced from the durable events).
 /// </summary>
-public sealed class UsageMeteringOnEntityFrameworkCoreTests : IClassFixture<UsageMeteringOnEntityFrameworkCoreTests.Database>
+public sealed class UsageMeteringOnEntityFrameworkCoreTests : IClassFixture<UsageMeteringOnEntityFrameworkCoreTests.Database>, IClassFixture<SqliteFiles>
 {
     private static int _schemas;
     private readonly Database _database;
+    private readonly SqliteFiles _sqlite;
 
     /// <summary>Creates the test class.</summary>
-    public UsageMeteringOnEntityFrameworkCoreTests(Database database) => _database = database;
+    public UsageMeteringOnEntityFrameworkCoreTests(Database database, SqliteFiles sqlite)
+    {
+        _database = database;
+        _sqlite = sqlite;
+    }
 
     /// <summary>A provider.</summary>
     public static TheoryData<BillingDatabaseProvider> Providers => new() { BillingDatabaseProvider.PostgreSql, BillingDatabaseProvider.Sqlite };
@@ -48,7 +53,7 @@ public sealed class UsageMeteringOnEntityFrameworkCoreTests : IClassFixture<Usag
         }
         else
         {
-            services.AddBilling().AddEntityFrameworkCore(o => o.UseSqlite(TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile()))).AddFakePaymentGateway();
+            services.AddBilling().AddEntityFrameworkCore(o => o.UseSqlite(_sqlite.NewConnectionString())).AddFakePaymentGateway();
         }
 
         await using var container = services.BuildServiceProvider();

@@ -19,15 +19,20 @@ namespace Billing.EntityFrameworkCore.Tests.Usage;
 /// sharing keys, races on one key across meters, the host model, DI, batches from several writers on PostgreSQL, and
 /// the migration to one counter index.
 /// </summary>
-public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviourTests.Database>
+public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviourTests.Database>, IClassFixture<SqliteFiles>
 {
     private static readonly DateTimeOffset PeriodStart = new(2025, 3, 1, 0, 0, 0, TimeSpan.Zero);
     private static readonly DateTimeOffset Now = new(2025, 3, 10, 12, 0, 0, TimeSpan.Zero);
     private static int _schemas;
     private readonly Database _database;
+    private readonly SqliteFiles _sqlite;
 
     /// <summary>Creates the test class.</summary>
-    public UsageStoreBehaviourTests(Database database) => _database = database;
+    public UsageStoreBehaviourTests(Database database, SqliteFiles sqlite)
+    {
+        _database = database;
+        _sqlite = sqlite;
+    }
 
     /// <summary>A provider.</summary>
     public static TheoryData<BillingDatabaseProvider> Providers => new() { BillingDatabaseProvider.PostgreSql, BillingDatabaseProvider.Sqlite };
@@ -75,7 +80,7 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
     {
         var pg = provider == BillingDatabaseProvider.PostgreSql;
         var schema = string.Create(CultureInfo.InvariantCulture, $"usage_v3_{Interlocked.Increment(ref _schemas)}");
-        var cs = pg ? await _database.ConnectionString.Value : TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile());
+        var cs = pg ? await _database.ConnectionString.Value : _sqlite.NewConnectionString();
         var usage = pg ? EntityFrameworkUsageEventStore.ForPostgreSql(cs, schema) : EntityFrameworkUsageEventStore.ForSqlite(cs);
         Assert.Equal([1, 2, 3], await usage.Migrator.MigrateAsync(targetVersion: 3));
         Assert.Equal(["ix_usage_events_counter", "ix_usage_events_period", "ix_usage_events_unique_value", "pk_usage_events"], (await UsageEventIndexesAsync(pg, cs, schema)).Keys);
@@ -376,7 +381,7 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
     [Fact]
     public async Task AddEntityFrameworkCore_registers_the_usage_event_store_and_counter()
     {
-        var cs = TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile());
+        var cs = _sqlite.NewConnectionString();
         var services = new ServiceCollection();
         services.AddBilling().AddEntityFrameworkCore(o => o.UseSqlite(cs)).AddFakePaymentGateway();
         await using (var provider = services.BuildServiceProvider())
@@ -458,7 +463,7 @@ public sealed class UsageStoreBehaviourTests : IClassFixture<UsageStoreBehaviour
         }
         else
         {
-            var cs = TestDatabases.SqliteConnectionString(TestDatabases.NewSqliteFile());
+            var cs = _sqlite.NewConnectionString();
             store = EntityFrameworkBillingStore.ForSqlite(cs);
             usage = EntityFrameworkUsageEventStore.ForSqlite(cs);
             counter = EntityFrameworkUsageCounter.ForSqlite(cs);

@@ -1,9 +1,11 @@
 using System.Net.Http.Headers;
 using Billing.SampleHost.ApiKeys;
+using Billing.Testing.Servers;
 using Billing.Testing.Time;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
+using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -17,7 +19,7 @@ public class SampleHostFactory : WebApplicationFactory<Program>
 {
     public const string AdminKey = "sk_test_admin_0123456789abcdefghijklmnopqrstuv";
 
-    private readonly bool _ownsDirectory;
+    private readonly HostDirectory? _ownDirectory;
 
     public SampleHostFactory()
         : this(null)
@@ -28,12 +30,10 @@ public class SampleHostFactory : WebApplicationFactory<Program>
     /// (deleted on dispose).</summary>
     protected SampleHostFactory(string? directory)
     {
-        _ownsDirectory = directory is null;
-        Directory = directory ?? NewTempDirectory();
+        _ownDirectory = directory is null ? new HostDirectory() : null;
+        Directory = directory ?? _ownDirectory!.Path;
         System.IO.Directory.CreateDirectory(Directory);
     }
-
-    public static string NewTempDirectory() => Path.Combine(Path.GetTempPath(), "billing-samplehost-" + Guid.NewGuid().ToString("N"));
 
     public string Directory { get; }
 
@@ -86,17 +86,22 @@ public class SampleHostFactory : WebApplicationFactory<Program>
     protected override void Dispose(bool disposing)
     {
         base.Dispose(disposing);
-        if (disposing && _ownsDirectory)
+        if (disposing)
         {
-            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-            try
-            {
-                System.IO.Directory.Delete(Directory, recursive: true);
-            }
-            catch (IOException)
-            {
-                // Best effort: the temp directory is cleaned by the OS otherwise.
-            }
+            _ownDirectory?.Dispose();
         }
     }
+}
+
+/// <summary>
+/// A new temp directory for the database of hosts (<c>billing-samplehost-*</c>), deleted on dispose: declare it before
+/// the hosts that share it so that it outlives them. Making one also deletes such directories left by killed runs.
+/// </summary>
+public sealed class HostDirectory : IDisposable
+{
+    /// <summary>The directory (it exists).</summary>
+    public string Path { get; } = TempDirectories.Create("billing-samplehost-");
+
+    /// <summary>Deletes the directory (where an open file holds it, not on Linux, SQLite's pools are cleared and it is retried).</summary>
+    public void Dispose() => TempDirectories.Delete(Path, SqliteConnection.ClearAllPools);
 }
