@@ -6,12 +6,15 @@ namespace Billing.Redis;
 
 /// <summary>
 /// Builds the <c>KEYS</c> and <c>ARGV</c> of one call of <see cref="UsageScripts.Record"/>: each counter's field once (under
-/// its hash), each distinct (aggregation, limit, dedup window, retention) once as "settings", and per event only what
-/// differs (its idempotency field, quantity, acceptance token, the timestamp and key for Last or the value for
-/// UniqueCount, and its counter and settings only when the other events of its run have others).
+/// its hash), each distinct (aggregation, limit, dedup window) once as "settings", and per event only what differs (its
+/// idempotency field, quantity, acceptance token, the timestamp and key for Last or the value for UniqueCount, and its
+/// counter, settings and counter retention only when the other events of its run have others).
 /// </summary>
 /// <remarks>Numbers are passed as integer <see cref="RedisValue"/>s (written as decimal text by the client, no string
-/// allocated); events of the previous event's counter and settings skip the lookups.</remarks>
+/// allocated); events of the previous event's counter and settings skip the lookups. The retention is not part of the
+/// settings: the metering service gives every counter its own (until its period closes, plus the retention), so as
+/// settings it would make one per counter, four arguments and a table each in the script, instead of one argument per
+/// event.</remarks>
 internal static class RecordCommand
 {
     private static readonly RedisValue One = 1;
@@ -52,14 +55,15 @@ internal static class RecordCommand
             values[Hash + 4] = 3;
         }
 
-        WriteSettings(values, settings, aggregation, e.HardLimit, dedup, Retention(e, defaultRetentionMs));
-        values[run] = One; // one event, group 1, counter 1, settings 1
+        WriteSettings(values, settings, aggregation, e.HardLimit, dedup);
+        values[run] = One; // one event, group 1, counter 1, settings 1, its retention
         values[run + 1] = One;
         values[run + 2] = dedup;
         values[run + 3] = One;
         values[run + 4] = One;
-        values[run + 5] = RedisKeys.IdempotencyField(tag, e.IdempotencyKey);
-        WriteEvent(values, run + 6, aggregation, e);
+        values[run + 5] = Retention(e, defaultRetentionMs);
+        values[run + 6] = RedisKeys.IdempotencyField(tag, e.IdempotencyKey);
+        WriteEvent(values, run + 7, aggregation, e);
         return new RecordCall(keys, values, null);
     }
 
@@ -81,6 +85,7 @@ internal static class RecordCommand
         var settingsIndex = new Dictionary<Settings, int>();
         var eventCounter = new int[count];
         var eventSettings = new int[count];
+        var eventRetention = new long[count];
         var eventGroup = new int[count];
         var fields = new string[count];
         var eventArguments = 0;
@@ -91,8 +96,8 @@ internal static class RecordCommand
             var e = events[indices is null ? start + i : indices[start + i]];
             eventArguments += EventArguments(e.Aggregation);
             var dedup = Milliseconds(e.DedupWindow);
-            var retention = Retention(e, defaultRetentionMs);
-            var current = new Settings(e.Aggregation, e.HardLimit, dedup, retention);
+            eventRetention[i] = Retention(e, defaultRetentionMs);
+            var current = new Settings(e.Aggregation, e.HardLimit, dedup);
             if (i > 0 && counters[eventCounter[i - 1]].Matches(e.Counter) && settings[eventSettings[i - 1]] == current)
             {
                 eventCounter[i] = eventCounter[i - 1];
@@ -178,8 +183,9 @@ internal static class RecordCommand
             }
         }
 
-        // The runs: from, to (positions in sent order) and whether their events share one counter and one settings.
-        var bounds = new (int From, int To, bool OneCounter, bool OneSettings)[runs];
+        // The runs: from, to (positions in sent order) and whether their events share one counter, one settings and one
+        // retention.
+        var bounds = new (int From, int To, bool OneCounter, bool OneSettings, bool OneRetention)[runs];
         var perEvent = 0;
         for (int from = 0, r = 0; from < count; r++)
         {
@@ -187,22 +193,24 @@ internal static class RecordCommand
             var to = from + 1;
             var oneCounter = true;
             var oneSettings = true;
+            var oneRetention = true;
             for (; to < count && eventGroup[order is null ? to : order[to]] == eventGroup[first]; to++)
             {
                 var i = order is null ? to : order[to];
                 oneCounter &= eventCounter[i] == eventCounter[first];
                 oneSettings &= eventSettings[i] == eventSettings[first];
+                oneRetention &= eventRetention[i] == eventRetention[first];
             }
 
-            bounds[r] = (from, to, oneCounter, oneSettings);
-            perEvent += (oneCounter ? 0 : to - from) + (oneSettings ? 0 : to - from);
+            bounds[r] = (from, to, oneCounter, oneSettings, oneRetention);
+            perEvent += ((oneCounter ? 0 : 1) + (oneSettings ? 0 : 1) + (oneRetention ? 0 : 1)) * (to - from);
             from = to;
         }
 
         // ARGV: the header; per counter hash its KEYS index, its number of counters and their fields (numbering the
-        // counters); per set its counter and KEYS index; the settings; then per run its size, group, window, counter and
-        // settings (0: each event names its own), its events' idempotency fields, and per event its counter and settings
-        // (when the run's are 0) and the rest of its arguments.
+        // counters); per set its counter and KEYS index; the settings; then per run its size, group, window, counter,
+        // settings and retention (0: each event names its own), its events' idempotency fields, and per event its counter,
+        // settings and retention (when the run's are 0) and the rest of its arguments.
         var values = new RedisValue[UsageScripts.RecordHeader + (2 * hashes.Count) + counters.Count + (2 * sets)
             + (settings.Count * UsageScripts.RecordArgumentsPerSettings) + (UsageScripts.RecordRunHeader * runs) + count + eventArguments + perEvent];
         values[0] = count;
@@ -239,11 +247,11 @@ internal static class RecordCommand
 
         foreach (var x in settings)
         {
-            WriteSettings(values, a, x.Aggregation, x.Limit, x.DedupMs, x.RetentionMs);
+            WriteSettings(values, a, x.Aggregation, x.Limit, x.DedupMs);
             a += UsageScripts.RecordArgumentsPerSettings;
         }
 
-        foreach (var (from, to, oneCounter, oneSettings) in bounds)
+        foreach (var (from, to, oneCounter, oneSettings, oneRetention) in bounds)
         {
             var first = order is null ? from : order[from];
             var group = groups[eventGroup[first]];
@@ -252,6 +260,7 @@ internal static class RecordCommand
             values[a + 2] = group.Window;
             values[a + 3] = oneCounter ? counters[eventCounter[first]].Number : 0;
             values[a + 4] = oneSettings ? eventSettings[first] + 1 : 0;
+            values[a + 5] = oneRetention ? eventRetention[first] : 0;
             a += UsageScripts.RecordRunHeader;
             for (var s = from; s < to; s++)
             {
@@ -269,6 +278,11 @@ internal static class RecordCommand
                 if (!oneSettings)
                 {
                     values[a++] = eventSettings[i] + 1;
+                }
+
+                if (!oneRetention)
+                {
+                    values[a++] = eventRetention[i];
                 }
 
                 var e = events[indices is null ? start + i : indices[start + i]];
@@ -321,12 +335,11 @@ internal static class RecordCommand
         _ => 2,
     };
 
-    private static void WriteSettings(RedisValue[] values, int at, MeterAggregation aggregation, long? limit, long dedupMs, long retentionMs)
+    private static void WriteSettings(RedisValue[] values, int at, MeterAggregation aggregation, long? limit, long dedupMs)
     {
         values[at] = Code(aggregation);
         values[at + 1] = limit is { } l ? l : RedisValue.EmptyString;
         values[at + 2] = dedupMs;
-        values[at + 3] = retentionMs;
     }
 
     private static int WriteEvent(RedisValue[] values, int at, MeterAggregation aggregation, in UsageCounterEvent e)
@@ -393,6 +406,6 @@ internal static class RecordCommand
             && string.Equals(other.MeterKey, Key.MeterKey, StringComparison.Ordinal);
     }
 
-    /// <summary>What events of one settings share besides their counter.</summary>
-    private readonly record struct Settings(MeterAggregation Aggregation, long? Limit, long DedupMs, long RetentionMs);
+    /// <summary>What events of one settings share besides their counter and retention.</summary>
+    private readonly record struct Settings(MeterAggregation Aggregation, long? Limit, long DedupMs);
 }

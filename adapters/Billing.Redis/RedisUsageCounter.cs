@@ -38,7 +38,7 @@ namespace Billing.Redis;
 /// <b>Client.</b> StackExchange.Redis, asynchronous calls only. Scripts are sent with EVALSHA by their SHA1 (no lookup of
 /// the script text per call) and sent again by their text after a <c>NOSCRIPT</c> reply (script cache flushed, server
 /// restarted, failover), which the 1.x client does not do by itself for asynchronous calls. Concurrent
-/// <see cref="RecordAsync"/> calls share script calls (<see cref="RedisUsageCounterOptions.CoalesceRecords"/>).
+/// <see cref="RecordAsync"/> and <see cref="RecordBatchAsync"/> calls share script calls (<see cref="RedisUsageCounterOptions.CoalesceRecords"/>).
 /// Cancellation is checked before a call is sent; a call already sent may still be applied.
 /// </para>
 /// <para>
@@ -68,7 +68,7 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     private readonly RedisBatchMode _batchMode;
     private readonly bool _coalesce;
     private readonly Lock _queueGate = new();
-    private readonly Queue<PendingRecord> _queue = new();
+    private readonly Queue<IPending> _queue = new();
     private int _coalescedCalls;
     private readonly IConnectionMultiplexer? _ownedMultiplexer;
     private readonly RedisUsageCounterConnection? _connection;
@@ -145,13 +145,14 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     public ValueTask<UsageCounterResult> RecordAsync(UsageCounterEvent usageEvent, CancellationToken cancellationToken = default)
     {
         UsageCounterEvents.Validate(usageEvent);
-        if (_coalesce && _database is { } database && Volatile.Read(ref _disposed) == 0 && OneCallPerBatch(database))
+        if (CoalescesOn() is { } database)
         {
-            return Coalesce(database, usageEvent, cancellationToken);
+            var pending = new PendingRecord(this, usageEvent);
+            Coalesce(database, pending, cancellationToken);
+            return new ValueTask<UsageCounterResult>(pending.Task);
         }
 
-        var call = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs, _generationMs);
-        return RecordOneAsync(call.Keys, call.Values, usageEvent, cancellationToken);
+        return RecordOneAsync(usageEvent, cancellationToken);
     }
 
     /// <inheritdoc />
@@ -162,6 +163,12 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     /// Redis Cluster it is grouped by hash slot: one call per slot (split the same way), the calls concurrently, the results
     /// put back in the batch's order. Events of different customers share no key field, so the results are those of recording the
     /// batch in order either way.</para>
+    /// <para>With <see cref="RedisUsageCounterOptions.CoalesceRecords"/> (the default) on a standalone server, concurrent batches
+    /// of at most <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> events share script calls as
+    /// <see cref="RecordAsync"/> calls do: a batch waits while two calls are in flight and then goes whole, after the entries
+    /// that came before it, in one call with them. Its results are those of a call of its own at that point. When an entry
+    /// before it overflows, the call stops there and the batch is sent again on its own. Cancellation removes a batch that is
+    /// still waiting; once sent it may be counted.</para>
     /// <para>A batch is atomic per script call, not as a whole: when a call fails (the connection drops), earlier calls (other
     /// slots, earlier chunks) may have been applied. On an overflow the events before the overflowing one in its call (for
     /// a standalone server: in the batch) have been applied, those after it in that call have not, and
@@ -181,6 +188,19 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
             _ = RecordCommand.Code(events[i].Aggregation); // an unknown aggregation fails before anything is sent
         }
 
+        if (events.Count <= _maxPerCall && CoalescesOn() is { } connected)
+        {
+            var pending = new PendingBatch(this, events);
+            Coalesce(connected, pending, cancellationToken);
+            return await pending.Task.ConfigureAwait(false);
+        }
+
+        return await RecordBatchDirectAsync(events, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Records a validated batch in calls of its own (not coalesced with other callers').</summary>
+    private async Task<IReadOnlyList<UsageCounterResult>> RecordBatchDirectAsync(IReadOnlyList<UsageCounterEvent> events, CancellationToken cancellationToken = default)
+    {
         var database = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         var results = new UsageCounterResult[events.Count];
         int? overflow = null;
@@ -336,20 +356,78 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         Total,
     }
 
-    /// <summary>An event waiting for a coalesced call, and its caller's task.</summary>
-    private sealed class PendingRecord(RedisUsageCounter owner, UsageCounterEvent usageEvent) : TaskCompletionSource<UsageCounterResult>
+    /// <summary>
+    /// An event (<see cref="RecordAsync"/>) or a batch (<see cref="RecordBatchAsync"/>) waiting for a coalesced call. A call
+    /// carries whole entries, in arrival order; the reply's elements from an entry's offset are its results.
+    /// </summary>
+    private interface IPending
     {
-        public UsageCounterEvent Event { get; } = usageEvent;
+        /// <summary>How many events the entry puts in a call.</summary>
+        int Count { get; }
 
         /// <summary>Canceled while waiting (under the owner's queue lock).</summary>
-        public bool Canceled { get; private set; }
+        bool Canceled { get; }
 
         /// <summary>Taken for a call (under the owner's queue lock): cancellation no longer applies.</summary>
+        bool Taken { get; set; }
+
+        CancellationTokenRegistration Registration { get; }
+
+        /// <summary>Copies the entry's events into a call's events from <paramref name="at"/>.</summary>
+        void CopyTo(UsageCounterEvent[] events, int at);
+
+        /// <summary>
+        /// Completes the caller from the call's reply, the entry's results starting at <paramref name="offset"/>. The reply
+        /// stops after an overflow: an entry it ends inside gets the overflow (its events before it applied, those after it
+        /// not); an entry it ends before was not applied and is sent again on its own.
+        /// </summary>
+        void Complete(RedisResult[] reply, int offset);
+
+        void Fail(Exception error);
+    }
+
+    /// <summary>A waiting entry and its caller's task.</summary>
+    private abstract class Pending<TResult>(RedisUsageCounter owner, TaskCreationOptions options) : TaskCompletionSource<TResult>(options), IPending
+    {
+        public abstract int Count { get; }
+
+        public bool Canceled { get; private set; }
+
         public bool Taken { get; set; }
 
-        public CancellationTokenRegistration Registration { get; set; }
+        public CancellationTokenRegistration Registration { get; private set; }
 
-        public void CancelIfWaiting()
+        protected RedisUsageCounter Owner => owner;
+
+        public abstract void CopyTo(UsageCounterEvent[] events, int at);
+
+        public abstract void Complete(RedisResult[] reply, int offset);
+
+        public void Fail(Exception error) => TrySetException(error);
+
+        /// <summary>Removes the entry from the queue's calls when <paramref name="cancellationToken"/> fires while it waits.</summary>
+        public void CancelWhileWaiting(CancellationToken cancellationToken)
+        {
+            if (cancellationToken.CanBeCanceled)
+            {
+                Registration = cancellationToken.Register(static p => ((Pending<TResult>)p!).CancelIfWaiting(), this);
+            }
+        }
+
+        /// <summary>Sends the entry again on its own (it was not applied) and completes the caller with that.</summary>
+        protected async Task ForwardAsync(Func<Task<TResult>> send)
+        {
+            try
+            {
+                TrySetResult(await send().ConfigureAwait(false));
+            }
+            catch (Exception e)
+            {
+                TrySetException(e);
+            }
+        }
+
+        private void CancelIfWaiting()
         {
             lock (owner._queueGate)
             {
@@ -362,6 +440,72 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
             }
 
             TrySetCanceled();
+        }
+    }
+
+    /// <summary>An event of <see cref="RecordAsync"/>; its caller continues on the thread that completes the call.</summary>
+    private sealed class PendingRecord(RedisUsageCounter owner, UsageCounterEvent usageEvent) : Pending<UsageCounterResult>(owner, TaskCreationOptions.None)
+    {
+        public override int Count => 1;
+
+        public override void CopyTo(UsageCounterEvent[] events, int at) => events[at] = usageEvent;
+
+        public override void Complete(RedisResult[] reply, int offset)
+        {
+            if (offset >= reply.Length)
+            {
+                _ = ForwardAsync(() => Owner.RecordOneAsync(usageEvent).AsTask()); // after an overflow: not applied
+            }
+            else if (TryDecode(reply[offset], out var result))
+            {
+                TrySetResult(result);
+            }
+            else
+            {
+                TrySetException(Overflow(usageEvent));
+            }
+        }
+    }
+
+    /// <summary>A batch of <see cref="RecordBatchAsync"/>; its caller continues on the thread pool (a batch's caller has
+    /// more to do than an event's, and the other callers of the call need not wait for it).</summary>
+    private sealed class PendingBatch(RedisUsageCounter owner, IReadOnlyList<UsageCounterEvent> events) : Pending<IReadOnlyList<UsageCounterResult>>(owner, TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        public override int Count => events.Count;
+
+        public override void CopyTo(UsageCounterEvent[] into, int at)
+        {
+            for (var i = 0; i < events.Count; i++)
+            {
+                into[at + i] = events[i];
+            }
+        }
+
+        public override void Complete(RedisResult[] reply, int offset)
+        {
+            if (offset >= reply.Length)
+            {
+                _ = ForwardAsync(() => Owner.RecordBatchDirectAsync(events)); // after an overflow in an earlier entry: not applied
+                return;
+            }
+
+            var results = new UsageCounterResult[events.Count];
+            for (var i = 0; i < events.Count; i++)
+            {
+                if (offset + i >= reply.Length)
+                {
+                    TrySetException(new InvalidOperationException($"The usage script returned {reply.Length} results for a call without an overflow."));
+                    return;
+                }
+
+                if (!TryDecode(reply[offset + i], out results[i]))
+                {
+                    TrySetException(Overflow(events[i])); // the events before it are applied, those after it not
+                    return;
+                }
+            }
+
+            TrySetResult(results);
         }
     }
 
@@ -384,8 +528,16 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     /// <summary>Overrides what the server is taken to be (tests): true one call per batch, false per slot.</summary>
     internal void AssumeStandalone(bool standalone) => Volatile.Write(ref _topology, standalone ? Standalone : Sharded);
 
-    private async ValueTask<UsageCounterResult> RecordOneAsync(RedisKey[] keys, RedisValue[] values, UsageCounterEvent usageEvent, CancellationToken cancellationToken)
+    /// <summary>The connection when calls are coalesced: the option is on, the counter is connected and not disposed, and
+    /// the server is standalone; otherwise null.</summary>
+    private IDatabase? CoalescesOn() =>
+        _coalesce && _database is { } database && Volatile.Read(ref _disposed) == 0 && OneCallPerBatch(database) ? database : null;
+
+    /// <summary>One event in a script call of its own.</summary>
+    private async ValueTask<UsageCounterResult> RecordOneAsync(UsageCounterEvent usageEvent, CancellationToken cancellationToken = default)
     {
+        var call = RecordCommand.Single(_keys, usageEvent, _defaultRetentionMs, _generationMs);
+        var (keys, values) = (call.Keys, call.Values);
         var database = await GetDatabaseAsync(cancellationToken).ConfigureAwait(false);
         RedisResult[] reply;
         if (cancellationToken.CanBeCanceled)
@@ -411,28 +563,26 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         return reply.Length == 1 && TryDecode(reply[0], out var decoded) ? decoded : throw Overflow(usageEvent);
     }
 
-    /// <summary>Queues an event for the next coalesced call, or sends it at once when fewer than two are in flight.</summary>
-    private ValueTask<UsageCounterResult> Coalesce(IDatabase database, in UsageCounterEvent usageEvent, CancellationToken cancellationToken)
+    /// <summary>
+    /// Queues an entry for the next coalesced call, or sends it at once when fewer than two are in flight; the entry's task
+    /// completes with its results.
+    /// </summary>
+    private void Coalesce<TResult>(IDatabase database, Pending<TResult> pending, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var pending = new PendingRecord(this, usageEvent);
-        if (cancellationToken.CanBeCanceled)
-        {
-            pending.Registration = cancellationToken.Register(static p => ((PendingRecord)p!).CancelIfWaiting(), pending);
-        }
-
-        List<PendingRecord>? batch = null;
+        pending.CancelWhileWaiting(cancellationToken);
+        List<IPending>? batch = null;
         Task<RedisResult[]>? call = null;
         lock (_queueGate)
         {
             _queue.Enqueue(pending);
             if (_coalescedCalls < MaxCoalescedCalls)
             {
-                batch = TakeQueuedLocked();
+                batch = TakeQueuedLocked(out var events);
                 if (batch.Count > 0)
                 {
                     _coalescedCalls++;
-                    call = StartCoalesced(database, batch); // under the lock: calls reach the connection in arrival order
+                    call = StartCoalesced(database, batch, events); // under the lock: calls reach the connection in arrival order
                 }
             }
         }
@@ -441,20 +591,25 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         {
             _ = RunCoalescedAsync(database, batch!, call);
         }
-
-        return new ValueTask<UsageCounterResult>(pending.Task);
     }
 
-    /// <summary>Takes the waiting events (at most one call's worth), skipping canceled ones; under <see cref="_queueGate"/>.</summary>
-    private List<PendingRecord> TakeQueuedLocked()
+    /// <summary>
+    /// Takes the waiting entries for one call, skipping canceled ones: whole entries, in arrival order, as long as their
+    /// events fit in <see cref="RedisUsageCounterOptions.MaxEventsPerScriptCall"/> (the first one always does: a larger
+    /// batch is never queued); under <see cref="_queueGate"/>.
+    /// </summary>
+    private List<IPending> TakeQueuedLocked(out int events)
     {
-        var batch = new List<PendingRecord>(Math.Min(_queue.Count, _maxPerCall));
-        while (batch.Count < _maxPerCall && _queue.TryDequeue(out var next))
+        var batch = new List<IPending>(Math.Min(_queue.Count, _maxPerCall));
+        events = 0;
+        while (_queue.TryPeek(out var next) && events + next.Count <= _maxPerCall)
         {
+            _queue.Dequeue();
             if (!next.Canceled)
             {
                 next.Taken = true;
                 batch.Add(next);
+                events += next.Count;
             }
         }
 
@@ -462,10 +617,10 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
     }
 
     /// <summary>
-    /// Sends coalesced calls until nothing waits: when a reply arrives the next call (the events that arrived meanwhile) is
+    /// Sends coalesced calls until nothing waits: when a reply arrives the next call (the entries that arrived meanwhile) is
     /// sent before the callers of this one are completed, so the server always has work.
     /// </summary>
-    private async Task RunCoalescedAsync(IDatabase database, List<PendingRecord> batch, Task<RedisResult[]> call)
+    private async Task RunCoalescedAsync(IDatabase database, List<IPending> batch, Task<RedisResult[]> call)
     {
         while (true)
         {
@@ -480,18 +635,18 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
                 error = e;
             }
 
-            List<PendingRecord> next;
+            List<IPending> next;
             Task<RedisResult[]>? nextCall = null;
             lock (_queueGate)
             {
-                next = TakeQueuedLocked();
+                next = TakeQueuedLocked(out var events);
                 if (next.Count == 0)
                 {
                     _coalescedCalls--;
                 }
                 else
                 {
-                    nextCall = StartCoalesced(database, next);
+                    nextCall = StartCoalesced(database, next, events);
                 }
             }
 
@@ -506,14 +661,16 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         }
     }
 
-    private Task<RedisResult[]> StartCoalesced(IDatabase database, List<PendingRecord> batch)
+    private Task<RedisResult[]> StartCoalesced(IDatabase database, List<IPending> batch, int count)
     {
         try
         {
-            var events = new UsageCounterEvent[batch.Count];
-            for (var i = 0; i < events.Length; i++)
+            var events = new UsageCounterEvent[count];
+            var at = 0;
+            foreach (var pending in batch)
             {
-                events[i] = batch[i].Event;
+                pending.CopyTo(events, at);
+                at += pending.Count;
             }
 
             return EvaluateRecordAsync(database, events, null, 0, events.Length, CancellationToken.None);
@@ -524,53 +681,31 @@ public sealed class RedisUsageCounter : IUsageCounter, IDisposable, IAsyncDispos
         }
     }
 
-    /// <summary>Completes each caller of a coalesced call; events the call did not apply are sent again on their own.</summary>
-    private void CompleteCoalesced(List<PendingRecord> batch, RedisResult[]? reply, Exception? error)
+    /// <summary>Completes each caller of a coalesced call; entries the call did not apply are sent again on their own.</summary>
+    private void CompleteCoalesced(List<IPending> batch, RedisResult[]? reply, Exception? error)
     {
         if (error is not null && IsCrossSlot(error))
         {
-            // The server is a cluster after all: nothing ran. Send each event on its own.
+            // The server is a cluster after all: nothing ran. Send each entry on its own.
             Volatile.Write(ref _topology, Sharded);
             reply = [];
             error = null;
         }
 
-        for (var i = 0; i < batch.Count; i++)
+        var offset = 0;
+        foreach (var pending in batch)
         {
-            var pending = batch[i];
             pending.Registration.Dispose();
             if (error is not null)
             {
-                pending.TrySetException(error);
-            }
-            else if (i < reply!.Length)
-            {
-                if (TryDecode(reply[i], out var result))
-                {
-                    pending.TrySetResult(result);
-                }
-                else
-                {
-                    pending.TrySetException(Overflow(pending.Event));
-                }
+                pending.Fail(error);
             }
             else
             {
-                _ = ForwardAsync(pending); // after an overflow: not applied
+                pending.Complete(reply!, offset);
             }
-        }
-    }
 
-    private async Task ForwardAsync(PendingRecord pending)
-    {
-        try
-        {
-            var call = RecordCommand.Single(_keys, pending.Event, _defaultRetentionMs, _generationMs);
-            pending.TrySetResult(await RecordOneAsync(call.Keys, call.Values, pending.Event, CancellationToken.None).ConfigureAwait(false));
-        }
-        catch (Exception e)
-        {
-            pending.TrySetException(e);
+            offset += pending.Count;
         }
     }
 

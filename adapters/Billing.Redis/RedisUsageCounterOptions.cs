@@ -103,10 +103,13 @@ public sealed class RedisUsageCounterOptions
     public RedisBatchMode BatchMode { get; set; } = RedisBatchMode.Auto;
 
     /// <summary>
-    /// Whether concurrent <see cref="RedisUsageCounter.RecordAsync"/> calls share script calls on a standalone server (default
-    /// true): at most two such calls are in flight per counter instance and the events recorded meanwhile go together in the
-    /// next one. Every event keeps its own atomic check and its own result; this only saves round trips and server work.
-    /// Set false to send one script call per event.
+    /// Whether concurrent <see cref="RedisUsageCounter.RecordAsync"/> and <see cref="RedisUsageCounter.RecordBatchAsync"/>
+    /// calls share script calls on a standalone server (default true): at most two such calls are in flight per counter
+    /// instance, and the events and batches recorded meanwhile go together, whole and in arrival order, in the next one (as
+    /// many as fit in <see cref="MaxEventsPerScriptCall"/>; a larger batch goes on its own). Every event keeps its own atomic
+    /// check and its own result, and every batch the results and overflow behaviour of a call of its own; this only saves
+    /// round trips and server work (the script reads and writes each customer group's hashes once per call, not once per
+    /// batch). Set false to send one script call per event and per batch.
     /// </summary>
     public bool CoalesceRecords { get; set; } = true;
 }

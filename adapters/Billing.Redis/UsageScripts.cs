@@ -56,14 +56,15 @@ internal static class UsageScripts
     /// <summary>The aggregation codes the scripts understand.</summary>
     public const string Sum = "s", Count = "c", Max = "m", Last = "l", UniqueCount = "u";
 
-    /// <summary>Arguments per settings of <see cref="Record"/>: aggregation, limit, dedup ms, retention ms.</summary>
-    public const int RecordArgumentsPerSettings = 4;
+    /// <summary>Arguments per settings of <see cref="Record"/>: aggregation, limit, dedup ms.</summary>
+    public const int RecordArgumentsPerSettings = 3;
 
     /// <summary>Arguments of <see cref="Record"/> before the first counter hash.</summary>
     public const int RecordHeader = 7;
 
-    /// <summary>Arguments per run of <see cref="Record"/> before its idempotency fields: m, group, window, counter, settings.</summary>
-    public const int RecordRunHeader = 5;
+    /// <summary>Arguments per run of <see cref="Record"/> before its idempotency fields: m, group, window, counter, settings,
+    /// retention.</summary>
+    public const int RecordRunHeader = 6;
 
     /// <summary>Arguments per event of <see cref="Rebuild"/>.</summary>
     public const int RebuildArgumentsPerEvent = 8;
@@ -191,11 +192,11 @@ internal static class UsageScripts
     /// index of the hash in <c>KEYS</c>, its number of counters c and their c fields (consecutive, so they are read straight
     /// from <c>ARGV</c>; the counters are numbered from 1 in this order over all hashes); then per set: its counter's number
     /// and its index in <c>KEYS</c>; then per settings (<see cref="RecordArgumentsPerSettings"/>): aggregation, hard limit
-    /// (empty for none), dedup window ms (0: the key is not kept), counter retention ms; then per run: its number of events
-    /// m, the index of its group's idempotency name in <c>KEYS</c>, the longest dedup window ms of the group's events in the
-    /// call, its events' counter and settings (each 0 when they differ between its events), the m idempotency fields
-    /// (consecutive, so they are looked up straight from <c>ARGV</c>), then per event: its counter and its settings (each
-    /// only when the run's is 0), quantity, acceptance token (decimal text, kept as text: Lua numbers cannot hold 64 bits),
+    /// (empty for none), dedup window ms (0: the key is not kept); then per run: its number of events m, the index of its
+    /// group's idempotency name in <c>KEYS</c>, the longest dedup window ms of the group's events in the call, its events'
+    /// counter, settings and counter retention ms (each 0 when they differ between its events; a retention is at least 1),
+    /// the m idempotency fields (consecutive, so they are looked up straight from <c>ARGV</c>), then per event: its
+    /// counter, its settings and its retention (each only when the run's is 0), quantity, acceptance token (decimal text, kept as text: Lua numbers cannot hold 64 bits),
     /// UTC ticks and ordinal key (Last only), unique value (UniqueCount only). Nothing is written before the last event is
     /// decided.
     /// </summary>
@@ -235,30 +236,30 @@ internal static class UsageScripts
             sfx = ':' .. format('%.0f', exp)
             sfxs[dedup] = sfx
           end
-          local st = { agg = agg, lim = lim, nlim = type(lim) == 'number', dedup = dedup, ret = tonumber(A[a + 4]), exp = exp,
-            sfx = sfx, w = w }
+          local st = { agg = agg, lim = lim, nlim = type(lim) == 'number', dedup = dedup, exp = exp, sfx = sfx, w = w }
           set[j] = st
           named[tostring(j)] = st
-          a = a + 4
+          a = a + 3
         end
         -- First pass: each run's keys (consecutive arguments) are looked up together in its group's hashes.
         local first, grp = a, {}
         for r = 1, nr do
-          local m, ix, rc, rs = tonumber(A[a + 1]), tonumber(A[a + 2]), A[a + 4], A[a + 5]
+          local m, ix, rc, rs, rr = tonumber(A[a + 1]), tonumber(A[a + 2]), A[a + 4], A[a + 5], A[a + 6]
           local cu = grp[ix]
           if not cu then
             cu = { base = KEYS[ix], found = {}, writes = {}, nw = 0, expiry = 0, meta = false }
             grp[ix] = cu
           end
-          local meta = lookup(cu.base, cu.found, a + 6, a + 5 + m, now, gen, tonumber(A[a + 3]))
+          local meta = lookup(cu.base, cu.found, a + 7, a + 6 + m, now, gen, tonumber(A[a + 3]))
           if meta then cu.meta = meta end
-          a = a + 5 + m
-          local per = 0
-          if rc == '0' then per = 1 end
+          a = a + 6 + m
+          local pc, pr = 0, 0
+          if rc == '0' then pc = 1 end
+          if rr == '0' then pr = 1 end
           if rs ~= '0' then
-            a = a + m * (per + named[rs].w)
+            a = a + m * (pc + pr + named[rs].w)
           else
-            for i = 1, m do a = a + per + 1 + named[A[a + per + 1]].w end
+            for i = 1, m do a = a + pc + 1 + pr + named[A[a + pc + 1]].w end
           end
         end
         -- Second pass: the events, run by run. Nothing is written until the end.
@@ -266,10 +267,10 @@ internal static class UsageScripts
         a = first
         local stopped = false
         for r = 1, nr do
-          local m, cu, ci, rs = tonumber(A[a + 1]), grp[tonumber(A[a + 2])], tonumber(A[a + 4]), A[a + 5]
-          local ks = a + 5
+          local m, cu, ci, rs, rt = tonumber(A[a + 1]), grp[tonumber(A[a + 2])], tonumber(A[a + 4]), A[a + 5], A[a + 6]
+          local ks = a + 6
           a = ks + m
-          local each, st = ci == 0, named[rs]
+          local each, st, eachret = ci == 0, named[rs], rt == '0'
           local fixed = st ~= nil
           local found = cu.found
           for i = 1, m do
@@ -280,6 +281,10 @@ internal static class UsageScripts
             if not fixed then
               a = a + 1
               st = named[A[a]]
+            end
+            if eachret then
+              a = a + 1
+              rt = A[a]
             end
             local key, q, tk, x, y = A[ks + i], A[a + 1], A[a + 2], A[a + 3], A[a + 4]
             a = a + st.w
@@ -360,7 +365,7 @@ internal static class UsageScripts
                   end
                   sets[ci] = true
                 end
-                ret[ci] = st.ret
+                ret[ci] = rt
                 if small then out[o] = 4 * c else out[o] = '0' .. c end
               elseif fits(c) then
                 out[o] = reply(2, t)
@@ -387,6 +392,7 @@ internal static class UsageScripts
           for k = hs.first, hs.last do
             local ms = ret[k]
             if ms then
+              ms = tonumber(ms)
               local exp = now + ms
               w[nw + 1] = A[base + k]
               w[nw + 2] = countervalue(tot[k], exp, stamps[k], skeys[k])

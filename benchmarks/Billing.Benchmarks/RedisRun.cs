@@ -73,7 +73,7 @@ internal static class RedisRun
 
         // The same script with one batch call of --batch events over --customers customers, every idempotency key random.
         var batchCustomers = Enumerable.Range(0, settings.Customers).Select(i => Invariant($"cus_rb_{i:D4}")).ToArray();
-        var batchCommand = counter.RecordBatchCommandFor([.. Enumerable.Range(0, settings.Batch).Select(i => BatchEvent(batchCustomers[i % batchCustomers.Length], Invariant($"rb{i}:__rand_int__"), settings.Limit))]);
+        var batchCommand = counter.RecordBatchCommandFor([.. Enumerable.Range(0, settings.Batch).Select(i => BatchEvent(batchCustomers[i % batchCustomers.Length], Invariant($"rb{i}:__rand_int__"), settings.Limit, StartOf(i % batchCustomers.Length)))]);
         var batchPipeline = Math.Max(1, settings.Writers / 4);
         string[] batchBenchmarkArgs =
         [
@@ -266,7 +266,8 @@ internal static class RedisRun
                 for (var i = 0; i < batch.Length; i++)
                 {
                     var n = start + i;
-                    batch[i] = BatchEvent(customers[(int)(n % customers.Length)], Key(tag, n), settings.Limit);
+                    var c = (int)(n % customers.Length);
+                    batch[i] = BatchEvent(customers[c], Key(tag, n), settings.Limit, StartOf(c));
                 }
 
                 var results = await counter.RecordBatchAsync(batch).ConfigureAwait(false);
@@ -287,9 +288,9 @@ internal static class RedisRun
         var elapsed = watch.Elapsed;
         var clientCpu = Process.GetCurrentProcess().TotalProcessorTime - cpu;
         long total = 0;
-        foreach (var c in customers)
+        for (var c = 0; c < customers.Length; c++)
         {
-            total += await counter.GetTotalAsync(new UsageCounterKey(c, "api_calls", PeriodStart)).ConfigureAwait(false);
+            total += await counter.GetTotalAsync(new UsageCounterKey(customers[c], "api_calls", StartOf(c))).ConfigureAwait(false);
         }
 
         if (total != events)
@@ -315,9 +316,18 @@ internal static class RedisRun
         AcceptanceToken = Interlocked.Increment(ref _token),
     };
 
-    private static UsageCounterEvent BatchEvent(string customer, string key, bool limit) => new()
+    /// <summary>
+    /// The period start of the <paramref name="customer"/>-th customer: as in the sample host, every subscription has its own
+    /// (about 1.23 s apart, to the tick), so every customer's counter has its own field and its own retention.
+    /// </summary>
+    private static DateTimeOffset StartOf(int customer) => PeriodStart.AddTicks(customer * 12_345_679L);
+
+    /// <summary>A batch event as the metering service makes it: the counter kept until its period closes (a month, plus an
+    /// hour of late-event grace) and 35 days more.</summary>
+    private static UsageCounterEvent BatchEvent(string customer, string key, bool limit, DateTimeOffset periodStart) => new()
     {
-        Counter = new UsageCounterKey(customer, "api_calls", PeriodStart),
+        Counter = new UsageCounterKey(customer, "api_calls", periodStart),
+        CounterRetention = periodStart.AddMonths(1).AddHours(1) - Now + TimeSpan.FromDays(35),
         Aggregation = MeterAggregation.Sum,
         Quantity = 1,
         IdempotencyKey = key,

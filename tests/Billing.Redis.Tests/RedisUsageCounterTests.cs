@@ -344,6 +344,14 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         Assert.InRange(await CounterLeftAsync(hash, c), (long)TimeSpan.FromDays(3).TotalMilliseconds - 60_000, (long)TimeSpan.FromDays(3).TotalMilliseconds);
         AssertTtl(TimeSpan.FromDays(70), await PttlAsync(hash));
 
+        // Within one call too, the events of a counter each with its own retention: the latest accepted one's wins (a
+        // duplicate's does not count).
+        await counter.RecordBatchAsync([Event(c, "k5", 1) with { CounterRetention = TimeSpan.FromDays(9) }, Event(c, "k6", 1) with { CounterRetention = TimeSpan.FromDays(2) }]);
+        AssertTtl(TimeSpan.FromDays(2), await CounterLeftAsync(hash, c));
+        await counter.RecordBatchAsync([Event(c, "k7", 1) with { CounterRetention = TimeSpan.FromDays(4) }, Event(c, "k5", 1) with { CounterRetention = TimeSpan.FromDays(9) }]);
+        AssertTtl(TimeSpan.FromDays(4), await CounterLeftAsync(hash, c));
+        Assert.Equal(9, await counter.GetTotalAsync(Key(c))); // k1 (5), k4, k5, k6, k7
+
         // A rebuild restores both.
         await counter.RebuildAsync(Key(c), MeterAggregation.Sum, [Event(c, "k1", 5) with { DedupWindow = TimeSpan.FromMinutes(10), CounterRetention = TimeSpan.FromDays(90) }]);
         AssertTtl(TimeSpan.FromDays(90), await CounterLeftAsync(hash, c));
@@ -691,6 +699,86 @@ public sealed class RedisUsageCounterTests(RedisFixture fixture) : IClassFixture
         before = await ScriptCallsAsync();
         await Task.WhenAll(Enumerable.Range(0, 100).Select(i => plain.RecordAsync(Event(d, $"p{i}", 1)).AsTask()));
         Assert.Equal(100, await ScriptCallsAsync() - before);
+    }
+
+    [Fact]
+    public async Task Concurrent_batches_share_script_calls_and_each_gets_the_results_of_a_call_of_its_own()
+    {
+        string[] customers = [.. Enumerable.Range(0, 6).Select(_ => NewCustomer())];
+        UsageCounterEvent Of(int batch, int i)
+        {
+            var c = customers[(batch + i) % customers.Length];
+            var e = Event(c, $"b{batch}e{i}", 1 + ((batch + i) % 4));
+            return i % 5 == 0 ? e with { Counter = Key(c, "limited"), HardLimit = 60 } : e;
+        }
+
+        // Each batch: 15 new events (every fifth on a limited counter), 5 repeats of the previous batch's and one of its own.
+        var batches = Enumerable.Range(0, 60)
+            .Select(b => (UsageCounterEvent[])[.. Enumerable.Range(0, 15).Select(i => Of(b, i)), .. Enumerable.Range(0, b > 0 ? 5 : 0).Select(i => Of(b - 1, i)), Of(b, 1)])
+            .ToArray();
+        var before = await ScriptCallsAsync();
+
+        var results = await Task.WhenAll(batches.Select(b => Counter.RecordBatchAsync(b).AsTask()));
+
+        Assert.InRange(await ScriptCallsAsync() - before, 1, 30); // coalesced: fewer calls than batches
+        // Calls reach the server in the order the batches arrived: the results are those of recording them one by one.
+        var expected = new InMemoryUsageCounter();
+        for (var b = 0; b < batches.Length; b++)
+        {
+            Assert.Equal(await expected.RecordBatchAsync(batches[b]), results[b]);
+        }
+
+        Assert.Contains(results.SelectMany(r => r), r => r.Outcome == UsageOutcome.OverLimit);
+        foreach (var c in customers)
+        {
+            Assert.Equal(await expected.GetTotalAsync(Key(c)), await Counter.GetTotalAsync(Key(c)));
+            Assert.Equal(await expected.GetTotalAsync(Key(c, "limited")), await Counter.GetTotalAsync(Key(c, "limited")));
+        }
+
+        // An overflow stops its batch where a call of its own would: the events before it applied, those after it not. The
+        // batches after it in the same call were not applied by that call and are sent again on their own.
+        var full = NewCustomer();
+        var other = NewCustomer();
+        Assert.Equal(long.MaxValue - 5, (await Counter.RecordAsync(Event(full, "max", long.MaxValue - 5))).Total);
+        var mixed = Enumerable.Range(0, 12)
+            .Select(b => b == 6
+                ? (UsageCounterEvent[])[Event(full, "x1", 1), Event(full, "over", 10), Event(full, "x2", 1)]
+                : [Event(other, $"m{b}a", 1), Event(other, $"m{b}b", 2)])
+            .ToArray();
+        var calls = mixed.Select(b => Counter.RecordBatchAsync(b).AsTask()).ToArray();
+        await Assert.ThrowsAsync<OverflowException>(() => calls[6]);
+        var others = await Task.WhenAll(calls.Where((_, b) => b != 6));
+        Assert.All(others.SelectMany(r => r), r => Assert.Equal(UsageOutcome.Accepted, r.Outcome));
+        Assert.Equal(Enumerable.Range(1, 11).Select(k => 3L * k), others.Select(r => r[1].Total).Order());
+        Assert.Equal(33, await Counter.GetTotalAsync(Key(other)));
+        Assert.Equal(long.MaxValue - 4, await Counter.GetTotalAsync(Key(full)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, long.MaxValue - 3), await Counter.RecordAsync(Event(full, "x2", 1)));
+        Assert.Equal(new UsageCounterResult(UsageOutcome.Accepted, long.MaxValue - 3), await Counter.RecordAsync(Event(full, "over", 0)));
+
+        // Cancellation: batches canceled while they wait are not counted; the rest are, whole.
+        using var cts = new CancellationTokenSource();
+        var d = NewCustomer();
+        var waiting = Enumerable.Range(0, 60).Select(i => Counter.RecordBatchAsync([Event(d, $"w{i}a", 1), Event(d, $"w{i}b", 1)], i % 2 == 0 ? cts.Token : default).AsTask()).ToArray();
+        await cts.CancelAsync();
+        var counted = await Task.WhenAll(waiting.Select(async t =>
+        {
+            try
+            {
+                return (await t).Count(r => r.Outcome == UsageOutcome.Accepted);
+            }
+            catch (OperationCanceledException)
+            {
+                return 0;
+            }
+        }));
+        Assert.Equal(counted.Sum(), await Counter.GetTotalAsync(Key(d)));
+        Assert.All(counted.Where((_, i) => i % 2 == 1), n => Assert.Equal(2, n));
+
+        // Switched off: one script call per batch.
+        await using var plain = await RedisUsageCounter.ConnectAsync(new RedisUsageCounterOptions { ConfigurationString = Server.ConfigurationString, CoalesceRecords = false });
+        before = await ScriptCallsAsync();
+        await Task.WhenAll(Enumerable.Range(0, 20).Select(i => plain.RecordBatchAsync([Event(d, $"p{i}a", 1), Event(d, $"p{i}b", 1)]).AsTask()));
+        Assert.Equal(20, await ScriptCallsAsync() - before);
     }
 
     [Fact]
