@@ -16,8 +16,8 @@ namespace Billing.EntityFrameworkCore.Tests.Usage;
 /// </summary>
 /// <remarks>
 /// Where a test needs calls to meet in one statement, another transaction holds a lock on the events table
-/// (<c>LOCK TABLE … IN EXCLUSIVE MODE</c>, which blocks inserts only), so the statement in flight waits and the next
-/// calls queue behind it.
+/// (<c>LOCK TABLE … IN EXCLUSIVE MODE</c>, which blocks inserts only), so the statements in flight (up to
+/// <see cref="EntityFrameworkUsageEventStore.PostgreSqlGroupCommitStatements"/>) wait and the next calls queue behind them.
 /// </remarks>
 public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCommitTests.Database>
 {
@@ -28,8 +28,8 @@ public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCo
 
     /// <summary>
     /// 32 callers append 400 calls of 5 events drawn from 600 keys (so every key is appended by several calls, often at
-    /// once, with its own quantity per call): the calls share statements, each key is reported stored by exactly one
-    /// call, and the stored row is that call's event.
+    /// once, with its own quantity per call; half of the events counted as new, so copied in): the calls share statements,
+    /// two at a time, each key is reported stored by exactly one call, and the stored row is that call's event.
     /// </summary>
     [Fact]
     public async Task Concurrent_appends_of_the_same_keys_store_and_report_each_key_once()
@@ -38,7 +38,7 @@ public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCo
         var customer = NewCustomer();
         const int Calls = 400, PerCall = 5, Keys = 600;
         var calls = Enumerable.Range(0, Calls)
-            .Select(c => Enumerable.Range(0, PerCall).Select(i => Event(customer, string.Create(CultureInfo.InvariantCulture, $"k{Scatter((c * PerCall) + i, Keys)}"), 1 + (c * PerCall) + i)).ToArray())
+            .Select(c => Enumerable.Range(0, PerCall).Select(i => Event(customer, string.Create(CultureInfo.InvariantCulture, $"k{Scatter((c * PerCall) + i, Keys)}"), 1 + (c * PerCall) + i) with { CountedAsNew = (c + i) % 2 == 0 }).ToArray())
             .ToArray();
         var next = -1;
         var winners = new ConcurrentDictionary<string, long>();
@@ -88,11 +88,13 @@ public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCo
         var (store, lockTable) = await _database.NewStoreAsync();
         var customer = NewCustomer();
         StoredUsageEvent Event(string customer, string key, long quantity) => Support.GroupCommitEvents.Event(customer, key, quantity) with { CountedAsNew = countedAsNew };
-        Task<IReadOnlyList<bool>> first, good1, nul, tooLong, good2;
+        Task<IReadOnlyList<bool>> first, second, good1, nul, tooLong, good2;
         await using (var blocker = await lockTable())
         {
+            // Both statements the group commit runs at once wait for the lock; the next calls queue.
             first = store.AppendAsync([Event(customer, "first", 1)]).AsTask();
-            await WaitForBlockedInsertsAsync(1);
+            second = store.AppendAsync([Event(customer, "second", 1)]).AsTask();
+            await WaitForBlockedInsertsAsync(EntityFrameworkUsageEventStore.PostgreSqlGroupCommitStatements);
             good1 = store.AppendAsync([Event(customer, "good1", 2), Event(customer, "shared", 3)]).AsTask();
             await WaitUntilAsync(() => store.PostgreSqlGroupCommit!.Value.QueuedCalls == 1);
             nul = store.AppendAsync([Event(customer, "fine", 4), Event(customer, "bad\0key", 5)]).AsTask();
@@ -105,19 +107,20 @@ public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCo
         }
 
         Assert.Equal([true], await first);
+        Assert.Equal([true], await second);
         Assert.Equal([true, true], await good1);
         Assert.Equal([false, true], await good2);
         Assert.Contains("NUL", (await Assert.ThrowsAnyAsync<ArgumentException>(() => nul)).Message, StringComparison.Ordinal);
         Assert.Contains("ck_usage_events_customer_id", (await Assert.ThrowsAsync<BillingValidationException>(() => tooLong)).Message, StringComparison.Ordinal);
         var stored = await store.ListAsync(Key(customer));
-        Assert.Equal(["first", "good1", "good2", "shared"], stored.Select(e => e.IdempotencyKey).Order(StringComparer.Ordinal));
+        Assert.Equal(["first", "good1", "good2", "second", "shared"], stored.Select(e => e.IdempotencyKey).Order(StringComparer.Ordinal));
         Assert.Equal(3, stored.Single(e => e.IdempotencyKey == "shared").Quantity);
-        // "first" alone, then the failed statement of four calls, run again as four (two fail).
-        Assert.Equal(new BatchingUsageEventStoreStatistics(5, 3, 5, 0, 0), store.PostgreSqlGroupCommit);
+        // "first" and "second" alone, then the failed statement of four calls, run again as four (two fail).
+        Assert.Equal(new BatchingUsageEventStoreStatistics(6, 4, 6, 0, 0), store.PostgreSqlGroupCommit);
         Assert.Equal([true], await store.AppendAsync([Event(customer, "after", 9)])); // no connection was left broken
         await Assert.ThrowsAnyAsync<ArgumentException>(() => store.AppendAsync([Event(customer, "lone\uD800", 10)]).AsTask());
         Assert.Equal([true], await store.AppendAsync([Event(customer, "after2", 11)]));
-        Assert.Equal(["after", "after2", "first", "good1", "good2", "shared"], (await store.ListAsync(Key(customer))).Select(e => e.IdempotencyKey).Order(StringComparer.Ordinal));
+        Assert.Equal(["after", "after2", "first", "good1", "good2", "second", "shared"], (await store.ListAsync(Key(customer))).Select(e => e.IdempotencyKey).Order(StringComparer.Ordinal));
     }
 
     /// <summary>
@@ -130,21 +133,24 @@ public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCo
     {
         var (store, lockTable) = await _database.NewStoreAsync();
         var customer = NewCustomer();
-        Task<IReadOnlyList<bool>> first;
+        Task<IReadOnlyList<bool>> first, second;
         Task<IReadOnlyList<bool>>[] failing;
         await using (var blocker = await lockTable())
         {
+            // "first" and "second" take both statements; "second" waits for the lock until the end.
             first = store.AppendAsync([Event(customer, "first", 1)]).AsTask();
             var firstBackend = await WaitForBlockedInsertsAsync(1);
+            second = store.AppendAsync([Event(customer, "second", 2)]).AsTask();
+            var secondBackend = (await WaitForBlockedInsertsAsync(2)).Except(firstBackend).Single();
             failing = [.. Enumerable.Range(0, 3).Select(i => store.AppendAsync([Event(customer, string.Create(CultureInfo.InvariantCulture, $"lost{i}"), i)]).AsTask())];
             await WaitUntilAsync(() => store.PostgreSqlGroupCommit!.Value.QueuedCalls == 3);
             await TerminateAsync(firstBackend.Single());
             await Assert.ThrowsAnyAsync<Exception>(() => first);
-            var lostBackend = await WaitForBlockedInsertsAsync(1);
+            var lostBackend = (await WaitForBlockedInsertsAsync(2)).Except([secondBackend]).Single();
             Assert.Equal(0, store.PostgreSqlGroupCommit!.Value.QueuedCalls); // the three calls are in the waiting statement
             var after = store.AppendAsync([Event(customer, "after", 9)]).AsTask();
             await WaitUntilAsync(() => store.PostgreSqlGroupCommit!.Value.QueuedCalls == 1);
-            await TerminateAsync(lostBackend.Single());
+            await TerminateAsync(lostBackend);
             var errors = new List<Exception>();
             foreach (var call in failing)
             {
@@ -153,14 +159,15 @@ public sealed class PostgreSqlGroupCommitTests : IClassFixture<PostgreSqlGroupCo
 
             Assert.All(errors, e => Assert.Same(errors[0], e));
             Assert.Contains(Chain(errors[0]), e => e is PostgresException { SqlState: PostgresErrorCodes.AdminShutdown });
-            await WaitForBlockedInsertsAsync(1); // "after" waits for the lock in its own statement
+            await WaitForBlockedInsertsAsync(2); // "after" waits for the lock in its own statement, beside "second"
             await blocker.CommitAsync();
             Assert.Equal([true], await after);
+            Assert.Equal([true], await second);
         }
 
-        Assert.Equal(["after"], (await store.ListAsync(Key(customer))).Select(e => e.IdempotencyKey));
+        Assert.Equal(["after", "second"], (await store.ListAsync(Key(customer))).Select(e => e.IdempotencyKey).Order(StringComparer.Ordinal));
         Assert.Equal([true, false], await store.AppendAsync([Event(customer, "lost0", 0), Event(customer, "after", 9)]));
-        Assert.Equal(new BatchingUsageEventStoreStatistics(6, 2, 3, 0, 0), store.PostgreSqlGroupCommit);
+        Assert.Equal(new BatchingUsageEventStoreStatistics(7, 3, 4, 0, 0), store.PostgreSqlGroupCommit);
     }
 
     private static IEnumerable<Exception> Chain(Exception error)
